@@ -1,0 +1,18 @@
+//! skiff-api: Kubernetes API machinery with no I/O.
+//!
+//! Owns the resource registry (group/version/kind, plural, scope, short names, categories,
+//! verbs, subresources), object metadata helpers, the `Status` error model, and — in their own
+//! modules — selectors, patching, validation, defaulting, Table printing, OpenAPI documents,
+//! protobuf decoding and quantities. The API server (`skiff-apiserver`) is the main caller;
+//! controllers and tests use the same helpers. This crate calls no other skiff crate.
+#![forbid(unsafe_code)]
+
+pub mod defaults;
+pub mod meta;
+pub mod patch;
+pub mod registry;
+pub mod status;
+pub mod table;
+
+pub use registry::{ResourceInfo, Scope};
+pub use status::{ApiError, Cause};

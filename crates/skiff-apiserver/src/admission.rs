@@ -1,0 +1,500 @@
+//! What happens to an object between decoding and storing: system metadata (uid, timestamps,
+//! generation, generateName), upstream defaults, status rules (status is written only through
+//! the status subresource), validation, and allocation of Service ClusterIPs and NodePorts.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+
+use rand::Rng;
+use serde_json::{json, Value};
+use skiff_api::status::{ApiError, Cause};
+use skiff_api::{meta, ResourceInfo};
+
+use crate::resources::Served;
+use crate::Server;
+
+/// Kinds whose `metadata.generation` tracks spec changes, as upstream's strategies do.
+fn tracks_generation(info: &ResourceInfo) -> bool {
+    info.custom
+        || matches!(
+            (info.group.as_str(), info.kind.as_str()),
+            ("apps", _)
+                | ("batch", _)
+                | ("", "ReplicationController")
+                | ("autoscaling", _)
+                | ("policy", "PodDisruptionBudget")
+                | ("networking.k8s.io", "Ingress" | "NetworkPolicy")
+                | ("apiextensions.k8s.io", _)
+                | ("admissionregistration.k8s.io", _)
+                | ("flowcontrol.apiserver.k8s.io", _)
+        )
+}
+
+/// Kinds whose status is cleared on create (the controllers own it).
+fn resets_status_on_create(info: &Served) -> bool {
+    if info.info.kind == "Node" || info.info.kind == "CustomResourceDefinition" {
+        return false;
+    }
+    info.info.has_subresource("status")
+}
+
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn random_suffix() -> String {
+    let mut rng = rand::rng();
+    (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect()
+}
+
+/// Everything but metadata and status, to detect spec changes.
+fn spec_part(o: &Value) -> Value {
+    let mut c = o.clone();
+    if let Some(m) = c.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    c
+}
+
+/// Prepare a new object for storage.
+pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: Option<&str>) -> Result<(), ApiError> {
+    let info = &served.info;
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("kind".into(), json!(info.kind));
+        m.insert("apiVersion".into(), json!(info.api_version()));
+    }
+    {
+        let m = meta::metadata_mut(obj);
+        if m.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+            match m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+                Some(g) => {
+                    let n = format!("{g}{}", random_suffix());
+                    m.insert("name".into(), json!(n));
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        &info.group,
+                        &info.kind,
+                        "",
+                        vec![Cause { reason: "FieldValueRequired".into(), message: "Required value: name or generateName is required".into(), field: "metadata.name".into() }],
+                    ))
+                }
+            }
+        }
+        m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        m.insert("creationTimestamp".into(), json!(meta::now_rfc3339()));
+        m.remove("deletionTimestamp");
+        m.remove("deletionGracePeriodSeconds");
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+        if tracks_generation(info) {
+            m.insert("generation".into(), json!(1));
+        } else {
+            m.remove("generation");
+        }
+        if info.namespaced() {
+            m.insert("namespace".into(), json!(ns.unwrap_or("default")));
+        } else {
+            m.remove("namespace");
+        }
+    }
+    if info.namespaced() {
+        let ns_name = meta::namespace(obj).unwrap_or("default").to_string();
+        check_namespace(srv, &ns_name).await?;
+    }
+    if resets_status_on_create(served) {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+    skiff_api::defaults::apply(&info.group, &info.kind, obj);
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Pod") => {
+            let qos = skiff_api::defaults::pod_qos(&obj["spec"]);
+            obj["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        ("", "Namespace") => {
+            obj["status"] = json!({"phase": "Active"});
+            if obj.pointer("/spec/finalizers").is_none() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        ("", "PersistentVolumeClaim") => obj["status"] = json!({"phase": "Pending"}),
+        ("", "PersistentVolume") => obj["status"] = json!({"phase": "Pending"}),
+        ("", "Service") => {
+            obj["status"] = json!({"loadBalancer": {}});
+            let _guard = srv.allocation.lock().await;
+            allocate_service(srv, None, obj).await?;
+        }
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => obj["status"] = json!({}),
+        _ => {}
+    }
+    validate(info, obj)
+}
+
+async fn check_namespace(srv: &Server, ns: &str) -> Result<(), ApiError> {
+    let ns_info = srv.resources.find("", "v1", "namespaces").expect("namespaces are built in");
+    match srv.objects.try_get(&ns_info.info, None, ns).await? {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(n) if meta::is_deleting(&n) => Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Carry system-owned fields from `old` into `new` on update and apply status rules.
+/// `subresource` is `Some("status")` for status writes.
+pub async fn prepare_update(
+    srv: &Server,
+    served: &Served,
+    old: &Value,
+    new: &mut Value,
+    subresource: Option<&str>,
+) -> Result<(), ApiError> {
+    let info = &served.info;
+    if let Some(m) = new.as_object_mut() {
+        m.insert("kind".into(), json!(info.kind));
+        m.insert("apiVersion".into(), json!(info.api_version()));
+    }
+    let has_status = info.has_subresource("status");
+    if subresource == Some("status") {
+        // Status writes change status only (and never spec or metadata other than what the
+        // controllers may touch).
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        match status {
+            Some(s) => merged["status"] = s,
+            None => {
+                if let Some(m) = merged.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+        *new = merged;
+    } else if has_status {
+        match old.get("status") {
+            Some(s) => new["status"] = s.clone(),
+            None => {
+                if let Some(m) = new.as_object_mut() {
+                    m.remove("status");
+                }
+            }
+        }
+    }
+    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    {
+        let m = meta::metadata_mut(new);
+        for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            match old_meta.get(k) {
+                Some(v) => m.insert(k.to_string(), v.clone()),
+                None => m.remove(k),
+            };
+        }
+        if let Some(ns) = old_meta.get("namespace") {
+            m.insert("namespace".into(), ns.clone());
+        }
+        // Once deleting, finalizers may only be removed, never added.
+        if old_meta.get("deletionTimestamp").is_some() {
+            let old_f: HashSet<String> = meta::finalizers(old).into_iter().collect();
+            let new_f = m.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            if new_f.iter().any(|f| !old_f.contains(f.as_str().unwrap_or(""))) {
+                return Err(ApiError::forbidden(format!(
+                    "{} \"{}\" is forbidden: no new finalizers can be added if the object is being deleted",
+                    info.group_resource(),
+                    meta::name(old)
+                )));
+            }
+        }
+    }
+    skiff_api::defaults::apply(&info.group, &info.kind, new);
+    if tracks_generation(info) && spec_part(old) != spec_part(new) {
+        let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        meta::metadata_mut(new).insert("generation".into(), json!(g + 1));
+    }
+    match (info.group.as_str(), info.kind.as_str()) {
+        ("", "Service") if subresource.is_none() => {
+            let _guard = srv.allocation.lock().await;
+            allocate_service(srv, Some(old), new).await?;
+        }
+        ("", "Pod") if subresource.is_none() => check_pod_update(old, new)?,
+        ("", "Namespace") if subresource.is_none() => {
+            new["spec"] = old.get("spec").cloned().unwrap_or(json!({}));
+        }
+        _ => {}
+    }
+    validate(info, new)?;
+    validate_immutable(info, old, new)
+}
+
+fn field_err(info: &ResourceInfo, obj: &Value, field: &str, reason: &str, message: String) -> ApiError {
+    ApiError::invalid(&info.group, &info.kind, meta::name(obj), vec![Cause { reason: reason.into(), message, field: field.into() }])
+}
+
+/// Pod spec is immutable except for a few fields, as upstream.
+fn check_pod_update(old: &Value, new: &Value) -> Result<(), ApiError> {
+    let strip = |v: &Value| {
+        let mut s = v.get("spec").cloned().unwrap_or(json!({}));
+        for list in ["containers", "initContainers"] {
+            if let Some(Value::Array(cs)) = s.get_mut(list) {
+                for c in cs {
+                    if let Some(m) = c.as_object_mut() {
+                        m.remove("image");
+                    }
+                }
+            }
+        }
+        if let Some(m) = s.as_object_mut() {
+            m.remove("activeDeadlineSeconds");
+            m.remove("tolerations");
+            m.remove("terminationGracePeriodSeconds");
+            m.remove("schedulingGates");
+        }
+        s
+    };
+    if strip(old) != strip(new) {
+        let info = ResourceInfo {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Pod".into(),
+            plural: "pods".into(),
+            singular: "pod".into(),
+            scope: skiff_api::Scope::Namespaced,
+            short_names: vec![],
+            categories: vec![],
+            verbs: vec![],
+            subresources: vec![],
+            storage_version: "v1".into(),
+            custom: false,
+        };
+        return Err(field_err(&info, new, "spec", "FieldValueForbidden", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into()));
+    }
+    Ok(())
+}
+
+fn validate_immutable(info: &ResourceInfo, old: &Value, new: &Value) -> Result<(), ApiError> {
+    let immutable_selector = matches!(
+        (info.group.as_str(), info.kind.as_str()),
+        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
+    );
+    if immutable_selector && old.pointer("/spec/selector") != new.pointer("/spec/selector") {
+        return Err(field_err(info, new, "spec.selector", "FieldValueInvalid", format!(
+            "Invalid value: {}: field is immutable",
+            new.pointer("/spec/selector").cloned().unwrap_or(Value::Null)
+        )));
+    }
+    if matches!(info.kind.as_str(), "ConfigMap" | "Secret") && old.get("immutable") == Some(&json!(true)) {
+        for f in ["data", "binaryData", "stringData"] {
+            if old.get(f) != new.get(f) {
+                return Err(field_err(info, new, f, "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Minimal structural validation that every kind gets (names), plus the common kinds' rules.
+pub fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
+    let name = meta::name(obj);
+    let mut causes = Vec::new();
+    let dns_subdomain = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            })
+    };
+    let lenient_name = matches!(info.kind.as_str(), "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding")
+        || info.kind == "Event";
+    if !lenient_name && !dns_subdomain(name) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
+            field: "metadata.name".into(),
+        });
+    }
+    if matches!((info.group.as_str(), info.kind.as_str()), ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")) {
+        let sel = obj.pointer("/spec/selector");
+        let tl = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
+        match sel.and_then(|s| s.get("matchLabels")).and_then(Value::as_object) {
+            None if sel.and_then(|s| s.get("matchExpressions")).is_none() => causes.push(Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "spec.selector".into(),
+            }),
+            Some(ml) => {
+                let ok = ml.iter().all(|(k, v)| tl.and_then(|t| t.get(k)) == Some(v));
+                if !ok {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!("Invalid value: {}: `selector` does not match template `labels`", serde_json::to_string(&tl).unwrap_or_default()),
+                        field: "spec.template.metadata.labels".into(),
+                    });
+                }
+            }
+            None => {}
+        }
+        if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
+            if r < 0 {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!("Invalid value: {r}: must be greater than or equal to 0"),
+                    field: "spec.replicas".into(),
+                });
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(&info.group, &info.kind, name, causes))
+    }
+}
+
+/// Assign ClusterIP and NodePorts to a Service, keeping what `old` had; refuse conflicts.
+async fn allocate_service(srv: &Server, old: Option<&Value>, svc: &mut Value) -> Result<(), ApiError> {
+    let info = srv.resources.find("", "v1", "services").expect("services are built in").info;
+    let name = meta::name(svc).to_string();
+    let invalid = |field: &str, msg: String| {
+        ApiError::invalid("", "Service", &name, vec![Cause { reason: "FieldValueInvalid".into(), message: msg, field: field.into() }])
+    };
+    let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    // Everything allocated by other Services.
+    let page = srv.objects.list(&info, None, 0, None, None, &|_| true).await?;
+    let my_uid = old.map(|o| meta::uid(o).to_string());
+    let mut used_ips = HashSet::new();
+    let mut used_ports = HashSet::new();
+    for s in page.items.iter().filter(|s| Some(meta::uid(s).to_string()) != my_uid) {
+        if let Some(ip) = s.pointer("/spec/clusterIP").and_then(Value::as_str) {
+            used_ips.insert(ip.to_string());
+        }
+        for p in s.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(np) = p.get("nodePort").and_then(Value::as_u64) {
+                used_ports.insert(np as u16);
+            }
+        }
+    }
+    let spec = svc.get_mut("spec").and_then(Value::as_object_mut).ok_or_else(|| invalid("spec", "Required value".into()))?;
+    if ty == "ExternalName" {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+        return Ok(());
+    }
+    let old_ip = old.and_then(|o| o.pointer("/spec/clusterIP")).and_then(Value::as_str).map(str::to_string);
+    let requested = spec.get("clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+    let ip = if requested == "None" {
+        "None".to_string()
+    } else if let Some(o) = old_ip.filter(|o| !o.is_empty()) {
+        if !requested.is_empty() && requested != o {
+            return Err(invalid("spec.clusterIPs[0]", format!("Invalid value: []string{{\"{requested}\"}}: may not change once set")));
+        }
+        o
+    } else if !requested.is_empty() {
+        let parsed: Ipv4Addr = requested.parse().map_err(|_| invalid("spec.clusterIPs", format!("Invalid value: []string{{\"{requested}\"}}: must be a valid IP address")))?;
+        if !in_cidr(parsed, srv.config.service_cidr) {
+            return Err(invalid("spec.clusterIPs", format!("Invalid value: []string{{\"{requested}\"}}: failed to allocate IP {requested}: the provided IP ({requested}) is not in the valid range. The range of valid IPs is {}/{}", srv.config.service_cidr.0, srv.config.service_cidr.1)));
+        }
+        if used_ips.contains(&requested) {
+            return Err(invalid("spec.clusterIPs", format!("Invalid value: []string{{\"{requested}\"}}: failed to allocate IP {requested}: provided IP is already allocated")));
+        }
+        requested
+    } else {
+        pick_ip(srv.config.service_cidr, &used_ips).ok_or_else(|| ApiError::internal("failed to allocate a serviceIP: range is full"))?.to_string()
+    };
+    spec.insert("clusterIP".into(), json!(ip));
+    spec.insert("clusterIPs".into(), json!([ip]));
+    if ip != "None" {
+        spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
+        spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
+    } else {
+        spec.entry("ipFamilies").or_insert(json!(["IPv4"]));
+        spec.entry("ipFamilyPolicy").or_insert(json!("SingleStack"));
+    }
+    let wants_node_ports = ty == "NodePort" || (ty == "LoadBalancer" && spec.get("allocateLoadBalancerNodePorts") != Some(&json!(false)));
+    let (lo, hi) = srv.config.node_port_range;
+    let old_ports: Vec<Value> = old.and_then(|o| o.pointer("/spec/ports")).and_then(Value::as_array).cloned().unwrap_or_default();
+    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+        let mut mine = HashSet::new();
+        for (i, p) in ports.iter_mut().enumerate() {
+            let Some(pm) = p.as_object_mut() else { continue };
+            if !wants_node_ports {
+                pm.remove("nodePort");
+                continue;
+            }
+            let requested = pm.get("nodePort").and_then(Value::as_u64).map(|n| n as u16);
+            let previous = old_ports
+                .iter()
+                .find(|op| op.get("port") == pm.get("port") && op.get("protocol") == pm.get("protocol"))
+                .and_then(|op| op.get("nodePort"))
+                .and_then(Value::as_u64)
+                .map(|n| n as u16);
+            let port = match requested.or(previous) {
+                Some(n) => {
+                    if n < lo || n > hi {
+                        return Err(invalid(&format!("spec.ports[{i}].nodePort"), format!("Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {lo}-{hi}")));
+                    }
+                    if used_ports.contains(&n) || mine.contains(&n) {
+                        return Err(invalid(&format!("spec.ports[{i}].nodePort"), format!("Invalid value: {n}: provided port is already allocated")));
+                    }
+                    n
+                }
+                None => {
+                    let mut rng = rand::rng();
+                    let mut pick = None;
+                    for _ in 0..1000 {
+                        let n = rng.random_range(lo..=hi);
+                        if !used_ports.contains(&n) && !mine.contains(&n) {
+                            pick = Some(n);
+                            break;
+                        }
+                    }
+                    pick.or_else(|| (lo..=hi).find(|n| !used_ports.contains(n) && !mine.contains(n)))
+                        .ok_or_else(|| ApiError::internal("failed to allocate a nodePort: range is full"))?
+                }
+            };
+            mine.insert(port);
+            pm.insert("nodePort".into(), json!(port));
+        }
+    }
+    Ok(())
+}
+
+fn in_cidr(ip: Ipv4Addr, (base, bits): (Ipv4Addr, u8)) -> bool {
+    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    (u32::from(ip) & mask) == (u32::from(base) & mask)
+}
+
+fn pick_ip((base, bits): (Ipv4Addr, u8), used: &HashSet<String>) -> Option<Ipv4Addr> {
+    let size = 1u32 << (32 - bits as u32);
+    let base = u32::from(base);
+    let mut rng = rand::rng();
+    // Random probing first (like upstream's allocator), then a scan when the range is crowded.
+    // Offsets 1..=10 stay reserved for well-known services (kubernetes, DNS).
+    for _ in 0..256 {
+        let off = rng.random_range(11..size - 1);
+        let ip = Ipv4Addr::from(base + off);
+        if !used.contains(&ip.to_string()) {
+            return Some(ip);
+        }
+    }
+    (11..size - 1).map(|o| Ipv4Addr::from(base + o)).find(|ip| !used.contains(&ip.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_membership() {
+        let cidr = (Ipv4Addr::new(10, 43, 0, 0), 16);
+        assert!(in_cidr(Ipv4Addr::new(10, 43, 200, 1), cidr));
+        assert!(!in_cidr(Ipv4Addr::new(10, 44, 0, 1), cidr));
+        let used: HashSet<String> = HashSet::new();
+        let ip = pick_ip(cidr, &used).unwrap();
+        assert!(in_cidr(ip, cidr));
+    }
+}

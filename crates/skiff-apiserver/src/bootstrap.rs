@@ -1,0 +1,57 @@
+//! First-start objects: the namespaces every cluster has and the `kubernetes` Service with
+//! its Endpoints pointing at this API server. Existing objects are left alone.
+
+use serde_json::{json, Value};
+
+use crate::resources::Served;
+use crate::Server;
+
+async fn ensure(srv: &Server, served: &Served, ns: Option<&str>, mut obj: Value) -> anyhow::Result<()> {
+    let name = skiff_api::meta::name(&obj).to_string();
+    if srv.objects.try_get(&served.info, ns, &name).await?.is_some() {
+        return Ok(());
+    }
+    match crate::handler::write::create_object(srv, served, &mut obj, ns, false, None).await {
+        Ok(_) => {
+            tracing::info!(kind = %served.info.kind, %name, "created");
+            Ok(())
+        }
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("creating {} {name}: {e}", served.info.kind)),
+    }
+}
+
+/// Create the default namespaces and the `kubernetes` Service if missing.
+pub async fn seed(srv: &Server) -> anyhow::Result<()> {
+    let namespaces = srv.resources.find("", "v1", "namespaces").expect("built in");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure(srv, &namespaces, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+    }
+    let services = srv.resources.find("", "v1", "services").expect("built in");
+    let ip = srv.config.kubernetes_service_ip().to_string();
+    ensure(
+        srv,
+        &services,
+        Some("default"),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": srv.config.port}], "sessionAffinity": "None"},
+        }),
+    )
+    .await?;
+    let endpoints = srv.resources.find("", "v1", "endpoints").expect("built in");
+    let addr = srv.config.advertise_address.to_string();
+    ensure(
+        srv,
+        &endpoints,
+        Some("default"),
+        json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": addr}], "ports": [{"name": "https", "port": srv.config.port, "protocol": "TCP"}]}],
+        }),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! watch: a stream of `{"type":..., "object":...}` lines from a store revision, with initial
+//! events, bookmarks, selector transitions (an object leaving the selection is DELETED), 410
+//! for compacted revisions, Table rendering, and `timeoutSeconds`.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use serde_json::{json, Value};
+use skiff_api::status::ApiError;
+use skiff_store::{EventKind, StoreError};
+
+use super::read::{partial_metadata, rendering, with_type, Rendering};
+use crate::filter::Filter;
+use crate::http::{Query, Request, Response};
+use crate::objects::decode;
+use crate::resources::Served;
+use crate::Server;
+
+/// How often bookmarks are sent when the client allows them.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
+
+/// Everything the streaming task needs, detached from the request.
+struct WatchJob {
+    served: Served,
+    filter: Filter,
+    render: Rendering,
+    include: String,
+    bookmarks: bool,
+    first_table: bool,
+}
+
+impl WatchJob {
+    fn render_object(&mut self, obj: Value) -> Value {
+        let obj = with_type(&self.served, obj);
+        match self.render {
+            Rendering::Object => obj,
+            Rendering::Metadata => partial_metadata(&obj),
+            Rendering::Table => {
+                let q = Query(vec![("includeObject".into(), self.include.clone())]);
+                let req = Request {
+                    method: http::Method::GET,
+                    path: String::new(),
+                    query: q,
+                    headers: Default::default(),
+                    body: Bytes::new(),
+                    user: None,
+                };
+                let rv = skiff_api::meta::resource_version(&obj).to_string();
+                let mut t = crate::tables::render(&self.served, &[obj], &req, rv, None);
+                if !self.first_table {
+                    t["columnDefinitions"] = json!([]);
+                }
+                self.first_table = false;
+                t
+            }
+        }
+    }
+
+    fn line(&mut self, kind: &str, obj: Value) -> Bytes {
+        let object = self.render_object(obj);
+        let mut b = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap();
+        b.push(b'\n');
+        Bytes::from(b)
+    }
+
+    fn bookmark(&self, rv: i64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.served.info.kind, "apiVersion": self.served.info.api_version(), "metadata": meta});
+        let mut b = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap();
+        b.push(b'\n');
+        Bytes::from(b)
+    }
+}
+
+fn error_line(e: &ApiError) -> Bytes {
+    let mut b = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+/// WATCH a collection (or one object when `name` is given).
+pub async fn watch(
+    srv: &Server,
+    req: &Request,
+    served: &Served,
+    ns: Option<&str>,
+    name: Option<&str>,
+) -> Result<Response, ApiError> {
+    let mut filter = Filter::from_query(&served.info, &req.query)?;
+    if let Some(n) = name {
+        let q = Query(vec![("fieldSelector".into(), format!("metadata.name={n}"))]);
+        let by_name = Filter::from_query(&served.info, &q)?;
+        let base = filter.clone();
+        filter = base.and(by_name);
+    }
+    let rv = req.query.non_empty("resourceVersion");
+    let send_initial = req.query.get("sendInitialEvents").map(|v| v == "true");
+    let initial = match (send_initial, rv) {
+        (Some(v), _) => v,
+        (None, None) | (None, Some("0")) => true,
+        _ => false,
+    };
+    let timeout = req
+        .query
+        .non_empty("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let mut job = WatchJob {
+        served: served.clone(),
+        filter,
+        render: rendering(req),
+        include: req.query.get("includeObject").unwrap_or("Metadata").to_string(),
+        bookmarks: req.query.flag("allowWatchBookmarks"),
+        first_table: true,
+    };
+    let prefix = served.info.list_prefix(ns);
+    let store = srv.objects.store().clone();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+
+    // Initial state: a consistent list, then the watch continues from its revision.
+    let mut backlog: Vec<Bytes> = Vec::new();
+    let start_rev = if initial {
+        let page = srv.objects.list(&served.info, ns, 0, None, None, &|o| job.filter.matches(o)).await?;
+        for obj in page.items {
+            let l = job.line("ADDED", obj);
+            backlog.push(l);
+        }
+        if send_initial == Some(true) {
+            backlog.push(job.bookmark(page.revision, true));
+        }
+        page.revision
+    } else {
+        let n: i64 = rv.unwrap_or("0").parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {}", rv.unwrap_or(""))))?;
+        n
+    };
+    let stream = store.watch(&prefix, start_rev).await;
+    srv.metrics.open_watches.fetch_add(1, Ordering::Relaxed);
+    tokio::spawn(async move {
+        for b in backlog {
+            if tx.send(b).await.is_err() {
+                return;
+            }
+        }
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(StoreError::Compacted { requested, compacted }) => {
+                let e = ApiError::gone(format!("too old resource version: {requested} ({compacted})"));
+                let _ = tx.send(error_line(&e)).await;
+                return;
+            }
+            Err(e) => {
+                let _ = tx.send(error_line(&ApiError::internal(e.to_string()))).await;
+                return;
+            }
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut tick = tokio::time::interval(BOOKMARK_EVERY);
+        tick.tick().await;
+        let mut last_rev = start_rev;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                _ = tick.tick() => {
+                    if job.bookmarks && tx.send(job.bookmark(last_rev, false)).await.is_err() {
+                        return;
+                    }
+                }
+                ev = stream.next() => {
+                    let Some(ev) = ev else { return };
+                    let ev = match ev {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            let _ = tx.send(error_line(&ApiError::gone(e.to_string()))).await;
+                            return;
+                        }
+                    };
+                    last_rev = ev.kv.mod_revision;
+                    let Ok(new) = decode(&ev.kv) else { continue };
+                    let old = ev.prev.as_ref().and_then(|p| decode(p).ok());
+                    let new_match = job.filter.matches(&new);
+                    let old_match = old.as_ref().is_some_and(|o| job.filter.matches(o));
+                    let kind = match ev.kind {
+                        EventKind::Create if new_match => "ADDED",
+                        EventKind::Update if new_match && old_match => "MODIFIED",
+                        EventKind::Update if new_match => "ADDED",
+                        EventKind::Update if old_match => "DELETED",
+                        EventKind::Delete if new_match => "DELETED",
+                        _ => continue,
+                    };
+                    let line = job.line(kind, new);
+                    if tx.send(line).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let gauge = GaugeGuard(srv.metrics.clone());
+    let body = StreamBody::new(futures::stream::unfold((rx, gauge), |(mut rx, g)| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(hyper::body::Frame::data(b)), (rx, g)))
+    }));
+    Ok(http::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-cache, private")
+        .body(BodyExt::boxed(body))
+        .unwrap())
+}
+
+/// Decrements the open-watch gauge when the response body is dropped.
+struct GaugeGuard(std::sync::Arc<crate::metrics::Metrics>);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.open_watches.fetch_sub(1, Ordering::Relaxed);
+    }
+}

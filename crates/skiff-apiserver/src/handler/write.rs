@@ -1,0 +1,247 @@
+//! create, update (PUT) and patch, sharing one optimistic-concurrency update loop.
+
+use serde_json::Value;
+use skiff_api::meta;
+use skiff_api::status::ApiError;
+
+use super::read::with_type;
+use crate::admission;
+use crate::http::{self, decode_body, Request, Response};
+use crate::patching::{self, PatchType};
+use crate::resources::Served;
+use crate::Server;
+
+/// Check that a body's apiVersion/kind (when set) are those of the endpoint.
+pub fn check_type(served: &Served, obj: &Value) -> Result<(), ApiError> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+    }
+    let info = &served.info;
+    if let Some(k) = obj.get("kind").and_then(Value::as_str) {
+        if !k.is_empty() && k != info.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                info.kind
+            )));
+        }
+    }
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
+        let (g, _) = meta::split_api_version(av);
+        if !av.is_empty() && g != info.group {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                info.api_version()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_namespace(obj: &Value, ns: Option<&str>) -> Result<(), ApiError> {
+    if let (Some(body_ns), Some(url_ns)) = (meta::namespace(obj), ns) {
+        if body_ns != url_ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn dry_run(req: &Request) -> bool {
+    req.query.get("dryRun").is_some_and(|v| v == "All")
+}
+
+/// POST: create an object.
+pub async fn create(srv: &Server, req: &Request, served: &Served, ns: Option<&str>) -> Result<Response, ApiError> {
+    let mut obj = decode_body(req)?;
+    check_type(served, &obj)?;
+    check_namespace(&obj, ns)?;
+    let created = create_object(srv, served, &mut obj, ns, dry_run(req), req.query.get("fieldManager")).await?;
+    Ok(http::json(201, &created))
+}
+
+/// Create `obj` (already decoded) through admission and the store.
+pub async fn create_object(
+    srv: &Server,
+    served: &Served,
+    obj: &mut Value,
+    ns: Option<&str>,
+    dry_run: bool,
+    _manager: Option<&str>,
+) -> Result<Value, ApiError> {
+    admission::prepare_create(srv, served, obj, ns).await?;
+    if dry_run {
+        return Ok(obj.clone());
+    }
+    let created = srv.objects.create(&served.info, obj.clone()).await?;
+    super::crd::after_write(srv, served, &created).await;
+    Ok(with_type(served, created))
+}
+
+/// Kinds that PUT may create when missing, as upstream.
+fn create_on_update(served: &Served) -> bool {
+    matches!(
+        (served.info.group.as_str(), served.info.kind.as_str()),
+        ("", "Endpoints" | "Event") | ("coordination.k8s.io", "Lease") | ("discovery.k8s.io", "EndpointSlice") | ("events.k8s.io", "Event")
+    )
+}
+
+/// PUT: replace an object.
+pub async fn update(
+    srv: &Server,
+    req: &Request,
+    served: &Served,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let mut obj = decode_body(req)?;
+    check_type(served, &obj)?;
+    check_namespace(&obj, ns)?;
+    let body_name = meta::name(&obj).to_string();
+    if body_name.is_empty() {
+        meta::set_str(&mut obj, "name", name);
+    } else if body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let current = srv.objects.try_get(&served.info, ns, name).await?;
+    let Some(current) = current else {
+        if create_on_update(served) {
+            let created = create_object(srv, served, &mut obj, ns, dry_run(req), None).await?;
+            return Ok(http::json(201, &created));
+        }
+        return Err(ApiError::not_found(&served.info.group, &served.info.plural, name));
+    };
+    let wanted_rv = meta::resource_version(&obj).to_string();
+    let updated = update_with(srv, served, ns, name, None, dry_run(req), |cur| {
+        if !wanted_rv.is_empty() && wanted_rv != meta::resource_version(cur) {
+            return Err(conflict(served, name));
+        }
+        Ok(obj.clone())
+    })
+    .await;
+    let _ = current;
+    Ok(http::json(200, &updated?))
+}
+
+/// The upstream optimistic-concurrency conflict.
+pub fn conflict(served: &Served, name: &str) -> ApiError {
+    ApiError::conflict(
+        &served.info.group,
+        &served.info.plural,
+        name,
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+}
+
+/// Read-modify-write with retries on store conflicts: `f` maps the current object to the
+/// desired one. Finalizer removal on a deleting object completes the delete.
+pub async fn update_with<F>(
+    srv: &Server,
+    served: &Served,
+    ns: Option<&str>,
+    name: &str,
+    subresource: Option<&str>,
+    dry_run: bool,
+    mut f: F,
+) -> Result<Value, ApiError>
+where
+    F: FnMut(&Value) -> Result<Value, ApiError>,
+{
+    for _ in 0..16 {
+        let current = srv.objects.get(&served.info, ns, name).await?;
+        let rv: i64 = meta::resource_version(&current).parse().unwrap_or(0);
+        let mut new = f(&current)?;
+        if meta::name(&new) != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                meta::name(&new)
+            )));
+        }
+        admission::prepare_update(srv, served, &current, &mut new, subresource).await?;
+        if dry_run {
+            return Ok(with_type(served, new));
+        }
+        // Nothing changed: upstream returns the object without writing (resourceVersion kept).
+        if strip_rv(&new) == strip_rv(&current) {
+            return Ok(with_type(served, current));
+        }
+        if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() {
+            match srv.objects.delete(&served.info, ns, name, Some(rv)).await {
+                Ok(gone) => {
+                    super::crd::after_delete(srv, served, &gone).await;
+                    return Ok(with_type(served, gone));
+                }
+                Err(e) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        match srv.objects.update(&served.info, new, rv).await {
+            Ok(v) => {
+                super::crd::after_write(srv, served, &v).await;
+                return Ok(with_type(served, v));
+            }
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(conflict(served, name))
+}
+
+fn strip_rv(v: &Value) -> Value {
+    let mut c = v.clone();
+    if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    if let Some(m) = c.as_object_mut() {
+        m.remove("kind");
+        m.remove("apiVersion");
+    }
+    c
+}
+
+/// PATCH: JSON, merge, strategic merge, or server-side apply.
+pub async fn patch(srv: &Server, req: &Request, served: &Served, ns: Option<&str>, name: &str) -> Result<Response, ApiError> {
+    let pt = PatchType::from_content_type(req.header("content-type"))?;
+    let patch = patching::parse(pt, &req.body)?;
+    if pt == PatchType::Apply {
+        return super::apply::apply(srv, req, served, ns, name, patch).await;
+    }
+    let v = patch_object(srv, served, ns, name, None, pt, &patch, dry_run(req)).await?;
+    Ok(http::json(200, &v))
+}
+
+/// Apply a patch to the object (or to its status for `subresource = Some("status")`).
+#[allow(clippy::too_many_arguments)]
+pub async fn patch_object(
+    srv: &Server,
+    served: &Served,
+    ns: Option<&str>,
+    name: &str,
+    subresource: Option<&str>,
+    pt: PatchType,
+    patch: &Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    // A resourceVersion inside a merge-style patch is a precondition.
+    let wanted_rv = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+    update_with(srv, served, ns, name, subresource, dry_run, |cur| {
+        if let Some(rv) = &wanted_rv {
+            if rv != meta::resource_version(cur) {
+                return Err(conflict(served, name));
+            }
+        }
+        let mut new = patching::apply_patch(served, pt, cur, patch)?;
+        if !new.is_object() {
+            return Err(ApiError::new(422, "Invalid", "the patch produced a value that is not an object"));
+        }
+        // The patch may not move the object.
+        if meta::name(&new).is_empty() {
+            meta::set_str(&mut new, "name", name);
+        }
+        Ok(new)
+    })
+    .await
+}

@@ -1,0 +1,168 @@
+//! Request and response plumbing shared by all handlers: the parsed request, query
+//! parameters, body limits and decoding, and JSON/text/Status responses.
+
+use bytes::Bytes;
+pub use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use serde_json::Value;
+use skiff_api::status::ApiError;
+
+use crate::auth::User;
+
+/// Largest request body accepted, as upstream (3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Response body type: boxed so streaming (watch) and full bodies share one type.
+pub type Body = BoxBody<Bytes, std::io::Error>;
+/// A response.
+pub type Response = http::Response<Body>;
+
+/// A request with its body read.
+#[derive(Debug)]
+pub struct Request {
+    /// HTTP method.
+    pub method: Method,
+    /// Path without the query.
+    pub path: String,
+    /// Decoded query parameters.
+    pub query: Query,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body (at most [`MAX_BODY`]).
+    pub body: Bytes,
+    /// Authenticated user, if any.
+    pub user: Option<User>,
+}
+
+impl Request {
+    /// A header as a string ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+/// Query parameters in order.
+#[derive(Debug, Default, Clone)]
+pub struct Query(pub Vec<(String, String)>);
+
+impl Query {
+    /// Parse a raw query string, percent-decoding keys and values.
+    pub fn parse(raw: Option<&str>) -> Self {
+        let mut out = Vec::new();
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.push((percent_decode(k), percent_decode(v)));
+        }
+        Self(out)
+    }
+
+    /// First value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// `key` parsed as a boolean (`true`/`1`).
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    /// Non-empty value of `key`.
+    pub fn non_empty(&self, key: &str) -> Option<&str> {
+        self.get(key).filter(|v| !v.is_empty())
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A full body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A JSON response.
+pub fn json(code: u16, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).expect("json values serialize");
+    raw(code, "application/json", body)
+}
+
+/// A response with an explicit content type.
+pub fn raw(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response {
+    http::Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header("content-type", content_type)
+        .header("cache-control", "no-cache, private")
+        .body(full(body))
+        .expect("valid response")
+}
+
+/// A plain-text response.
+pub fn text(code: u16, body: impl Into<String>) -> Response {
+    raw(code, "text/plain; charset=utf-8", body.into())
+}
+
+/// An error as an upstream `Status` body.
+pub fn error(e: &ApiError) -> Response {
+    let mut r = json(e.code, &e.to_status());
+    if let Some(s) = e.retry_after {
+        r.headers_mut().insert("retry-after", s.into());
+    }
+    r
+}
+
+/// Decode a request body as a JSON value from JSON, YAML or Kubernetes protobuf.
+pub fn decode_body(req: &Request) -> Result<Value, ApiError> {
+    let ct = req.header("content-type");
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if req.body.is_empty() {
+        return Err(ApiError::bad_request("the body of the request was empty"));
+    }
+    match media {
+        "" | "application/json" | "*/*" => serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding body as JSON: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let v: serde_yaml::Value = serde_yaml::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding body as YAML: {e}")))?;
+            serde_json::to_value(v).map_err(|e| ApiError::bad_request(format!("error converting YAML: {e}")))
+        }
+        "application/vnd.kubernetes.protobuf" => crate::protobuf_body::decode(&req.body),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=true&x"));
+        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert!(q.flag("watch"));
+        assert_eq!(q.get("x"), Some(""));
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("a%zzb"), "a%zzb");
+    }
+}

@@ -1,0 +1,203 @@
+//! Read queries of the SQLite backend. Each runs inside one read transaction on a reader
+//! connection, so everything it returns is consistent at one revision.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::schema::{key_from, meta, prefix_end};
+use crate::{EventKind, KeyValue, RangeResult, Revision, StoreError, WatchEvent};
+
+/// Why a read failed: a contract error for the caller, or SQLite itself.
+pub(super) enum ReadError {
+    /// Contract error (`Compacted`, `FutureRevision`) returned as is.
+    Store(StoreError),
+    /// SQLite failed; the caller adds the path and operation.
+    Sql(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for ReadError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+type ReadResult<T> = Result<T, ReadError>;
+
+fn kv_from(row: &Row<'_>) -> rusqlite::Result<KeyValue> {
+    Ok(KeyValue {
+        key: key_from(row.get(0)?)?,
+        value: row.get(1)?,
+        create_revision: row.get(2)?,
+        mod_revision: row.get(3)?,
+    })
+}
+
+/// Latest live value of `key`.
+pub(super) fn get(conn: &Connection, key: &str) -> rusqlite::Result<Option<KeyValue>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT value, create_revision, revision, deleted FROM kv
+         WHERE key = ?1 ORDER BY revision DESC LIMIT 1",
+    )?;
+    let row = stmt
+        .query_row([key.as_bytes()], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })
+        .optional()?;
+    Ok(
+        row.and_then(|(value, create_revision, mod_revision, deleted)| {
+            (!deleted).then(|| KeyValue {
+                key: key.to_string(),
+                value,
+                create_revision,
+                mod_revision,
+            })
+        }),
+    )
+}
+
+// Walks the `(key, revision, deleted)` index in key order and keeps a row only when it is its
+// key's newest at or below the read revision (one index seek per row) and not a tombstone.
+// Walking in key order means no sort and LIMIT stops the scan early, so a page costs what it
+// returns, not what remains of the prefix. Two variants keep the lower bound a plain index range.
+const RANGE_FROM_PREFIX: &str = "
+SELECT a.key, a.value, a.create_revision, a.revision FROM kv AS a
+WHERE a.key >= ?1 AND a.key < ?2 AND a.revision <= ?3 AND a.deleted = 0
+  AND a.revision = (SELECT MAX(b.revision) FROM kv AS b WHERE b.key = a.key AND b.revision <= ?3)
+ORDER BY a.key
+LIMIT ?4";
+
+const RANGE_AFTER_KEY: &str = "
+SELECT a.key, a.value, a.create_revision, a.revision FROM kv AS a
+WHERE a.key > ?1 AND a.key < ?2 AND a.revision <= ?3 AND a.deleted = 0
+  AND a.revision = (SELECT MAX(b.revision) FROM kv AS b WHERE b.key = a.key AND b.revision <= ?3)
+ORDER BY a.key
+LIMIT ?4";
+
+/// Keys under `prefix` after `start_after`, as of `revision` (None = latest).
+pub(super) fn range(
+    conn: &mut Connection,
+    prefix: &str,
+    start_after: Option<&str>,
+    limit: usize,
+    revision: Option<Revision>,
+) -> ReadResult<RangeResult> {
+    let tx = conn.transaction()?;
+    let current = meta(&tx, "revision")?;
+    let compacted = meta(&tx, "compacted")?;
+    let at = revision.unwrap_or(current);
+    if at > current {
+        return Err(ReadError::Store(StoreError::FutureRevision {
+            requested: at,
+            current,
+        }));
+    }
+    if at < compacted {
+        return Err(ReadError::Store(StoreError::Compacted {
+            requested: at,
+            compacted,
+        }));
+    }
+    let end = prefix_end(prefix);
+    let (sql, low) = match start_after {
+        Some(after) if after >= prefix => (RANGE_AFTER_KEY, after.as_bytes()),
+        _ => (RANGE_FROM_PREFIX, prefix.as_bytes()),
+    };
+    // One row past the limit tells whether there is more.
+    let sql_limit: i64 = if limit == 0 { -1 } else { limit as i64 + 1 };
+    let mut kvs = {
+        let mut stmt = tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(params![low, end, at, sql_limit], kv_from)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let more = limit > 0 && kvs.len() > limit;
+    kvs.truncate(if limit == 0 { kvs.len() } else { limit });
+    tx.finish()?;
+    Ok(RangeResult {
+        kvs,
+        more,
+        revision: at,
+    })
+}
+
+/// Number of live keys under `prefix`, answered from the covering index alone.
+pub(super) fn count(conn: &Connection, prefix: &str) -> rusqlite::Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT count(*) FROM (SELECT MAX(revision), deleted AS d FROM kv
+         WHERE key >= ?1 AND key < ?2 GROUP BY key) WHERE d = 0",
+    )?;
+    let n: i64 = stmt.query_row(params![prefix.as_bytes(), prefix_end(prefix)], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// One page of a watch backlog.
+pub(super) struct BacklogPage {
+    /// Committed changes under the prefix, in revision order.
+    pub(super) events: Vec<WatchEvent>,
+    /// The store revision the page was read at.
+    pub(super) revision: Revision,
+    /// True when the page reaches `revision`: nothing more to replay from history.
+    pub(super) complete: bool,
+}
+
+/// At most `limit` committed changes under `prefix` after `after`.
+pub(super) fn backlog(
+    conn: &mut Connection,
+    prefix: &str,
+    after: Revision,
+    limit: usize,
+) -> ReadResult<BacklogPage> {
+    let tx = conn.transaction()?;
+    let current = meta(&tx, "revision")?;
+    let compacted = meta(&tx, "compacted")?;
+    if after < compacted {
+        return Err(ReadError::Store(StoreError::Compacted {
+            requested: after,
+            compacted,
+        }));
+    }
+    let events = {
+        // `+e.key` keeps the planner on the revision order (a watch usually resumes from a
+        // recent revision) instead of scanning the whole prefix and sorting it.
+        let mut stmt = tx.prepare_cached(
+            "SELECT e.key, e.value, e.create_revision, e.revision, e.deleted,
+                    p.value, p.create_revision, p.revision
+             FROM kv AS e LEFT JOIN kv AS p ON p.revision = e.prev_revision AND e.prev_revision > 0
+             WHERE e.revision > ?1 AND +e.key >= ?2 AND +e.key < ?3
+             ORDER BY e.revision
+             LIMIT ?4",
+        )?;
+        let args = params![after, prefix.as_bytes(), prefix_end(prefix), limit as i64];
+        let rows = stmt.query_map(args, |r| {
+            let kv = kv_from(r)?;
+            let deleted: bool = r.get(4)?;
+            let prev_value: Option<Vec<u8>> = r.get(5)?;
+            let prev = match prev_value {
+                Some(value) => Some(KeyValue {
+                    key: kv.key.clone(),
+                    value,
+                    create_revision: r.get(6)?,
+                    mod_revision: r.get(7)?,
+                }),
+                None => None,
+            };
+            let kind = match (deleted, &prev) {
+                (true, _) => EventKind::Delete,
+                (false, Some(_)) => EventKind::Update,
+                (false, None) => EventKind::Create,
+            };
+            Ok(WatchEvent { kind, kv, prev })
+        })?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    tx.finish()?;
+    let complete = events.len() < limit;
+    Ok(BacklogPage {
+        events,
+        revision: current,
+        complete,
+    })
+}

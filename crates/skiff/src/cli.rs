@@ -1,0 +1,104 @@
+//! Command-line surface: `skiff up`, `skiff server`, `skiff snapshot`, `skiff kubeconfig`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// skiff: Kubernetes in one small binary.
+#[derive(Parser, Debug)]
+#[command(name = "skiff", version, about)]
+pub struct Cli {
+    /// Log at debug level (or set SKIFF_LOG, e.g. SKIFF_LOG=skiff_apiserver=debug).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The roles and tools of the binary.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a whole cluster on this machine (the main job): control plane with embedded store.
+    Up(ServerArgs),
+    /// Run a control-plane server.
+    Server(ServerArgs),
+    /// Store snapshots: save the embedded store to one file, or restore it.
+    Snapshot {
+        #[command(subcommand)]
+        action: SnapshotAction,
+    },
+    /// Print the admin kubeconfig of a data dir.
+    Kubeconfig {
+        /// Data directory of the server.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+    },
+}
+
+/// Snapshot actions.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotAction {
+    /// Write a consistent snapshot of a stopped or running server's store to FILE.
+    Save {
+        /// Data directory of the server.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+        /// Where to write the snapshot.
+        file: PathBuf,
+    },
+    /// Replace the store of a stopped server with the snapshot FILE.
+    Restore {
+        /// Data directory of the server.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+        /// Snapshot to restore.
+        file: PathBuf,
+    },
+}
+
+/// Settings shared by `up` and `server`.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where state, certificates and the kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    pub data_dir: PathBuf,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Address other nodes and the `kubernetes` Service use to reach this server.
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// Also write the admin kubeconfig here.
+    #[arg(long)]
+    pub write_kubeconfig: Option<PathBuf>,
+    /// Extra names or IPs for the serving certificate (repeatable).
+    #[arg(long)]
+    pub tls_san: Vec<String>,
+    /// Store backend: `sqlite` (durable, default) or `memory` (tests; nothing survives).
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+    /// Run without a node agent on this machine (control plane only).
+    #[arg(long)]
+    pub disable_agent: bool,
+}
+
+/// Run the chosen command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => crate::server::up(args).await,
+        Command::Server(args) => crate::server::run(args).await,
+        Command::Snapshot { action } => crate::server::snapshot(action).await,
+        Command::Kubeconfig { data_dir } => {
+            let path = data_dir.join("kubeconfig.yaml");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!("cannot read {}: {e} (has `skiff server --data-dir {}` run yet?)", path.display(), data_dir.display())
+            })?;
+            print!("{text}");
+            Ok(())
+        }
+    }
+}

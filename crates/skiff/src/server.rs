@@ -1,0 +1,94 @@
+//! The `server` and `up` roles: open the store, build the API server, run until a signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use skiff_apiserver::{ApiServer, Config};
+use skiff_store::Store;
+
+use crate::cli::{ServerArgs, SnapshotAction};
+
+fn store_path(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("db").join("state.db")
+}
+
+async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match args.store.as_str() {
+        "memory" => Ok(Arc::new(skiff_store::memory::MemoryStore::new())),
+        "sqlite" => {
+            let path = store_path(&args.data_dir);
+            std::fs::create_dir_all(path.parent().unwrap())
+                .with_context(|| format!("creating {}", path.parent().unwrap().display()))?;
+            let store = skiff_store::sqlite::SqliteStore::open(&path, Default::default())
+                .with_context(|| format!("opening the store at {}", path.display()))?;
+            Ok(Arc::new(store))
+        }
+        other => anyhow::bail!("unknown store backend {other:?}: use `sqlite` or `memory`"),
+    }
+}
+
+/// Wait for SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}
+
+/// `skiff server`
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let store = open_store(&args).await?;
+    let config = Config {
+        data_dir: args.data_dir.clone(),
+        bind_address: args.bind_address,
+        port: args.port,
+        advertise_address: args.advertise_address.unwrap_or_else(|| {
+            if args.bind_address.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { args.bind_address }
+        }),
+        tls_sans: args.tls_san.clone(),
+        write_kubeconfig: args.write_kubeconfig.clone(),
+        ..Config::default()
+    };
+    let api = ApiServer::build(config, store).await.context("starting the API server")?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let addr = api.local_addr();
+    let task = tokio::spawn(api.run(rx));
+    tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, kubeconfig = %args.data_dir.join("kubeconfig.yaml").display(), "skiff server ready");
+    shutdown_signal().await;
+    let _ = tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+    Ok(())
+}
+
+/// `skiff up`: the whole cluster on this machine. For now: the control plane.
+pub async fn up(args: ServerArgs) -> anyhow::Result<()> {
+    eprintln!("skiff up: starting the control plane (data in {})", args.data_dir.display());
+    eprintln!("  kubeconfig: {}", args.data_dir.join("kubeconfig.yaml").display());
+    eprintln!("  try: kubectl --kubeconfig {} get namespaces", args.data_dir.join("kubeconfig.yaml").display());
+    run(args).await
+}
+
+/// `skiff snapshot save|restore`
+pub async fn snapshot(action: SnapshotAction) -> anyhow::Result<()> {
+    match action {
+        SnapshotAction::Save { data_dir, file } => {
+            let path = store_path(&data_dir);
+            anyhow::ensure!(path.exists(), "no store at {} (is --data-dir right?)", path.display());
+            let store = skiff_store::sqlite::SqliteStore::open(&path, Default::default())?;
+            store.snapshot(&file).await.with_context(|| format!("writing snapshot {}", file.display()))?;
+            eprintln!("snapshot written to {}", file.display());
+            Ok(())
+        }
+        SnapshotAction::Restore { data_dir, file } => {
+            let path = store_path(&data_dir);
+            std::fs::create_dir_all(path.parent().unwrap())?;
+            skiff_store::sqlite::restore(&file, &path).with_context(|| format!("restoring {}", file.display()))?;
+            eprintln!("restored {} into {}; start the server to use it", file.display(), path.display());
+            Ok(())
+        }
+    }
+}
