@@ -9,10 +9,15 @@
 
 pub mod defaults;
 pub mod meta;
+pub mod openapi;
 pub mod patch;
+pub mod protobuf;
+pub mod quantity;
 pub mod registry;
+pub mod selector;
 pub mod status;
 pub mod table;
+pub mod validation;
 
 pub use registry::{ResourceInfo, Scope};
 pub use status::{ApiError, Cause};

@@ -90,6 +90,8 @@ pub struct Server {
     pub allocation: tokio::sync::Mutex<()>,
     /// The cluster PKI.
     pub pki: pki::Pki,
+    /// Cached OpenAPI documents.
+    pub openapi: handler::openapi::OpenApiCache,
 }
 
 /// A built, not yet running, API server.
@@ -144,6 +146,7 @@ impl ApiServer {
             metrics: Arc::new(metrics::Metrics::default()),
             allocation: tokio::sync::Mutex::new(()),
             pki,
+            openapi: Default::default(),
         });
         bootstrap::seed(&srv).await?;
         handler::crd::load_all(&srv).await?;

@@ -47,17 +47,20 @@ pub fn parse(pt: PatchType, body: &[u8]) -> Result<Value, ApiError> {
 
 /// Apply a non-apply patch to `current`.
 pub fn apply_patch(served: &Served, pt: PatchType, current: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let invalid = |e: String| ApiError::new(422, "Invalid", e);
+    let invalid = |e: skiff_api::patch::PatchError| {
+        let msg = if e.status_code() == 500 { format!("Internal error occurred: {e}") } else { e.to_string() };
+        ApiError::new(e.status_code(), e.reason(), msg)
+    };
     match pt {
-        PatchType::Json => skiff_api::patch::json_patch(current, patch).map_err(|e| invalid(e.to_string())),
-        PatchType::Merge => skiff_api::patch::merge_patch(current, patch).map_err(|e| invalid(e.to_string())),
+        PatchType::Json => skiff_api::patch::json_patch(current, patch).map_err(invalid),
+        PatchType::Merge => skiff_api::patch::merge_patch(current, patch).map_err(invalid),
         PatchType::Strategic => {
             if served.info.custom {
                 return Err(ApiError::unsupported_media_type("application/strategic-merge-patch+json"));
             }
             let meta = skiff_api::patch::patch_meta_for(&served.info.api_version(), &served.info.kind)
                 .ok_or_else(|| ApiError::unsupported_media_type("application/strategic-merge-patch+json"))?;
-            skiff_api::patch::strategic_merge_patch(current, patch, meta).map_err(|e| invalid(e.to_string()))
+            skiff_api::patch::strategic_merge_patch(current, patch, meta).map_err(invalid)
         }
         PatchType::Apply => Err(ApiError::internal("apply patches are handled by server-side apply")),
     }

@@ -1,1 +1,228 @@
-//! Test harness: start the real skiff binary on a temp data dir and drive it with real clients.
+//! skiff-testkit: start the real `skiff` binary on a temporary data dir and drive it with the
+//! real clients installed on the machine (kubectl 1.27-1.33), for end-to-end tests.
+//!
+//! Every server started here is stopped (SIGTERM, then SIGKILL) when its [`Cluster`] is
+//! dropped, and its data dir removed, so tests leave nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Directory holding the bundled kubectl clients (`kubectl.1.NN`).
+pub fn kubectl_dir() -> PathBuf {
+    std::env::var_os("SKIFF_TEST_KUBECTL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/google-cloud-sdk/bin"))
+}
+
+/// Path of kubectl minor version `minor` (e.g. 33), if installed.
+pub fn kubectl_path(minor: u32) -> Option<PathBuf> {
+    let p = kubectl_dir().join(format!("kubectl.1.{minor}"));
+    p.exists().then_some(p)
+}
+
+/// A running `skiff server` on a temporary data dir.
+pub struct Cluster {
+    binary: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+    /// Port the API server listens on.
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Cluster {
+    /// Start `skiff server` (binary at `binary`) with a memory-free durable SQLite store.
+    pub fn start(binary: &Path) -> Result<Self> {
+        Self::start_with(binary, &[])
+    }
+
+    /// Start with extra server arguments.
+    pub fn start_with(binary: &Path, extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?;
+        let mut c = Cluster {
+            binary: binary.to_path_buf(),
+            dir,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            port: free_port(),
+        };
+        c.spawn()?;
+        Ok(c)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log"))?;
+        let child = Command::new(&self.binary)
+            .args(["server", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--port", &self.port.to_string(), "--bind-address", "127.0.0.1", "--disable-agent"])
+            .args(&self.extra_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting skiff server")?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// Wait until `/readyz` answers through kubectl.
+    pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("skiff server exited with {status}; log:\n{}", self.log());
+                }
+            }
+            if self.kubeconfig().exists() {
+                if let Ok(out) = self.kubectl(&["get", "--raw", "/readyz"]) {
+                    if out.status.success() {
+                        return Ok(());
+                    }
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!("skiff server not ready after {timeout:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("kubeconfig.yaml")
+    }
+
+    /// PID of the server process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Run kubectl 1.33 with the admin kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output> {
+        self.kubectl_version(33, args)
+    }
+
+    /// Run kubectl of minor version `minor`.
+    pub fn kubectl_version(&self, minor: u32, args: &[&str]) -> Result<Output> {
+        let bin = kubectl_path(minor).with_context(|| format!("kubectl 1.{minor} is not installed in {}", kubectl_dir().display()))?;
+        Ok(Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// Run kubectl with `stdin` as input.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Result<Output> {
+        use std::io::Write;
+        let bin = kubectl_path(33).context("kubectl 1.33 is not installed")?;
+        let mut child = Command::new(bin)
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child.stdin.take().unwrap().write_all(stdin.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Run kubectl and return stdout, failing with stderr when it exits non-zero.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if !out.status.success() {
+            bail!("kubectl {} failed: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Run kubectl expecting failure; return stderr.
+    pub fn fails(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if out.status.success() {
+            bail!("kubectl {} unexpectedly succeeded: {}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// Run kubectl `get ... -o json` and parse it.
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.ok(&a)?)?)
+    }
+
+    /// Stop with SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        signal(child.id(), "TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(s) = child.try_wait()? {
+                return Ok(s);
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                bail!("server did not exit within 15s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kill with SIGKILL (a crash).
+    pub fn kill(&mut self) -> Result<()> {
+        let mut child = self.child.take().context("not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
+    /// Start again on the same data dir and port.
+    pub fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.stop()?;
+        }
+        self.spawn()
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

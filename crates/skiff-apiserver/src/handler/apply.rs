@@ -37,12 +37,12 @@ pub async fn apply(
     }
     let existing = srv.objects.try_get(&served.info, ns, name).await?;
     if existing.is_none() {
-        let mut obj = crate::ssa::apply(served, None, &patch, &mgr, force)?;
-        let created = super::write::create_object(srv, served, &mut obj, ns, dry, Some(&mgr)).await?;
+        let mut obj = crate::ssa::apply(served, None, &patch, &mgr, force, None)?;
+        let created = super::write::create_object(srv, served, &mut obj, ns, dry, None).await?;
         return Ok(http::json(201, &created));
     }
-    let v = super::write::update_with(srv, served, ns, name, None, dry, |cur| {
-        crate::ssa::apply(served, Some(cur), &patch, &mgr, force)
+    let v = super::write::update_with(srv, served, ns, name, None, dry, None, |cur| {
+        crate::ssa::apply(served, Some(cur), &patch, &mgr, force, None)
     })
     .await?;
     Ok(http::json(200, &v))
@@ -62,8 +62,8 @@ pub async fn apply_sub(
     let force = req.query.flag("force");
     let dry = req.query.get("dryRun") == Some("All");
     let mode = if sub == "status" { Some("status") } else { Some("other") };
-    let v = super::write::update_with(srv, served, ns, name, mode, dry, |cur| {
-        crate::ssa::apply(served, Some(cur), &patch, &mgr, force)
+    let v = super::write::update_with(srv, served, ns, name, mode, dry, None, |cur| {
+        crate::ssa::apply(served, Some(cur), &patch, &mgr, force, Some(sub))
     })
     .await?;
     Ok(http::json(200, &v))

@@ -26,6 +26,7 @@ pub async fn handle(
     let ns = rp.namespace.as_deref();
     let name = rp.name.as_deref().unwrap_or_default();
     let dry = req.query.get("dryRun") == Some("All");
+    let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
     match (sub, verb) {
         ("status" | "approval" | "finalize" | "ephemeralcontainers" | "resize", "get") => {
             let obj = with_type(served, srv.objects.get(&served.info, ns, name).await?);
@@ -35,7 +36,7 @@ pub async fn handle(
             let body = decode_body(req)?;
             check_type(served, &body)?;
             let sub_mode = sub_write_mode(sub);
-            let v = update_with(srv, served, ns, name, sub_mode, dry, |cur| Ok(merge_sub(sub, cur, &body))).await?;
+            let v = update_with(srv, served, ns, name, sub_mode, dry, Some(&mgr), |cur| Ok(merge_sub(sub, cur, &body))).await?;
             Ok(http::json(200, &v))
         }
         ("status" | "approval" | "finalize" | "ephemeralcontainers" | "resize", "patch") => {
@@ -45,7 +46,7 @@ pub async fn handle(
                 return super::apply::apply_sub(srv, req, served, ns, name, sub, patch).await;
             }
             let sub_mode = sub_write_mode(sub);
-            let v = update_with(srv, served, ns, name, sub_mode, dry, |cur| {
+            let v = update_with(srv, served, ns, name, sub_mode, dry, Some(&mgr), |cur| {
                 let patched = patching::apply_patch(served, pt, cur, &patch)?;
                 Ok(merge_sub(sub, cur, &patched))
             })
@@ -64,7 +65,7 @@ pub async fn handle(
                 (None, decode_body(req)?)
             };
             let wanted_rv = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
-            let v = update_with(srv, served, ns, name, None, dry, |cur| {
+            let v = update_with(srv, served, ns, name, None, dry, Some(&mgr), |cur| {
                 if let Some(rv) = &wanted_rv {
                     if rv != meta::resource_version(cur) {
                         return Err(super::write::conflict(served, name));
@@ -99,7 +100,7 @@ pub async fn handle(
             if node.is_empty() {
                 return Err(ApiError::new(422, "Invalid", "target.name: Required value"));
             }
-            update_with(srv, served, ns, name, None, dry, |cur| {
+            update_with(srv, served, ns, name, None, dry, Some(&mgr), |cur| {
                 if cur.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
                     return Err(ApiError::conflict("", "pods", name, &format!(
                         "pod {name} is already assigned to node \"{}\"",

@@ -57,7 +57,8 @@ pub async fn create(srv: &Server, req: &Request, served: &Served, ns: Option<&st
     let mut obj = decode_body(req)?;
     check_type(served, &obj)?;
     check_namespace(&obj, ns)?;
-    let created = create_object(srv, served, &mut obj, ns, dry_run(req), req.query.get("fieldManager")).await?;
+    let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
+    let created = create_object(srv, served, &mut obj, ns, dry_run(req), Some(&mgr)).await?;
     Ok(http::json(201, &created))
 }
 
@@ -68,9 +69,14 @@ pub async fn create_object(
     obj: &mut Value,
     ns: Option<&str>,
     dry_run: bool,
-    _manager: Option<&str>,
+    manager: Option<&str>,
 ) -> Result<Value, ApiError> {
     admission::prepare_create(srv, served, obj, ns).await?;
+    if let Some(m) = manager {
+        if obj.pointer("/metadata/managedFields").is_none() {
+            crate::ssa::record_update(None, obj, m, None);
+        }
+    }
     if dry_run {
         return Ok(obj.clone());
     }
@@ -115,7 +121,8 @@ pub async fn update(
         return Err(ApiError::not_found(&served.info.group, &served.info.plural, name));
     };
     let wanted_rv = meta::resource_version(&obj).to_string();
-    let updated = update_with(srv, served, ns, name, None, dry_run(req), |cur| {
+    let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
+    let updated = update_with(srv, served, ns, name, None, dry_run(req), Some(&mgr), |cur| {
         if !wanted_rv.is_empty() && wanted_rv != meta::resource_version(cur) {
             return Err(conflict(served, name));
         }
@@ -145,6 +152,7 @@ pub async fn update_with<F>(
     name: &str,
     subresource: Option<&str>,
     dry_run: bool,
+    manager: Option<&str>,
     mut f: F,
 ) -> Result<Value, ApiError>
 where
@@ -161,6 +169,9 @@ where
             )));
         }
         admission::prepare_update(srv, served, &current, &mut new, subresource).await?;
+        if let Some(m) = manager {
+            crate::ssa::record_update(Some(&current), &mut new, m, subresource.filter(|s| *s == "status"));
+        }
         if dry_run {
             return Ok(with_type(served, new));
         }
@@ -209,7 +220,8 @@ pub async fn patch(srv: &Server, req: &Request, served: &Served, ns: Option<&str
     if pt == PatchType::Apply {
         return super::apply::apply(srv, req, served, ns, name, patch).await;
     }
-    let v = patch_object(srv, served, ns, name, None, pt, &patch, dry_run(req)).await?;
+    let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
+    let v = patch_object(srv, served, ns, name, None, pt, &patch, dry_run(req), Some(&mgr)).await?;
     Ok(http::json(200, &v))
 }
 
@@ -224,10 +236,11 @@ pub async fn patch_object(
     pt: PatchType,
     patch: &Value,
     dry_run: bool,
+    manager: Option<&str>,
 ) -> Result<Value, ApiError> {
     // A resourceVersion inside a merge-style patch is a precondition.
     let wanted_rv = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
-    update_with(srv, served, ns, name, subresource, dry_run, |cur| {
+    update_with(srv, served, ns, name, subresource, dry_run, manager, |cur| {
         if let Some(rv) = &wanted_rv {
             if rv != meta::resource_version(cur) {
                 return Err(conflict(served, name));

@@ -1,0 +1,162 @@
+//! End-to-end: the real `skiff server` driven by the real kubectl (1.33 and an older client).
+
+use serde_json::Value;
+use skiff_testkit::{kubectl_path, Cluster};
+
+fn cluster() -> Cluster {
+    Cluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_skiff"))).expect("server starts")
+}
+
+#[test]
+fn namespaces_deployments_output_formats_and_restart() {
+    let mut c = cluster();
+    c.ok(&["create", "namespace", "team-a"]).unwrap();
+    let out = c.ok(&["get", "namespaces"]).unwrap();
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease", "team-a"] {
+        assert!(out.contains(ns), "{ns} missing from:\n{out}");
+    }
+    c.ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3", "-n", "team-a"]).unwrap();
+    let d = c.json(&["get", "deployment", "web", "-n", "team-a"]).unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["metadata"]["generation"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    let wide = c.ok(&["get", "deploy", "-n", "team-a", "-o", "wide"]).unwrap();
+    assert!(wide.contains("CONTAINERS") && wide.contains("nginx:1.25") && wide.contains("app=web"), "{wide}");
+    assert_eq!(c.ok(&["get", "deploy", "-n", "team-a", "-o", "name"]).unwrap().trim(), "deployment.apps/web");
+    let jp = c.ok(&["get", "deploy", "web", "-n", "team-a", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]).unwrap();
+    assert_eq!(jp, "nginx:1.25");
+    let yaml = c.ok(&["get", "deploy", "web", "-n", "team-a", "-o", "yaml"]).unwrap();
+    assert!(yaml.contains("kind: Deployment") && yaml.contains("replicas: 3"), "{yaml}");
+    // Generation moves with spec changes only.
+    c.ok(&["label", "deploy", "web", "-n", "team-a", "tier=front"]).unwrap();
+    assert_eq!(c.json(&["get", "deploy", "web", "-n", "team-a"]).unwrap()["metadata"]["generation"], 1);
+    c.ok(&["scale", "deploy", "web", "-n", "team-a", "--replicas=5"]).unwrap();
+    let d = c.json(&["get", "deploy", "web", "-n", "team-a"]).unwrap();
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["generation"], 2);
+    let rv_before: i64 = d["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+
+    let status = c.stop().unwrap();
+    assert!(status.success(), "SIGTERM exit: {status}");
+    c.restart().unwrap();
+    let d = c.json(&["get", "deploy", "web", "-n", "team-a"]).unwrap();
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["labels"]["tier"], "front");
+    c.ok(&["create", "configmap", "after-restart", "-n", "team-a", "--from-literal=k=v"]).unwrap();
+    let cm = c.json(&["get", "cm", "after-restart", "-n", "team-a"]).unwrap();
+    let rv_after: i64 = cm["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert!(rv_after > rv_before, "revisions continue after restart: {rv_after} <= {rv_before}");
+}
+
+#[test]
+fn older_kubectl_works_too() {
+    let c = cluster();
+    let minor = [31, 30].into_iter().find(|m| kubectl_path(*m).is_some()).expect("kubectl 1.30 or 1.31 installed");
+    let run = |args: &[&str]| {
+        let out = c.kubectl_version(minor, args).unwrap();
+        assert!(out.status.success(), "kubectl 1.{minor} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["create", "deployment", "old", "--image=busybox"]);
+    run(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    let out = run(&["get", "deploy,cm"]);
+    assert!(out.contains("deployment.apps/old") && out.contains("configmap/cfg"), "{out}");
+    let out = run(&["get", "all"]);
+    assert!(out.contains("service/kubernetes") && out.contains("deployment.apps/old"), "{out}");
+    run(&["delete", "deployment", "old"]);
+    assert!(!run(&["get", "deploy"]).contains("old"));
+}
+
+#[test]
+fn api_resources_and_discovery() {
+    let c = cluster();
+    let out = c.ok(&["api-resources"]).unwrap();
+    for line in ["deployments ", "deploy", "horizontalpodautoscalers", "customresourcedefinitions", "certificatesigningrequests", "leases", "endpointslices", "networkpolicies"] {
+        assert!(out.contains(line), "{line} missing");
+    }
+    let ns = c.ok(&["api-resources", "--namespaced=false", "-o", "name"]).unwrap();
+    assert!(ns.contains("nodes") && ns.contains("namespaces") && !ns.lines().any(|l| l == "pods"), "{ns}");
+    let versions = c.ok(&["api-versions"]).unwrap();
+    for gv in ["apps/v1", "autoscaling/v2", "autoscaling/v1", "batch/v1", "policy/v1", "v1", "rbac.authorization.k8s.io/v1"] {
+        assert!(versions.lines().any(|l| l == gv), "{gv} missing: {versions}");
+    }
+    let v: Value = serde_json::from_str(&c.ok(&["version", "-o", "json"]).unwrap()).unwrap();
+    assert_eq!(v["serverVersion"]["minor"], "33");
+}
+
+#[test]
+fn errors_are_upstream_shaped() {
+    let c = cluster();
+    let e = c.fails(&["get", "deployment", "nope"]).unwrap();
+    assert!(e.contains("Error from server (NotFound): deployments.apps \"nope\" not found"), "{e}");
+    c.ok(&["create", "configmap", "dup", "--from-literal=a=1"]).unwrap();
+    let e = c.fails(&["create", "configmap", "dup", "--from-literal=a=1"]).unwrap();
+    assert!(e.contains("configmaps \"dup\" already exists"), "{e}");
+    let e = c.fails(&["create", "namespace", "Bad_Name"]).unwrap();
+    assert!(e.contains("Invalid") && e.contains("RFC 1123"), "{e}");
+    let e = c.fails(&["get", "pods", "-n", "missing-ns", "x"]).unwrap();
+    assert!(e.contains("NotFound"), "{e}");
+    let e = c.fails(&["get", "--raw", "/apis/apps/v1/nosuchthing"]).unwrap();
+    assert!(e.contains("NotFound") || e.contains("not find"), "{e}");
+    // Selector mismatch is refused with a field cause.
+    let bad = r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"bad"},"spec":{"selector":{"matchLabels":{"app":"x"}},"template":{"metadata":{"labels":{"app":"y"}},"spec":{"containers":[{"name":"c","image":"i"}]}}}}"#;
+    let out = c.kubectl_stdin(&["create", "-f", "-"], bad).unwrap();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("selector") && e.contains("does not match template"), "{e}");
+}
+
+#[test]
+fn labels_annotations_patches_and_selectors() {
+    let c = cluster();
+    c.ok(&["create", "configmap", "a", "--from-literal=x=1"]).unwrap();
+    c.ok(&["create", "configmap", "b", "--from-literal=x=2"]).unwrap();
+    c.ok(&["label", "cm", "a", "env=prod", "tier=db"]).unwrap();
+    c.ok(&["label", "cm", "b", "env=dev"]).unwrap();
+    c.ok(&["annotate", "cm", "a", "owner=alice"]).unwrap();
+    assert_eq!(c.ok(&["get", "cm", "-l", "env=prod", "-o", "name"]).unwrap().trim(), "configmap/a");
+    assert_eq!(c.ok(&["get", "cm", "-l", "env in (dev,test)", "-o", "name"]).unwrap().trim(), "configmap/b");
+    assert_eq!(c.ok(&["get", "cm", "-l", "env,!tier", "-o", "name"]).unwrap().trim(), "configmap/b");
+    assert_eq!(c.ok(&["get", "cm", "--field-selector", "metadata.name=a", "-o", "name"]).unwrap().trim(), "configmap/a");
+    let shown = c.ok(&["get", "cm", "a", "--show-labels"]).unwrap();
+    assert!(shown.contains("env=prod,tier=db"), "{shown}");
+    c.ok(&["patch", "cm", "a", "--type=merge", "-p", r#"{"data":{"y":"merge"}}"#]).unwrap();
+    c.ok(&["patch", "cm", "a", "--type=json", "-p", r#"[{"op":"replace","path":"/data/x","value":"json"}]"#]).unwrap();
+    c.ok(&["patch", "cm", "a", "-p", r#"{"data":{"z":"strategic"}}"#]).unwrap();
+    let cm = c.json(&["get", "cm", "a"]).unwrap();
+    assert_eq!(cm["data"]["x"], "json");
+    assert_eq!(cm["data"]["y"], "merge");
+    assert_eq!(cm["data"]["z"], "strategic");
+    assert_eq!(cm["metadata"]["annotations"]["owner"], "alice");
+    let e = c.fails(&["patch", "cm", "a", "--type=json", "-p", r#"[{"op":"test","path":"/data/x","value":"nope"}]"#]).unwrap();
+    assert!(e.contains("test failed"), "{e}");
+    let e = c.fails(&["get", "cm", "--field-selector", "spec.foo=bar"]).unwrap();
+    assert!(e.contains("field label not supported"), "{e}");
+}
+
+#[test]
+fn chunked_lists_are_consistent() {
+    let c = cluster();
+    for i in 0..25 {
+        c.ok(&["create", "configmap", &format!("cm-{i:02}"), "--from-literal=a=b"]).unwrap();
+    }
+    let out = c.ok(&["get", "cm", "--chunk-size=4", "-o", "name"]).unwrap();
+    let names: Vec<&str> = out.lines().filter(|l| l.starts_with("configmap/cm-")).collect();
+    assert_eq!(names.len(), 25, "{out}");
+    let raw: Value = serde_json::from_str(&c.ok(&["get", "--raw", "/api/v1/namespaces/default/configmaps?limit=10"]).unwrap()).unwrap();
+    assert_eq!(raw["items"].as_array().unwrap().len(), 10);
+    let token = raw["metadata"]["continue"].as_str().unwrap().to_string();
+    // Changes after the first page do not show in later pages of the same list.
+    c.ok(&["create", "configmap", "cm-zz-late", "--from-literal=a=b"]).unwrap();
+    let mut seen = 10;
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let page: Value = serde_json::from_str(&c.ok(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?limit=10&continue={t}")]).unwrap()).unwrap();
+        for item in page["items"].as_array().unwrap() {
+            assert_ne!(item["metadata"]["name"], "cm-zz-late");
+            seen += 1;
+        }
+        token = page["metadata"]["continue"].as_str().map(str::to_string);
+    }
+    assert_eq!(seen, 25, "the late configmap must not appear in a list begun before it");
+}
