@@ -81,6 +81,13 @@ pub struct ServerArgs {
     /// Store backend: `sqlite` (durable, default) or `memory` (tests; nothing survives).
     #[arg(long, default_value = "sqlite")]
     pub store: String,
+    /// Seconds between store compactions (history older than --compaction-retain revisions
+    /// is dropped; watches from before it get 410 Gone).
+    #[arg(long, default_value_t = 300)]
+    pub compaction_interval: u64,
+    /// Revisions of history kept by compaction.
+    #[arg(long, default_value_t = 10_000)]
+    pub compaction_retain: i64,
     /// Run without a node agent on this machine (control plane only).
     #[arg(long)]
     pub disable_agent: bool,

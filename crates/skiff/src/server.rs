@@ -19,7 +19,12 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
             let path = store_path(&args.data_dir);
             std::fs::create_dir_all(path.parent().unwrap())
                 .with_context(|| format!("creating {}", path.parent().unwrap().display()))?;
-            let store = skiff_store::sqlite::SqliteStore::open(&path, Default::default())
+            let config = skiff_store::sqlite::SqliteConfig {
+                compaction_interval: Some(std::time::Duration::from_secs(args.compaction_interval.max(1))),
+                compaction_retain: args.compaction_retain,
+                ..Default::default()
+            };
+            let store = skiff_store::sqlite::SqliteStore::open(&path, config)
                 .with_context(|| format!("opening the store at {}", path.display()))?;
             Ok(Arc::new(store))
         }
