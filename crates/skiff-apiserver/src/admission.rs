@@ -218,141 +218,36 @@ pub async fn prepare_update(
             let _guard = srv.allocation.lock().await;
             allocate_service(srv, Some(old), new).await?;
         }
-        ("", "Pod") if subresource.is_none() => check_pod_update(old, new)?,
         ("", "Namespace") if subresource.is_none() => {
             new["spec"] = old.get("spec").cloned().unwrap_or(json!({}));
         }
         _ => {}
     }
-    validate(info, new)?;
-    validate_immutable(info, old, new)
-}
-
-fn field_err(info: &ResourceInfo, obj: &Value, field: &str, reason: &str, message: String) -> ApiError {
-    ApiError::invalid(&info.group, &info.kind, meta::name(obj), vec![Cause { reason: reason.into(), message, field: field.into() }])
-}
-
-/// Pod spec is immutable except for a few fields, as upstream.
-fn check_pod_update(old: &Value, new: &Value) -> Result<(), ApiError> {
-    let strip = |v: &Value| {
-        let mut s = v.get("spec").cloned().unwrap_or(json!({}));
-        for list in ["containers", "initContainers"] {
-            if let Some(Value::Array(cs)) = s.get_mut(list) {
-                for c in cs {
-                    if let Some(m) = c.as_object_mut() {
-                        m.remove("image");
-                    }
-                }
-            }
-        }
-        if let Some(m) = s.as_object_mut() {
-            m.remove("activeDeadlineSeconds");
-            m.remove("tolerations");
-            m.remove("terminationGracePeriodSeconds");
-            m.remove("schedulingGates");
-        }
-        s
-    };
-    if strip(old) != strip(new) {
-        let info = ResourceInfo {
-            group: String::new(),
-            version: "v1".into(),
-            kind: "Pod".into(),
-            plural: "pods".into(),
-            singular: "pod".into(),
-            scope: skiff_api::Scope::Namespaced,
-            short_names: vec![],
-            categories: vec![],
-            verbs: vec![],
-            subresources: vec![],
-            storage_version: "v1".into(),
-            custom: false,
-        };
-        return Err(field_err(&info, new, "spec", "FieldValueForbidden", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)".into()));
+    match subresource {
+        // Spec writes get full update validation (immutable fields included); subresource
+        // writes (status, binding, approval, ...) change only what their handler allows.
+        None => to_result(info, new, skiff_api::validation::validate_update(&info.group, &info.kind, old, new)),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
-fn validate_immutable(info: &ResourceInfo, old: &Value, new: &Value) -> Result<(), ApiError> {
-    let immutable_selector = matches!(
-        (info.group.as_str(), info.kind.as_str()),
-        ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
-    );
-    if immutable_selector && old.pointer("/spec/selector") != new.pointer("/spec/selector") {
-        return Err(field_err(info, new, "spec.selector", "FieldValueInvalid", format!(
-            "Invalid value: {}: field is immutable",
-            new.pointer("/spec/selector").cloned().unwrap_or(Value::Null)
-        )));
-    }
-    if matches!(info.kind.as_str(), "ConfigMap" | "Secret") && old.get("immutable") == Some(&json!(true)) {
-        for f in ["data", "binaryData", "stringData"] {
-            if old.get(f) != new.get(f) {
-                return Err(field_err(info, new, f, "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set".into()));
-            }
-        }
-    }
-    Ok(())
-}
 
-/// Minimal structural validation that every kind gets (names), plus the common kinds' rules.
+
+
+/// Upstream validation of a new object (skiff-api's validation module): 422 with field causes.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
-    let name = meta::name(obj);
-    let mut causes = Vec::new();
-    let dns_subdomain = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 253
-            && s.split('.').all(|l| {
-                !l.is_empty()
-                    && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            })
-    };
-    let lenient_name = matches!(info.kind.as_str(), "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding")
-        || info.kind == "Event";
-    if !lenient_name && !dns_subdomain(name) {
-        causes.push(Cause {
-            reason: "FieldValueInvalid".into(),
-            message: format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"),
-            field: "metadata.name".into(),
-        });
+    to_result(info, obj, skiff_api::validation::validate(&info.group, &info.kind, obj))
+}
+
+fn to_result(info: &ResourceInfo, obj: &Value, errs: Vec<skiff_api::validation::FieldError>) -> Result<(), ApiError> {
+    if errs.is_empty() {
+        return Ok(());
     }
-    if matches!((info.group.as_str(), info.kind.as_str()), ("apps", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")) {
-        let sel = obj.pointer("/spec/selector");
-        let tl = obj.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
-        match sel.and_then(|s| s.get("matchLabels")).and_then(Value::as_object) {
-            None if sel.and_then(|s| s.get("matchExpressions")).is_none() => causes.push(Cause {
-                reason: "FieldValueRequired".into(),
-                message: "Required value".into(),
-                field: "spec.selector".into(),
-            }),
-            Some(ml) => {
-                let ok = ml.iter().all(|(k, v)| tl.and_then(|t| t.get(k)) == Some(v));
-                if !ok {
-                    causes.push(Cause {
-                        reason: "FieldValueInvalid".into(),
-                        message: format!("Invalid value: {}: `selector` does not match template `labels`", serde_json::to_string(&tl).unwrap_or_default()),
-                        field: "spec.template.metadata.labels".into(),
-                    });
-                }
-            }
-            None => {}
-        }
-        if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64) {
-            if r < 0 {
-                causes.push(Cause {
-                    reason: "FieldValueInvalid".into(),
-                    message: format!("Invalid value: {r}: must be greater than or equal to 0"),
-                    field: "spec.replicas".into(),
-                });
-            }
-        }
-    }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(&info.group, &info.kind, name, causes))
-    }
+    let causes = errs
+        .iter()
+        .map(|e| Cause { reason: e.reason.as_str().to_string(), message: e.body(), field: e.field.clone() })
+        .collect();
+    Err(ApiError::invalid(&info.group, &info.kind, meta::name(obj), causes))
 }
 
 /// Assign ClusterIP and NodePorts to a Service, keeping what `old` had; refuse conflicts.

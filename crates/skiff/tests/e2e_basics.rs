@@ -131,7 +131,7 @@ fn labels_annotations_patches_and_selectors() {
     let e = c.fails(&["patch", "cm", "a", "--type=json", "-p", r#"[{"op":"test","path":"/data/x","value":"nope"}]"#]).unwrap();
     assert!(e.contains("test failed"), "{e}");
     let e = c.fails(&["get", "cm", "--field-selector", "spec.foo=bar"]).unwrap();
-    assert!(e.contains("field label not supported"), "{e}");
+    assert!(e.contains("\"spec.foo\" is not a known field selector"), "{e}");
 }
 
 #[test]

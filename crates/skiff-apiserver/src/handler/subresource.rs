@@ -100,7 +100,7 @@ pub async fn handle(
             if node.is_empty() {
                 return Err(ApiError::new(422, "Invalid", "target.name: Required value"));
             }
-            update_with(srv, served, ns, name, None, dry, Some(&mgr), |cur| {
+            update_with(srv, served, ns, name, Some("binding"), dry, Some(&mgr), |cur| {
                 if cur.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
                     return Err(ApiError::conflict("", "pods", name, &format!(
                         "pod {name} is already assigned to node \"{}\"",

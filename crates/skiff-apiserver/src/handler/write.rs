@@ -179,7 +179,10 @@ where
         if strip_rv(&new) == strip_rv(&current) {
             return Ok(with_type(served, current));
         }
-        if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() {
+        let namespace_pending = served.info.kind == "Namespace"
+            && !served.info.custom
+            && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+        if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !namespace_pending {
             match srv.objects.delete(&served.info, ns, name, Some(rv)).await {
                 Ok(gone) => {
                     super::crd::after_delete(srv, served, &gone).await;
