@@ -61,11 +61,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api = ApiServer::build(config, store).await.context("starting the API server")?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let addr = api.local_addr();
-    let task = tokio::spawn(api.run(rx));
+    let task = tokio::spawn(api.run(rx.clone()));
+    let controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
+    let controllers_task = tokio::spawn(async move {
+        if let Err(e) = skiff_controllers::run(controllers, rx).await {
+            tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
+        }
+    });
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, kubeconfig = %args.data_dir.join("kubeconfig.yaml").display(), "skiff server ready");
     shutdown_signal().await;
     let _ = tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+    controllers_task.abort();
     Ok(())
 }
 

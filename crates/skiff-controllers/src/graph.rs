@@ -1,0 +1,219 @@
+//! The object graph the garbage collector and namespace controller work from: every object
+//! of every listable resource, metadata only (uid, owners, finalizers, deletion state), kept
+//! current by one metadata watch per resource. Discovery is re-read periodically so CRDs
+//! join the graph.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
+use kube::discovery::{verbs, Discovery, Scope};
+use kube::runtime::watcher::{self, Event};
+use tokio::sync::Notify;
+
+/// One owner reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Owner uid.
+    pub uid: String,
+    /// Owner apiVersion.
+    pub api_version: String,
+    /// Owner kind.
+    pub kind: String,
+    /// Owner name.
+    pub name: String,
+}
+
+/// What the graph knows of one object.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Which resource it is.
+    pub resource: ApiResource,
+    /// Namespace, for namespaced resources.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// uid.
+    pub uid: String,
+    /// resourceVersion last seen.
+    pub resource_version: String,
+    /// Owners.
+    pub owners: Vec<Owner>,
+    /// Finalizers.
+    pub finalizers: Vec<String>,
+    /// deletionTimestamp is set.
+    pub deleting: bool,
+}
+
+#[derive(Default)]
+struct State {
+    nodes: HashMap<String, Node>,
+    /// Resources (by `group/version/plural`) whose watch has completed its initial list.
+    synced: HashSet<String>,
+    /// Resources watched.
+    watched: HashSet<String>,
+}
+
+/// Shared handle to the graph.
+#[derive(Clone)]
+pub struct Graph {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+fn resource_key(ar: &ApiResource) -> String {
+    format!("{}/{}/{}", ar.group, ar.version, ar.plural)
+}
+
+impl Graph {
+    /// Start discovering and watching.
+    pub fn start(client: kube::Client, rediscover_every: Duration) -> Self {
+        let g = Graph { state: Default::default(), changed: Arc::new(Notify::new()), tasks: Default::default() };
+        let g2 = g.clone();
+        let t = tokio::spawn(async move {
+            loop {
+                if let Err(e) = g2.discover(&client).await {
+                    tracing::warn!(error = %e, "discovery failed");
+                }
+                tokio::time::sleep(rediscover_every).await;
+            }
+        });
+        g.tasks.lock().unwrap().push(t);
+        g
+    }
+
+    /// Stop all watches.
+    pub fn stop(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    async fn discover(&self, client: &kube::Client) -> anyhow::Result<()> {
+        let discovery = Discovery::new(client.clone()).run().await?;
+        for group in discovery.groups() {
+            for (ar, caps) in group.recommended_resources() {
+                if !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::WATCH) || !caps.supports_operation(verbs::DELETE) {
+                    continue;
+                }
+                let key = resource_key(&ar);
+                if !self.state.lock().unwrap().watched.insert(key.clone()) {
+                    continue;
+                }
+                let namespaced = caps.scope == Scope::Namespaced;
+                let g = self.clone();
+                let client = client.clone();
+                let t = tokio::spawn(async move { g.watch_resource(client, ar, namespaced).await });
+                self.tasks.lock().unwrap().push(t);
+            }
+        }
+        Ok(())
+    }
+
+    async fn watch_resource(self, client: kube::Client, ar: ApiResource, namespaced: bool) {
+        let key = resource_key(&ar);
+        // Metadata-only requests: the graph needs uids, owners and finalizers, not bodies.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client, &ar);
+        let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+        let mut relist: HashSet<String> = HashSet::new();
+        while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::debug!(resource = %key, error = %e, "watch error; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut st = self.state.lock().unwrap();
+            match ev {
+                Event::Init => {
+                    st.synced.remove(&key);
+                    relist.clear();
+                }
+                Event::InitApply(obj) => {
+                    if let Some(n) = node(&ar, namespaced, &obj.metadata) {
+                        relist.insert(n.uid.clone());
+                        st.nodes.insert(n.uid.clone(), n);
+                    }
+                }
+                Event::InitDone => {
+                    // Objects of this resource that vanished while we were not watching.
+                    let gone: Vec<String> = st
+                        .nodes
+                        .iter()
+                        .filter(|(uid, n)| resource_key(&n.resource) == key && !relist.contains(*uid))
+                        .map(|(uid, _)| uid.clone())
+                        .collect();
+                    for uid in gone {
+                        st.nodes.remove(&uid);
+                    }
+                    st.synced.insert(key.clone());
+                }
+                Event::Apply(obj) => {
+                    if let Some(n) = node(&ar, namespaced, &obj.metadata) {
+                        st.nodes.insert(n.uid.clone(), n);
+                    }
+                }
+                Event::Delete(obj) => {
+                    if let Some(uid) = &obj.metadata.uid {
+                        st.nodes.remove(uid);
+                    }
+                }
+            }
+            drop(st);
+            self.changed.notify_waiters();
+            self.changed.notify_one();
+        }
+    }
+
+    /// Wait until something changes (or `max` passes).
+    pub async fn wait_change(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.changed.notified()).await;
+    }
+
+    /// True when every watched resource has finished its initial list.
+    pub fn synced(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        !st.watched.is_empty() && st.watched.iter().all(|k| st.synced.contains(k))
+    }
+
+    /// A copy of every node.
+    pub fn snapshot(&self) -> Vec<Node> {
+        self.state.lock().unwrap().nodes.values().cloned().collect()
+    }
+
+    /// The node with `uid`, if known.
+    pub fn get(&self, uid: &str) -> Option<Node> {
+        self.state.lock().unwrap().nodes.get(uid).cloned()
+    }
+}
+
+fn node(ar: &ApiResource, namespaced: bool, m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<Node> {
+    Some(Node {
+        resource: ar.clone(),
+        namespace: if namespaced { m.namespace.clone() } else { None },
+        name: m.name.clone()?,
+        uid: m.uid.clone()?,
+        resource_version: m.resource_version.clone().unwrap_or_default(),
+        owners: m
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| Owner { uid: o.uid.clone(), api_version: o.api_version.clone(), kind: o.kind.clone(), name: o.name.clone() })
+            .collect(),
+        finalizers: m.finalizers.clone().unwrap_or_default(),
+        deleting: m.deletion_timestamp.is_some(),
+    })
+}
+
+/// An API handle for the node's resource in its namespace.
+pub fn api_for(client: &kube::Client, n: &Node) -> Api<DynamicObject> {
+    match &n.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &n.resource),
+        None => Api::all_with(client.clone(), &n.resource),
+    }
+}
