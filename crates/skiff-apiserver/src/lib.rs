@@ -138,12 +138,13 @@ impl ApiServer {
         let admin_token = auth::load_or_create_token(&config.data_dir.join("tls").join("admin.token"))?;
         tokens.add(&admin_token, auth::User::new("system:admin", &["system:masters".to_string()]));
         let acceptor = server::tls_acceptor(&pki)?;
+        let metrics = Arc::new(metrics::Metrics::default());
         let srv = Arc::new(Server {
             config,
-            objects: objects::Objects::new(store),
+            objects: objects::Objects::new(store, metrics.clone()),
             resources: resources::Resources::new(),
             tokens,
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics,
             allocation: tokio::sync::Mutex::new(()),
             pki,
             openapi: Default::default(),

@@ -17,6 +17,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 #[derive(Clone)]
 pub struct Objects {
     store: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A page of a list.
@@ -104,8 +105,12 @@ pub fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
 
 impl Objects {
     /// Wrap a store.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        Self { store, metrics }
+    }
+
+    fn observe(&self, op: &str, start: std::time::Instant) {
+        self.metrics.store_op(op, start.elapsed().as_secs_f64());
     }
 
     /// The underlying store.
@@ -115,7 +120,10 @@ impl Objects {
 
     /// Get one object.
     pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-        match self.store.get(&info.key(ns, name)).await.map_err(|e| store_error(info, name, e))? {
+        let t = std::time::Instant::now();
+        let got = self.store.get(&info.key(ns, name)).await;
+        self.observe("get", t);
+        match got.map_err(|e| store_error(info, name, e))? {
             Some(kv) => decode(&kv),
             None => Err(ApiError::not_found(&info.group, &info.plural, name)),
         }
@@ -134,7 +142,10 @@ impl Objects {
     pub async fn create(&self, info: &ResourceInfo, mut obj: Value) -> ApiResult<Value> {
         let name = skiff_api::meta::name(&obj).to_string();
         let key = info.key(skiff_api::meta::namespace(&obj), &name);
-        let rev = self.store.create(&key, encode(&obj)).await.map_err(|e| store_error(info, &name, e))?;
+        let t = std::time::Instant::now();
+        let rev = self.store.create(&key, encode(&obj)).await;
+        self.observe("create", t);
+        let rev = rev.map_err(|e| store_error(info, &name, e))?;
         skiff_api::meta::set_str(&mut obj, "resourceVersion", &rev.to_string());
         Ok(obj)
     }
@@ -143,7 +154,10 @@ impl Objects {
     pub async fn update(&self, info: &ResourceInfo, mut obj: Value, expected: Revision) -> ApiResult<Value> {
         let name = skiff_api::meta::name(&obj).to_string();
         let key = info.key(skiff_api::meta::namespace(&obj), &name);
-        let rev = self.store.update(&key, encode(&obj), expected).await.map_err(|e| store_error(info, &name, e))?;
+        let t = std::time::Instant::now();
+        let rev = self.store.update(&key, encode(&obj), expected).await;
+        self.observe("update", t);
+        let rev = rev.map_err(|e| store_error(info, &name, e))?;
         skiff_api::meta::set_str(&mut obj, "resourceVersion", &rev.to_string());
         Ok(obj)
     }
@@ -156,8 +170,10 @@ impl Objects {
         name: &str,
         expected: Option<Revision>,
     ) -> ApiResult<Value> {
-        let (rev, kv) =
-            self.store.delete(&info.key(ns, name), expected).await.map_err(|e| store_error(info, name, e))?;
+        let t = std::time::Instant::now();
+        let deleted = self.store.delete(&info.key(ns, name), expected).await;
+        self.observe("delete", t);
+        let (rev, kv) = deleted.map_err(|e| store_error(info, name, e))?;
         let mut obj = decode(&kv)?;
         skiff_api::meta::set_str(&mut obj, "resourceVersion", &rev.to_string());
         Ok(obj)
@@ -186,11 +202,10 @@ impl Objects {
         // Read in batches until `limit` matching objects are found or the range ends.
         let batch = if limit == 0 { 0 } else { limit.max(100) };
         loop {
-            let r = self
-                .store
-                .range(&prefix, start_after.as_deref(), batch, revision)
-                .await
-                .map_err(|e| match e {
+            let t = std::time::Instant::now();
+            let r = self.store.range(&prefix, start_after.as_deref(), batch, revision).await;
+            self.observe("range", t);
+            let r = r.map_err(|e| match e {
                     StoreError::Compacted { .. } if continue_token.is_some() => ApiError::gone(
                         "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
                     ),
