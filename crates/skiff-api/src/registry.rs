@@ -79,7 +79,11 @@ impl ResourceInfo {
 
     /// Store key prefix shared by every version of this resource: `/registry/apps/deployments/`.
     pub fn key_prefix(&self) -> String {
-        let group = if self.group.is_empty() { "core" } else { &self.group };
+        // events.k8s.io Events are stored with core Events (one resource, two versions).
+        let group = match (self.group.as_str(), self.plural.as_str()) {
+            ("", _) | ("events.k8s.io", "events") => "core",
+            (g, _) => g,
+        };
         format!("/registry/{}/{}/", group, self.plural)
     }
 

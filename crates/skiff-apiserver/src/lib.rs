@@ -11,6 +11,7 @@ pub mod admission;
 pub mod auth;
 pub mod filter;
 pub mod bootstrap;
+pub mod convert;
 pub mod handler;
 pub mod http;
 pub mod metrics;

@@ -160,3 +160,26 @@ fn chunked_lists_are_consistent() {
     }
     assert_eq!(seen, 25, "the late configmap must not appear in a list begun before it");
 }
+
+#[test]
+fn versions_sharing_storage_convert() {
+    let c = cluster();
+    let ev = r#"{"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e1","namespace":"default"},"eventTime":"2026-01-01T00:00:00.000000Z","reportingController":"skiff-test","reportingInstance":"t1","action":"Testing","reason":"Tested","note":"hello from events/v1","type":"Normal","regarding":{"kind":"ConfigMap","name":"cfg","namespace":"default"}}"#;
+    let out = c.kubectl_stdin(&["create", "-f", "-"], ev).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same event through core/v1, found by core's field selector.
+    let core: Value = serde_json::from_str(&c.ok(&["get", "--raw", "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dcfg"]).unwrap()).unwrap();
+    let items = core["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{core}");
+    assert_eq!(items[0]["message"], "hello from events/v1");
+    assert_eq!(items[0]["involvedObject"]["kind"], "ConfigMap");
+    assert_eq!(items[0]["source"]["component"], "skiff-test");
+    let hpa = r#"{"apiVersion":"autoscaling/v2","kind":"HorizontalPodAutoscaler","metadata":{"name":"web"},"spec":{"scaleTargetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},"minReplicas":1,"maxReplicas":4,"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":60}}}]}}"#;
+    let out = c.kubectl_stdin(&["create", "-f", "-"], hpa).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v1: Value = serde_json::from_str(&c.ok(&["get", "--raw", "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/web"]).unwrap()).unwrap();
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 60);
+    let table = c.ok(&["get", "hpa"]).unwrap();
+    assert!(table.contains("Deployment/web") && table.contains("4"), "{table}");
+}

@@ -39,7 +39,8 @@ pub fn rendering(req: &Request) -> Rendering {
 }
 
 /// Make sure `kind`/`apiVersion` say what the client asked for.
-pub fn with_type(served: &Served, mut obj: Value) -> Value {
+pub fn with_type(served: &Served, obj: Value) -> Value {
+    let mut obj = crate::convert::to_served(served, obj);
     if let Some(m) = obj.as_object_mut() {
         m.insert("kind".into(), json!(served.info.kind));
         m.insert("apiVersion".into(), json!(served.info.api_version()));
@@ -98,7 +99,13 @@ pub async fn list(srv: &Server, req: &Request, served: &Served, ns: Option<&str>
     let at = list_revision(req)?;
     let page = srv
         .objects
-        .list(&served.info, ns, limit, req.query.non_empty("continue"), at, &|o| filter.matches(o))
+        .list(&served.info, ns, limit, req.query.non_empty("continue"), at, &|o| {
+            if crate::convert::shares_storage(served) {
+                filter.matches(&crate::convert::to_served(served, o.clone()))
+            } else {
+                filter.matches(o)
+            }
+        })
         .await?;
     Ok(render_list(req, served, page))
 }

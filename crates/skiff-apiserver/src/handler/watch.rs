@@ -127,7 +127,10 @@ pub async fn watch(
     // Initial state: a consistent list, then the watch continues from its revision.
     let mut backlog: Vec<Bytes> = Vec::new();
     let start_rev = if initial {
-        let page = srv.objects.list(&served.info, ns, 0, None, None, &|o| job.filter.matches(o)).await?;
+        let page = srv
+            .objects
+            .list(&served.info, ns, 0, None, None, &|o| job.filter.matches(&crate::convert::to_served(&job.served, o.clone())))
+            .await?;
         for obj in page.items {
             let l = job.line("ADDED", obj);
             backlog.push(l);
@@ -186,6 +189,8 @@ pub async fn watch(
                     last_rev = ev.kv.mod_revision;
                     let Ok(new) = decode(&ev.kv) else { continue };
                     let old = ev.prev.as_ref().and_then(|p| decode(p).ok());
+                    let new = crate::convert::to_served(&job.served, new);
+                    let old = old.map(|o| crate::convert::to_served(&job.served, o));
                     let new_match = job.filter.matches(&new);
                     let old_match = old.as_ref().is_some_and(|o| job.filter.matches(o));
                     let kind = match ev.kind {

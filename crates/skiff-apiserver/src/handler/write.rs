@@ -159,7 +159,7 @@ where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
     for _ in 0..16 {
-        let current = srv.objects.get(&served.info, ns, name).await?;
+        let current = crate::convert::to_served(served, srv.objects.get(&served.info, ns, name).await?);
         let rv: i64 = meta::resource_version(&current).parse().unwrap_or(0);
         let mut new = f(&current)?;
         if meta::name(&new) != name {
