@@ -6,8 +6,26 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+# Test images for the container runtime are built from Debian's static busybox.
+dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 if ((${#need_apt[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# The Python `kubernetes` client (from PyPI) for tests/e2e_python.rs. Where the system Python
+# refuses a pip install (PEP 668) or has no pip, it goes into a venv under target/, where the
+# test looks for it. The test skips, saying why, only if the module still cannot be imported.
+export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+if ! python3 -c 'import kubernetes' 2>/dev/null && ! target/pyvenv/bin/python -c 'import kubernetes' 2>/dev/null; then
+    if ! python3 -m pip install --quiet kubernetes 2>/dev/null; then
+        if ! python3 -m venv target/pyvenv 2>/dev/null; then
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv || true
+            rm -rf target/pyvenv
+            python3 -m venv target/pyvenv || true
+        fi
+        target/pyvenv/bin/pip install --quiet kubernetes ||
+            echo "warning: could not install the Python kubernetes client; tests/e2e_python.rs will skip" >&2
+    fi
 fi
 
 # kubectl: the e2e tests use the bundled clients when present and skip only those checks

@@ -7,6 +7,7 @@
 //! controllers and tests use the same helpers. This crate calls no other skiff crate.
 #![forbid(unsafe_code)]
 
+pub mod crd_schema;
 pub mod defaults;
 pub mod meta;
 pub mod openapi;

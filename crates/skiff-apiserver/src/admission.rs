@@ -130,6 +130,7 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => obj["status"] = json!({}),
         _ => {}
     }
+    custom_resource(served, obj)?;
     validate(info, obj)
 }
 
@@ -223,6 +224,7 @@ pub async fn prepare_update(
         }
         _ => {}
     }
+    custom_resource(served, new)?;
     match subresource {
         // Spec writes get full update validation (immutable fields included); subresource
         // writes (status, binding, approval, ...) change only what their handler allows.
@@ -236,7 +238,20 @@ pub async fn prepare_update(
 
 /// Upstream validation of a new object (skiff-api's validation module): 422 with field causes.
 pub fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
-    to_result(info, obj, skiff_api::validation::validate(&info.group, &info.kind, obj))
+    let mut errs = skiff_api::validation::validate(&info.group, &info.kind, obj);
+    if info.group == "apiextensions.k8s.io" && info.kind == "CustomResourceDefinition" {
+        errs.extend(skiff_api::crd_schema::validate_crd(obj));
+    }
+    to_result(info, obj, errs)
+}
+
+/// Custom resources: prune unknown fields, apply schema defaults, then validate against the
+/// CRD version's structural schema, in upstream's order.
+pub fn custom_resource(served: &Served, obj: &mut Value) -> Result<(), ApiError> {
+    let Some(schema) = served.custom.as_ref().and_then(|c| c.schema.as_ref()) else { return Ok(()) };
+    skiff_api::crd_schema::prune(obj, schema);
+    skiff_api::crd_schema::apply_defaults(obj, schema);
+    to_result(&served.info, obj, skiff_api::crd_schema::validate(obj, schema))
 }
 
 fn to_result(info: &ResourceInfo, obj: &Value, errs: Vec<skiff_api::validation::FieldError>) -> Result<(), ApiError> {

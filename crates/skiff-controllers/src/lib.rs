@@ -9,9 +9,12 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod deployment;
 pub mod gc;
 pub mod graph;
 pub mod namespace;
+pub mod pods;
+pub mod replicaset;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,9 +41,12 @@ pub async fn run(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool
     let graph = graph::Graph::start(client.clone(), config.rediscover_every);
     let gc = tokio::spawn(gc::run(client.clone(), graph.clone()));
     let ns = tokio::spawn(namespace::run(client.clone(), graph.clone()));
+    let rs = tokio::spawn(replicaset::run(client.clone()));
+    let deploy = tokio::spawn(deployment::run(client.clone()));
     let _ = shutdown.changed().await;
-    gc.abort();
-    ns.abort();
+    for t in [gc, ns, rs, deploy] {
+        t.abort();
+    }
     graph.stop();
     Ok(())
 }

@@ -4,6 +4,10 @@
 //! Every server started here is stopped (SIGTERM, then SIGKILL) when its [`Cluster`] is
 //! dropped, and its data dir removed, so tests leave nothing behind.
 
+pub mod fake_node;
+
+pub use fake_node::FakeNode;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -116,6 +120,23 @@ impl Cluster {
         self.child.as_ref().map(|c| c.id())
     }
 
+    /// Register a fake node (Node object, Lease heartbeat, fake kubelet) with this cluster.
+    pub fn fake_node(&self, name: &str) -> Result<FakeNode> {
+        FakeNode::start(&self.kubeconfig(), name)
+    }
+
+    /// Poll `check` every 50 ms until it returns true or `timeout` passes.
+    pub fn eventually(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if check() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("timed out after {timeout:?} waiting for {what}; server log tail:\n{}", tail(&self.log(), 40))
+    }
+
     /// Run kubectl 1.33 with the admin kubeconfig.
     pub fn kubectl(&self, args: &[&str]) -> Result<Output> {
         self.kubectl_version(33, args)
@@ -205,6 +226,11 @@ impl Cluster {
         }
         self.spawn()
     }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 fn signal(pid: u32, sig: &str) {

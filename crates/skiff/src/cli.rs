@@ -28,11 +28,51 @@ pub enum Command {
         #[command(subcommand)]
         action: SnapshotAction,
     },
+    /// Container images in the node's image store.
+    Image {
+        #[command(subcommand)]
+        action: ImageAction,
+    },
+    /// Per-container supervisor started by the node agent (internal).
+    #[command(hide = true)]
+    Shim,
     /// Print the admin kubeconfig of a data dir.
     Kubeconfig {
         /// Data directory of the server.
         #[arg(long, default_value = "/var/lib/skiff")]
         data_dir: PathBuf,
+    },
+}
+
+/// Image actions.
+#[derive(Subcommand, Debug)]
+pub enum ImageAction {
+    /// Import docker-archive or OCI-archive tarballs (or OCI layout directories).
+    Import {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+        /// Name to give the image (when the archive carries none).
+        #[arg(long)]
+        name: Option<String>,
+        /// Archives to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List images.
+    Ls {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+    },
+    /// Remove images by name or id.
+    Rm {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+        /// Images to remove.
+        #[arg(required = true)]
+        images: Vec<String>,
     },
 }
 
@@ -99,6 +139,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => crate::server::up(args).await,
         Command::Server(args) => crate::server::run(args).await,
         Command::Snapshot { action } => crate::server::snapshot(action).await,
+        Command::Image { action } => {
+            let mut out = std::io::stdout();
+            let r = match action {
+                ImageAction::Import { data_dir, name, files } => {
+                    skiff_runtime::cli::image_import(&skiff_runtime::cli::runtime_root(&data_dir), &files, name.as_deref(), &mut out)
+                }
+                ImageAction::Ls { data_dir } => skiff_runtime::cli::image_ls(&skiff_runtime::cli::runtime_root(&data_dir), &mut out),
+                ImageAction::Rm { data_dir, images } => {
+                    skiff_runtime::cli::image_rm(&skiff_runtime::cli::runtime_root(&data_dir), &images, &mut out)
+                }
+            };
+            r.map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        Command::Shim => anyhow::bail!("`skiff shim` is started by the node agent, not by hand"),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig.yaml");
             let text = std::fs::read_to_string(&path).map_err(|e| {

@@ -7,6 +7,13 @@ mod server;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // `skiff shim` forks containers: it must stay single-threaded, so it is dispatched before
+    // any runtime or logging thread starts.
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("shim") {
+        let code = skiff_runtime::shim::main(raw[2..].to_vec());
+        return std::process::ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let args = cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if args.verbose { "debug" } else { "info" }));

@@ -63,9 +63,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = api.local_addr();
     let task = tokio::spawn(api.run(rx.clone()));
     let controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
+    let kubeconfig = controllers.kubeconfig.clone();
     let controllers_task = tokio::spawn(async move {
         if let Err(e) = skiff_controllers::run(controllers, rx).await {
             tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
+        }
+    });
+    let scheduler_task = tokio::spawn(async move {
+        match skiff_controllers::client::from_kubeconfig(&kubeconfig).await {
+            Ok(client) => skiff_scheduler::run(client).await,
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduler could not start"),
         }
     });
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, kubeconfig = %args.data_dir.join("kubeconfig.yaml").display(), "skiff server ready");
@@ -73,6 +80,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
     controllers_task.abort();
+    scheduler_task.abort();
     Ok(())
 }
 

@@ -1,0 +1,722 @@
+//! [`LocalRuntime`]: the real runtime, with containers on this machine.
+//!
+//! Layout under the runtime root: `images/` (the image store), `containers/<id>/` (the
+//! container's record `container.json`, its bundle with the overlayfs root at
+//! `bundle/rootfs`, the overlay `upper/` and `work/` dirs, the shim's `status.json`,
+//! `shim.sock`, `shim.log`, and by default `container.log`), `sandboxes/<id>/` and
+//! `libcontainer/` (libcontainer's own state).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use serde::{Deserialize, Serialize};
+
+use super::sandbox::{self, NetworkHook, NS_KINDS};
+use super::types::*;
+use super::Runtime;
+use crate::cgroups;
+use crate::error::{validate_id, Error, IoContext, Result, SysContext};
+use crate::image::{ImageRecord, ImageStore, ImportOptions};
+use crate::shim::client::{self, read_status, ShimProgram};
+use crate::shim::{CreateArgs, ExecArgs, ShimCommand};
+use crate::spec::{self, NamespaceSetup};
+
+/// Configuration of a [`LocalRuntime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Root directory (`<data-dir>/agent/runtime` in skiff).
+    pub root: PathBuf,
+    /// How to start `skiff shim`.
+    pub shim: ShimProgram,
+    /// Parent cgroup of all containers (`/skiff`).
+    pub cgroup_parent: String,
+}
+
+impl RuntimeConfig {
+    /// Defaults for a root: the current executable as the shim, `/skiff` as cgroup parent.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        Ok(Self {
+            root: root.into(),
+            shim: ShimProgram::current_exe()?,
+            cgroup_parent: "/skiff".into(),
+        })
+    }
+}
+
+/// What the agent records about a container, next to what the shim records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    config: ContainerConfig,
+    image_id: String,
+    cgroups_path: String,
+    log_path: PathBuf,
+    uid: u32,
+    gid: Option<u32>,
+}
+
+/// What [`LocalRuntime::recover`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Containers whose shim is alive (created or running).
+    pub live: Vec<String>,
+    /// Containers that had exited, with their status on disk.
+    pub exited: Vec<String>,
+    /// Containers whose shim died without recording an exit; their processes were killed
+    /// and they are now reported as exited with reason `Unknown`.
+    pub lost: Vec<String>,
+    /// Half-created containers and sandboxes that were removed.
+    pub cleaned: Vec<String>,
+}
+
+/// The runtime on this machine.
+pub struct LocalRuntime {
+    cfg: RuntimeConfig,
+    images: ImageStore,
+    network: Arc<dyn NetworkHook>,
+}
+
+impl std::fmt::Debug for LocalRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRuntime")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn info(r: &ImageRecord) -> ImageInfo {
+    ImageInfo {
+        id: r.id.to_string(),
+        names: r.names.clone(),
+        size: r.size,
+    }
+}
+
+fn is_alive(pid: i32, id: &str) -> bool {
+    // Guard against pid reuse: the process must still be the shim of this container.
+    let needle = format!("\0--id\0{id}\0");
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+        .unwrap_or(false)
+}
+
+/// SIGKILLs every process in a cgroup and waits briefly for it to empty.
+fn kill_cgroup(cgroups_path: &str) {
+    for pid in cgroups::pids(cgroups_path) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // Give the kernel a moment to empty the cgroup so that it can be removed.
+    for _ in 0..50 {
+        if cgroups::pids(cgroups_path).is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl LocalRuntime {
+    /// Opens the runtime at `cfg.root`, creating its directories.
+    pub fn new(cfg: RuntimeConfig, network: Arc<dyn NetworkHook>) -> Result<Self> {
+        for d in ["containers", "sandboxes", "libcontainer"] {
+            let p = cfg.root.join(d);
+            std::fs::create_dir_all(&p).ctx("create runtime dir", &p)?;
+        }
+        let images = ImageStore::open(&cfg.root)?;
+        Ok(Self {
+            cfg,
+            images,
+            network,
+        })
+    }
+
+    /// The image store.
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.cfg.root.join("containers").join(id)
+    }
+
+    fn lc_root(&self) -> PathBuf {
+        self.cfg.root.join("libcontainer")
+    }
+
+    fn record(&self, id: &str) -> Result<Record> {
+        validate_id(id)?;
+        let path = self.container_dir(id).join("container.json");
+        let bytes = std::fs::read(&path).map_err(|_| Error::NotFound {
+            kind: "container",
+            id: id.to_string(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            what: "container record",
+            path,
+            source,
+        })
+    }
+
+    fn build(&self, dir: &Path, config: &ContainerConfig) -> Result<Record> {
+        let image = self.images.get(&config.image)?;
+        self.images.lease(&config.id, &image)?;
+        let image_cfg = self.images.config(&image)?;
+        let rootfs = dir.join("bundle/rootfs");
+        for d in [&rootfs, &dir.join("upper"), &dir.join("work")] {
+            std::fs::create_dir_all(d).ctx("create container dir", d)?;
+        }
+        let lowers: Vec<String> = self
+            .images
+            .lower_dirs(&image)
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lowers.join(":"),
+            dir.join("upper").display(),
+            dir.join("work").display()
+        );
+        mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .sys(|| format!("mount overlay rootfs for container {}", config.id))?;
+        let process = spec::resolve_process(config, &image_cfg, &rootfs)?;
+        let mut ns = NamespaceSetup::default();
+        if let Some(sid) = &config.sandbox_id {
+            let sb = sandbox::load(&self.cfg.root, sid)?;
+            ns.host_network = sb.config.host_network;
+            for (kind, file) in NS_KINDS {
+                let p = sb.ns_dir.join(file);
+                if p.exists() {
+                    ns.join.push((kind, p));
+                }
+            }
+            ns.files = sandbox::pod_files(&self.cfg.root, sid);
+            ns.shm = Some(sandbox::shm_dir(&self.cfg.root, sid));
+        }
+        let cgroups_path = format!(
+            "{}/{}",
+            self.cfg.cgroup_parent.trim_end_matches('/'),
+            config.id
+        );
+        let spec = spec::build_spec(config, &process, &rootfs, &ns, &cgroups_path)?;
+        let spec_path = dir.join("bundle/config.json");
+        std::fs::write(
+            &spec_path,
+            serde_json::to_vec_pretty(&spec).expect("json values serialize"),
+        )
+        .ctx("write spec", &spec_path)?;
+        let log_path = config
+            .log_path
+            .clone()
+            .unwrap_or_else(|| dir.join("container.log"));
+        if let Some(parent) = log_path.parent() {
+            std::fs::create_dir_all(parent).ctx("create log dir", parent)?;
+        }
+        let record = Record {
+            config: config.clone(),
+            image_id: image.id.to_string(),
+            cgroups_path,
+            log_path,
+            uid: process.user.uid,
+            gid: Some(spec::primary_gid(&process.user, &rootfs)),
+        };
+        let path = dir.join("container.json");
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|source| Error::Json {
+            what: "container record",
+            path: path.clone(),
+            source,
+        })?;
+        crate::image::write_replace(&path, &bytes)?;
+        Ok(record)
+    }
+
+    /// Removes everything of a container but its shim; tolerant of partial state.
+    fn cleanup(&self, id: &str, cgroups_path: Option<&str>) {
+        let dir = self.container_dir(id);
+        let _ = umount2(&dir.join("bundle/rootfs"), MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(self.lc_root().join(id));
+        if let Some(cg) = cgroups_path {
+            cgroups::remove(cg);
+        }
+        if let Err(e) = self.images.release(id) {
+            tracing::warn!(container = %id, error = %e, "releasing image lease failed");
+        }
+    }
+
+    fn status_of(&self, id: &str, record: &Record) -> ContainerStatus {
+        let dir = self.container_dir(id);
+        let mut status =
+            read_status(&dir).unwrap_or_else(|_| ContainerStatus::new(id, Phase::Unknown));
+        if matches!(status.phase, Phase::Created | Phase::Running)
+            && !status
+                .shim_pid
+                .is_some_and(|p| is_alive(p, &record.config.id))
+        {
+            status.phase = Phase::Unknown;
+        }
+        status
+    }
+
+    /// Adopts what a previous run of the agent left: live shims keep serving their
+    /// containers (nothing to do but report them), containers whose shim died are killed and
+    /// marked exited, half-created containers and sandboxes are removed along with their
+    /// in-flight shims, cgroups, libcontainer state and image leases, and stale image staging
+    /// directories are collected.
+    pub fn recover(&self) -> Result<RecoveryReport> {
+        let mut report = RecoveryReport::default();
+        let shims = self.shim_processes();
+        let cdir = self.cfg.root.join("containers");
+        for entry in std::fs::read_dir(&cdir).ctx("list containers", &cdir)? {
+            let entry = entry.ctx("list containers", &cdir)?;
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            let status = read_status(&dir);
+            let Ok(record) = self.record(&id) else {
+                self.kill_shims(&shims, &id);
+                self.cleanup(&id, None);
+                report.cleaned.push(id);
+                continue;
+            };
+            match status {
+                Err(_) => {
+                    // The shim never reported: creation was interrupted. Stop any shim still
+                    // working on it before removing what it would use.
+                    self.kill_shims(&shims, &id);
+                    self.kill_orphans(&record);
+                    self.cleanup(&id, Some(&record.cgroups_path));
+                    report.cleaned.push(id);
+                }
+                Ok(s) if s.phase == Phase::Exited => report.exited.push(id),
+                Ok(s) if s.shim_pid.is_some_and(|p| is_alive(p, &id)) => report.live.push(id),
+                Ok(mut s) => {
+                    self.kill_orphans(&record);
+                    cgroups::remove(&record.cgroups_path);
+                    let _ = std::fs::remove_dir_all(self.lc_root().join(&id));
+                    s.phase = Phase::Exited;
+                    s.exit_code.get_or_insert(137);
+                    s.reason = Some("Unknown".into());
+                    s.message = Some("the container's shim died; the container was killed".into());
+                    s.finished_at
+                        .get_or_insert_with(crate::shim::log::timestamp);
+                    client::write_status(&dir, &s)?;
+                    report.lost.push(id);
+                }
+            }
+        }
+        // Whatever is left without a container directory belongs to nothing.
+        let known = |id: &str| self.container_dir(id).exists();
+        for (_, id) in &shims {
+            if !known(id) {
+                self.kill_shims(&shims, id);
+            }
+        }
+        for holder in self.images.lease_holders()? {
+            if !known(&holder) {
+                self.images.release(&holder)?;
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.lc_root()) {
+            for e in rd.flatten() {
+                if !known(&e.file_name().to_string_lossy()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let parent = cgroups::dir(&self.cfg.cgroup_parent, "pids");
+        if let Ok(rd) = std::fs::read_dir(&parent) {
+            for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                let id = e.file_name().to_string_lossy().into_owned();
+                if !known(&id) {
+                    let path = format!("{}/{id}", self.cfg.cgroup_parent.trim_end_matches('/'));
+                    kill_cgroup(&path);
+                    cgroups::remove(&path);
+                }
+            }
+        }
+        let sdir = self.cfg.root.join("sandboxes");
+        for entry in std::fs::read_dir(&sdir).ctx("list sandboxes", &sdir)? {
+            let entry = entry.ctx("list sandboxes", &sdir)?;
+            if !entry.path().join("sandbox.json").exists() {
+                sandbox::teardown_dir(&entry.path());
+                report
+                    .cleaned
+                    .push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        self.images.gc()?;
+        Ok(report)
+    }
+
+    /// Shim processes (of any stage) working for this runtime root, as (pid, container id),
+    /// found by their command lines.
+    fn shim_processes(&self) -> Vec<(i32, String)> {
+        let marker = format!("\0--lc-root\0{}\0", self.lc_root().display());
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&cmdline);
+            if !text.contains(&marker) {
+                continue;
+            }
+            let mut parts = text.split('\0');
+            if parts.by_ref().any(|p| p == "--id") {
+                if let Some(id) = parts.next() {
+                    out.push((pid, id.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Kills the shims of a container with their process groups (libcontainer's helper
+    /// processes stay in the shim's group) and waits for them to be gone.
+    fn kill_shims(&self, shims: &[(i32, String)], id: &str) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pids: Vec<i32> = shims
+            .iter()
+            .filter(|(_, i)| i == id)
+            .map(|(p, _)| *p)
+            .collect();
+        for &p in &pids {
+            let _ = kill(Pid::from_raw(-p), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        for _ in 0..100 {
+            if pids.iter().all(|p| !is_alive(*p, id)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn kill_orphans(&self, record: &Record) {
+        for pid in cgroups::pids(&record.cgroups_path) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // Give the kernel a moment to empty the cgroup so that it can be removed.
+        for _ in 0..50 {
+            if cgroups::pids(&record.cgroups_path).is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The command that runs `request` in its container with inherited stdio, for callers
+    /// that stream (attach-style exec); [`Runtime::exec_sync`] captures output instead.
+    pub fn exec_command(&self, request: &ExecRequest) -> Result<std::process::Command> {
+        let record = self.record(&request.container_id)?;
+        let cmd = ShimCommand::Exec(ExecArgs {
+            id: request.container_id.clone(),
+            lc_root: self.lc_root(),
+            cwd: request.working_dir.clone(),
+            env: request
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            uid: Some(record.uid),
+            gid: record.gid,
+            tty: request.tty,
+            command: request.command.clone(),
+        });
+        Ok(self.cfg.shim.command(&cmd))
+    }
+}
+
+impl Runtime for LocalRuntime {
+    fn import_image(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageInfo>> {
+        let opts = ImportOptions {
+            name: name.map(str::to_string),
+        };
+        Ok(self.images.import(path, &opts)?.iter().map(info).collect())
+    }
+
+    fn pull_image(&self, reference: &str) -> Result<ImageInfo> {
+        // Registry pulls are not implemented yet; an image already imported satisfies a pull.
+        self.images.get(reference).map(|r| info(&r)).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "cannot pull {reference}: registry pulls are not supported yet; import the image with `skiff image import`"
+            ))
+        })
+    }
+
+    fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        match self.images.get(reference) {
+            Ok(r) => Ok(Some(info(&r))),
+            Err(Error::ImageNotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        Ok(self.images.list()?.iter().map(info).collect())
+    }
+
+    fn remove_image(&self, reference: &str) -> Result<()> {
+        self.images.remove(reference).map(|_| ())
+    }
+
+    fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo> {
+        sandbox::create(
+            &self.cfg.root,
+            &self.cfg.shim,
+            self.network.as_ref(),
+            config,
+        )
+    }
+
+    fn remove_sandbox(&self, id: &str) -> Result<()> {
+        sandbox::remove(&self.cfg.root, self.network.as_ref(), id)
+    }
+
+    fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>> {
+        let d = self.cfg.root.join("sandboxes");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&d).ctx("list sandboxes", &d)?.flatten() {
+            if let Ok(s) = sandbox::load(&self.cfg.root, &e.file_name().to_string_lossy()) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    fn create_container(&self, config: &ContainerConfig) -> Result<ContainerStatus> {
+        validate_id(&config.id)?;
+        let dir = self.container_dir(&config.id);
+        if let Err(e) = std::fs::create_dir(&dir) {
+            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::AlreadyExists {
+                    kind: "container",
+                    id: config.id.clone(),
+                }
+            } else {
+                Error::Io {
+                    what: "create container dir",
+                    path: dir,
+                    source: e,
+                }
+            });
+        }
+        let record = match self.build(&dir, config) {
+            Ok(r) => r,
+            Err(e) => {
+                self.cleanup(&config.id, None);
+                return Err(e);
+            }
+        };
+        let cmd = ShimCommand::Create(CreateArgs {
+            id: config.id.clone(),
+            bundle: dir.join("bundle"),
+            state_dir: dir.clone(),
+            log_path: record.log_path.clone(),
+            lc_root: self.lc_root(),
+            cgroups_path: record.cgroups_path.clone(),
+        });
+        if let Err(e) = self.cfg.shim.create(&cmd, &config.id) {
+            self.cleanup(&config.id, Some(&record.cgroups_path));
+            return Err(e);
+        }
+        read_status(&dir)
+    }
+
+    fn start_container(&self, id: &str) -> Result<()> {
+        self.record(id)?;
+        client::request(
+            &self.container_dir(id),
+            id,
+            "start",
+            Some(Duration::from_secs(30)),
+        )
+        .map(|_| ())
+    }
+
+    fn stop_container(&self, id: &str, grace: Duration) -> Result<ContainerStatus> {
+        let record = self.record(id)?;
+        let dir = self.container_dir(id);
+        let status = self.status_of(id, &record);
+        if matches!(status.phase, Phase::Created | Phase::Running) {
+            let line = format!("stop {}", grace.as_secs());
+            if let Err(e) = client::request(&dir, id, &line, Some(grace + Duration::from_secs(30)))
+            {
+                // The shim may have finished between our status read and the request.
+                let now = self.status_of(id, &record);
+                if matches!(now.phase, Phase::Created | Phase::Running) {
+                    return Err(e);
+                }
+                return Ok(now);
+            }
+        }
+        Ok(self.status_of(id, &record))
+    }
+
+    fn wait_container(&self, id: &str, timeout: Option<Duration>) -> Result<ContainerStatus> {
+        let record = self.record(id)?;
+        let dir = self.container_dir(id);
+        if matches!(
+            self.status_of(id, &record).phase,
+            Phase::Created | Phase::Running
+        ) {
+            // The shim closes its socket as it exits, which also ends the wait.
+            let _ = client::request(&dir, id, "wait", timeout);
+        }
+        Ok(self.status_of(id, &record))
+    }
+
+    fn remove_container(&self, id: &str) -> Result<()> {
+        validate_id(id)?;
+        let Ok(record) = self.record(id) else {
+            self.cleanup(id, None);
+            return Ok(());
+        };
+        if matches!(
+            self.status_of(id, &record).phase,
+            Phase::Created | Phase::Running
+        ) {
+            self.stop_container(id, Duration::ZERO)?;
+        }
+        self.kill_orphans(&record);
+        self.cleanup(id, Some(&record.cgroups_path));
+        Ok(())
+    }
+
+    fn container_status(&self, id: &str) -> Result<ContainerStatus> {
+        let record = self.record(id)?;
+        Ok(self.status_of(id, &record))
+    }
+
+    fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
+        let d = self.cfg.root.join("containers");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&d).ctx("list containers", &d)?.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if let Ok(record) = self.record(&id) {
+                let status = self.status_of(&id, &record);
+                out.push(ContainerInfo {
+                    config: record.config,
+                    status,
+                    log_path: record.log_path,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn exec_sync(&self, request: &ExecRequest) -> Result<ExecOutput> {
+        let record = self.record(&request.container_id)?;
+        if self.status_of(&request.container_id, &record).phase != Phase::Running {
+            return Err(Error::InvalidState(format!(
+                "container {} is not running",
+                request.container_id
+            )));
+        }
+        use std::io::Read;
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::Stdio;
+        let program = &self.cfg.shim.program;
+        let mut child = self
+            .exec_command(request)?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ctx("run exec shim", program)?;
+        // Drain both pipes on threads so that a chatty process cannot block on a full pipe
+        // while we wait for it.
+        let drain = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let out_t = drain(
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let err_t = drain(
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        );
+        let deadline = request.timeout.map(|t| std::time::Instant::now() + t);
+        let status = loop {
+            if let Some(st) = child.try_wait().ctx("wait for exec shim", program)? {
+                break st;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                // The shim kills the process in the container when asked to terminate.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                let _ = child.wait();
+                return Err(Error::Timeout(format!(
+                    "exec {:?} in container {} after {:?}",
+                    request.command,
+                    request.container_id,
+                    request.timeout.unwrap_or_default()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let stdout = out_t.join().unwrap_or_default();
+        let stderr = err_t.join().unwrap_or_default();
+        let exit_code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        Ok(ExecOutput {
+            exit_code,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn log_path(&self, id: &str) -> Result<PathBuf> {
+        Ok(self.record(id)?.log_path)
+    }
+
+    fn reopen_log(&self, id: &str) -> Result<()> {
+        self.record(id)?;
+        client::request(
+            &self.container_dir(id),
+            id,
+            "reopen",
+            Some(Duration::from_secs(10)),
+        )
+        .map(|_| ())
+    }
+
+    fn stats(&self, id: &str) -> Result<ContainerStats> {
+        let record = self.record(id)?;
+        cgroups::stats(&record.cgroups_path).ok_or_else(|| {
+            Error::InvalidState(format!("container {id} has no cgroup (not running)"))
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! The API the node agent uses: the [`Runtime`] trait, its real implementation
+//! [`LocalRuntime`] and a [`FakeRuntime`] for unit tests of the agent.
+//!
+//! All methods block (they run processes and touch the filesystem); an async caller runs
+//! them with `tokio::task::spawn_blocking`.
+
+mod fake;
+mod local;
+mod sandbox;
+pub mod types;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use fake::FakeRuntime;
+pub use local::{LocalRuntime, RecoveryReport, RuntimeConfig};
+pub use sandbox::{LoopbackOnly, NetworkHook};
+pub use types::*;
+
+use crate::error::Result;
+
+/// Images, sandboxes and containers of one node.
+pub trait Runtime: Send + Sync {
+    /// Imports a docker-archive, OCI archive or OCI layout; `name` tags images that carry none.
+    fn import_image(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageInfo>>;
+    /// Pulls an image from a registry.
+    fn pull_image(&self, reference: &str) -> Result<ImageInfo>;
+    /// Looks an image up by reference or id; `None` when absent.
+    fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>>;
+    /// Lists images.
+    fn list_images(&self) -> Result<Vec<ImageInfo>>;
+    /// Removes an image (refused while containers use it).
+    fn remove_image(&self, reference: &str) -> Result<()>;
+
+    /// Creates a pod sandbox: its namespaces and pod files, then the network hook.
+    fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo>;
+    /// Tears a sandbox down (network hook, namespace mounts, files). Idempotent.
+    fn remove_sandbox(&self, id: &str) -> Result<()>;
+    /// Lists sandboxes.
+    fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>>;
+
+    /// Creates a container (rootfs, spec, shim); its process waits for [`Runtime::start_container`].
+    fn create_container(&self, config: &ContainerConfig) -> Result<ContainerStatus>;
+    /// Starts a created container's process.
+    fn start_container(&self, id: &str) -> Result<()>;
+    /// Sends SIGTERM, then SIGKILL after `grace`; returns once the container has exited.
+    fn stop_container(&self, id: &str, grace: Duration) -> Result<ContainerStatus>;
+    /// Waits until the container exits (at most `timeout`) and returns its status.
+    fn wait_container(&self, id: &str, timeout: Option<Duration>) -> Result<ContainerStatus>;
+    /// Removes a container, killing it first if it still runs. Idempotent.
+    fn remove_container(&self, id: &str) -> Result<()>;
+    /// The recorded status of a container.
+    fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+    /// Lists containers.
+    fn list_containers(&self) -> Result<Vec<ContainerInfo>>;
+    /// Runs a command in a running container to completion.
+    fn exec_sync(&self, request: &ExecRequest) -> Result<ExecOutput>;
+    /// Path of a container's CRI log file.
+    fn log_path(&self, id: &str) -> Result<PathBuf>;
+    /// Makes the container's shim reopen its log path, after the caller renamed the file to
+    /// rotate it (CRI `ReopenContainerLog`).
+    fn reopen_log(&self, id: &str) -> Result<()>;
+    /// Resource usage of a running container.
+    fn stats(&self, id: &str) -> Result<ContainerStats>;
+}

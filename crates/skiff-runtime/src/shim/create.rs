@@ -1,0 +1,467 @@
+//! `shim create`: create the container, then supervise it until it exits.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+
+use super::client::{socket_path_via, write_status, SOCKET_NAME, STATUS_FILE};
+use super::log::{timestamp, LineSplitter, Stream};
+use super::CreateArgs;
+use crate::cgroups;
+use crate::error::{Error, IoContext, Result, SysContext};
+use crate::runtime::types::{ContainerStatus, Phase};
+
+/// How long to keep reading output after the container exited: its pipes close as soon as
+/// every process in its pid namespace is gone, so this only bounds pathological cases.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Forks; the parent relays the child's readiness report and exits, the child supervises the
+/// container. Returns the parent's exit code.
+#[allow(unsafe_code)]
+pub(super) fn run(args: &CreateArgs) -> i32 {
+    let (ready_r, ready_w) = match pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: create readiness pipe: {e}");
+            return 1;
+        }
+    };
+    // SAFETY: `shim create` runs right after exec of the shim program, before anything could
+    // start a thread, so the child gets a consistent copy of a single-threaded process.
+    match unsafe { fork() } {
+        Err(e) => {
+            eprintln!("error: fork shim: {e}");
+            1
+        }
+        Ok(ForkResult::Parent { .. }) => {
+            drop(ready_w);
+            // One line, not EOF: the container's init inherits the pipe and keeps it open
+            // until it execs.
+            let mut msg = String::new();
+            let _ = BufReader::new(File::from(ready_r)).read_line(&mut msg);
+            let msg = msg.trim();
+            if msg.starts_with("ok") {
+                println!("{msg}");
+                0
+            } else if msg.is_empty() {
+                println!("error: shim exited before reporting");
+                1
+            } else {
+                println!("{msg}");
+                1
+            }
+        }
+        Ok(ForkResult::Child) => {
+            drop(ready_r);
+            let mut ready = Some(File::from(ready_w));
+            let code = match supervise(args, &mut ready) {
+                Ok(()) => 0,
+                Err(e) => {
+                    if let Some(r) = ready.as_mut() {
+                        let _ = writeln!(r, "error: {e}");
+                    }
+                    tracing::error!(container = %args.id, error = %e, "shim failed");
+                    eprintln!("error: {e}");
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+    }
+}
+
+fn redirect_stdio(state_dir: &Path) -> Result<()> {
+    let log = state_dir.join("shim.log");
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .ctx("open shim log", &log)?;
+    let null = File::open("/dev/null").ctx("open", "/dev/null")?;
+    // The agent waits for EOF on the stdout it gave us, so the long-lived child must let go
+    // of it; its own diagnostics go to shim.log.
+    nix::unistd::dup2(null.as_raw_fd(), 0).sys(|| "redirect shim stdin".into())?;
+    nix::unistd::dup2(f.as_raw_fd(), 1).sys(|| "redirect shim stdout".into())?;
+    nix::unistd::dup2(f.as_raw_fd(), 2).sys(|| "redirect shim stderr".into())?;
+    Ok(())
+}
+
+fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
+    nix::unistd::setsid().sys(|| "setsid".into())?;
+    redirect_stdio(&args.state_dir)?;
+    // Processes orphaned inside the container's session come back to us to be reaped.
+    nix::sys::prctl::set_child_subreaper(true).sys(|| "set child subreaper".into())?;
+
+    let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys(|| "create stdout pipe".into())?;
+    let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys(|| "create stderr pipe".into())?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.log_path)
+        .ctx("open container log", &args.log_path)?;
+    let null = File::open("/dev/null").ctx("open", "/dev/null")?;
+
+    let lc_err = |what: &'static str| {
+        let id = args.id.clone();
+        move |e: libcontainer::error::LibcontainerError| Error::Container {
+            id,
+            what,
+            message: e.to_string(),
+        }
+    };
+    let builder = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
+        .with_root_path(&args.lc_root)
+        .map_err(lc_err("set state root"))?
+        .with_stdin(OwnedFd::from(null))
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .validate_id()
+        .map_err(lc_err("validate id"))?;
+    let created = builder
+        .as_init(&args.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build();
+    let container = match created {
+        Ok(c) => c,
+        Err(e) => {
+            // libcontainer leaves its state dir (and maybe a cgroup) behind on failure.
+            if let Ok(mut c) = Container::load(args.lc_root.join(&args.id)) {
+                let _ = c.delete(true);
+            }
+            cgroups::remove(&args.cgroups_path);
+            return Err(lc_err("create")(e));
+        }
+    };
+    let pid = container.pid().ok_or_else(|| Error::Container {
+        id: args.id.clone(),
+        what: "create",
+        message: "no init pid after create".into(),
+    })?;
+
+    // Bound only now so that the container's init, which shares our open files until it
+    // execs, never holds the listener.
+    let state_dir = File::open(&args.state_dir).ctx("open state dir", &args.state_dir)?;
+    let _ = std::fs::remove_file(args.state_dir.join(SOCKET_NAME));
+    let listener = UnixListener::bind(socket_path_via(&state_dir))
+        .ctx("bind control socket", args.state_dir.join(SOCKET_NAME))?;
+    listener
+        .set_nonblocking(true)
+        .ctx("configure control socket", args.state_dir.join(SOCKET_NAME))?;
+
+    let mut status = ContainerStatus::new(&args.id, Phase::Created);
+    status.pid = Some(pid.as_raw());
+    status.shim_pid = Some(std::process::id() as i32);
+    status.created_at = Some(timestamp());
+    write_status(&args.state_dir, &status)?;
+
+    // Only now block SIGCHLD: the container's init was forked with our old mask, and a mask
+    // inherited by a container would silently change its signal handling.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block().sys(|| "block SIGCHLD".into())?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .sys(|| "create signalfd".into())?;
+
+    // Closing the pipe after the report lets the parent exit and the agent continue.
+    if let Some(mut r) = ready.take() {
+        writeln!(r, "ok {}", pid.as_raw()).ctx("report readiness", &args.state_dir)?;
+    }
+
+    let mut sup = Supervisor {
+        args,
+        container,
+        pid,
+        status,
+        log,
+        out: Some((out_r, LineSplitter::new(Stream::Stdout))),
+        err: Some((err_r, LineSplitter::new(Stream::Stderr))),
+        waiters: Vec::new(),
+        kill_at: None,
+        exited_at: None,
+    };
+    sup.run(&listener, &sigfd)
+}
+
+struct Supervisor<'a> {
+    args: &'a CreateArgs,
+    container: Container,
+    pid: Pid,
+    status: ContainerStatus,
+    log: File,
+    out: Option<(OwnedFd, LineSplitter)>,
+    err: Option<(OwnedFd, LineSplitter)>,
+    waiters: Vec<UnixStream>,
+    kill_at: Option<Instant>,
+    exited_at: Option<Instant>,
+}
+
+impl Supervisor<'_> {
+    fn run(&mut self, listener: &UnixListener, sigfd: &SignalFd) -> Result<()> {
+        // The init may have exited before SIGCHLD was blocked.
+        self.reap();
+        loop {
+            if let Some(t) = self.exited_at {
+                if (self.out.is_none() && self.err.is_none()) || t.elapsed() >= DRAIN_AFTER_EXIT {
+                    return self.finish();
+                }
+            }
+            if self.kill_at.is_some_and(|t| Instant::now() >= t) {
+                self.kill_at = None;
+                let _ = kill(self.pid, Signal::SIGKILL);
+            }
+            let deadline = [self.kill_at, self.exited_at.map(|t| t + DRAIN_AFTER_EXIT)]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = match deadline {
+                Some(d) => PollTimeout::try_from(d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+            let (sig_ready, listen_ready, out_ready, err_ready) = {
+                let mut fds = vec![
+                    PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+                ];
+                if let Some((fd, _)) = &self.out {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
+                if let Some((fd, _)) = &self.err {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e).sys(|| "poll".into()),
+                }
+                let r = |i: usize| {
+                    fds.get(i)
+                        .and_then(|f| f.revents())
+                        .is_some_and(|r| !r.is_empty())
+                };
+                let out_idx = 2;
+                let err_idx = if self.out.is_some() { 3 } else { 2 };
+                (
+                    r(0),
+                    r(1),
+                    self.out.is_some() && r(out_idx),
+                    self.err.is_some() && r(err_idx),
+                )
+            };
+            if out_ready {
+                self.pump(Stream::Stdout);
+            }
+            if err_ready {
+                self.pump(Stream::Stderr);
+            }
+            if sig_ready {
+                while let Ok(Some(_)) = sigfd.read_signal() {}
+                self.reap();
+            }
+            if listen_ready {
+                while let Ok((conn, _)) = listener.accept() {
+                    self.serve(conn);
+                }
+            }
+        }
+    }
+
+    fn pump(&mut self, stream: Stream) {
+        let slot = match stream {
+            Stream::Stdout => &mut self.out,
+            Stream::Stderr => &mut self.err,
+        };
+        let Some((fd, splitter)) = slot.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 32 * 1024];
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = splitter.finish(&mut self.log);
+                *slot = None;
+            }
+            Ok(n) => {
+                if let Err(e) = splitter.feed(&buf[..n], &mut self.log) {
+                    tracing::warn!(container = %self.args.id, error = %e, "writing container log failed");
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p == self.pid => self.record_exit(code),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p == self.pid => {
+                    self.record_exit(128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn record_exit(&mut self, code: i32) {
+        self.exited_at = Some(Instant::now());
+        self.kill_at = None;
+        self.status.phase = Phase::Exited;
+        self.status.exit_code = Some(code);
+        self.status.finished_at = Some(timestamp());
+        let oom = cgroups::oom_kills(&self.args.cgroups_path) > 0;
+        self.status.reason = Some(
+            if oom {
+                "OOMKilled"
+            } else if code == 0 {
+                "Completed"
+            } else {
+                "Error"
+            }
+            .into(),
+        );
+        if oom {
+            self.status.message =
+                Some("the container exceeded its memory limit and was killed".into());
+        }
+    }
+
+    fn serve(&mut self, mut conn: UnixStream) {
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        if BufReader::new(&conn).read_line(&mut line).is_err() {
+            return;
+        }
+        let mut words = line.split_whitespace();
+        let reply = match (words.next(), words.next()) {
+            (Some("start"), _) => Some(self.start()),
+            (Some("reopen"), _) => Some(self.reopen_log()),
+            (Some("status"), _) => Some(serde_json::to_string(&self.status).unwrap_or_default()),
+            (Some("kill"), Some(sig)) => Some(self.signal(sig)),
+            (Some("stop"), Some(grace)) => match grace.parse::<u64>() {
+                Ok(g) => self.stop(g, conn.try_clone().ok()),
+                Err(_) => Some(format!("error: bad grace period {grace:?}")),
+            },
+            (Some("wait"), _) => match conn.try_clone() {
+                Ok(c) => {
+                    self.waiters.push(c);
+                    None
+                }
+                Err(e) => Some(format!("error: {e}")),
+            },
+            _ => Some(format!("error: unknown request {:?}", line.trim())),
+        };
+        if let Some(r) = reply {
+            let _ = writeln!(conn, "{r}");
+        }
+    }
+
+    /// After the agent renamed the log for rotation, continue in a fresh file at the path.
+    fn reopen_log(&mut self) -> String {
+        match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.args.log_path)
+        {
+            Ok(f) => {
+                let _ = self.log.sync_data();
+                self.log = f;
+                "ok".into()
+            }
+            Err(e) => format!("error: reopen {}: {e}", self.args.log_path.display()),
+        }
+    }
+
+    fn start(&mut self) -> String {
+        if self.status.phase != Phase::Created {
+            return format!("error: container is {:?}, not created", self.status.phase);
+        }
+        match self.container.start() {
+            Ok(()) => {
+                self.status.phase = Phase::Running;
+                self.status.started_at = Some(timestamp());
+                match write_status(&self.args.state_dir, &self.status) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("error: {e}"),
+                }
+            }
+            Err(e) => format!("error: start: {e}"),
+        }
+    }
+
+    fn signal(&mut self, sig: &str) -> String {
+        let parsed = sig
+            .parse::<i32>()
+            .ok()
+            .and_then(|n| Signal::try_from(n).ok())
+            .or_else(|| sig.parse::<Signal>().ok())
+            .or_else(|| format!("SIG{sig}").parse::<Signal>().ok());
+        match parsed {
+            None => format!("error: unknown signal {sig:?}"),
+            Some(_) if self.exited_at.is_some() || self.status.phase == Phase::Exited => {
+                "ok".into()
+            }
+            Some(s) => match kill(self.pid, s) {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("error: kill: {e}"),
+            },
+        }
+    }
+
+    /// SIGTERM now, SIGKILL when the grace period ends; the reply waits for the exit.
+    fn stop(&mut self, grace_secs: u64, conn: Option<UnixStream>) -> Option<String> {
+        if self.exited_at.is_some() {
+            return Some(format!("exited {}", self.status.exit_code.unwrap_or(-1)));
+        }
+        // A created container never ran its process: there is nothing to ask nicely.
+        let first = if grace_secs == 0 || self.status.phase == Phase::Created {
+            Signal::SIGKILL
+        } else {
+            Signal::SIGTERM
+        };
+        if let Err(e) = kill(self.pid, first) {
+            return Some(format!("error: kill: {e}"));
+        }
+        if first == Signal::SIGTERM {
+            let at = Instant::now() + Duration::from_secs(grace_secs);
+            self.kill_at = Some(self.kill_at.map_or(at, |t| t.min(at)));
+        }
+        self.waiters.extend(conn);
+        None
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        for slot in [&mut self.out, &mut self.err] {
+            if let Some((_, splitter)) = slot.as_mut() {
+                let _ = splitter.finish(&mut self.log);
+            }
+            *slot = None;
+        }
+        let _ = self.log.sync_data();
+        let written = write_status(&self.args.state_dir, &self.status);
+        // Tear down the cgroup and libcontainer's state; the status file is the record now.
+        if let Err(e) = self.container.delete(true) {
+            tracing::warn!(container = %self.args.id, error = %e, "libcontainer delete failed");
+        }
+        cgroups::remove(&self.args.cgroups_path);
+        let reply = format!("exited {}", self.status.exit_code.unwrap_or(-1));
+        for mut w in self.waiters.drain(..) {
+            let _ = writeln!(w, "{reply}");
+        }
+        let _ = std::fs::remove_file(self.args.state_dir.join(SOCKET_NAME));
+        tracing::info!(container = %self.args.id, exit_code = ?self.status.exit_code, file = STATUS_FILE, "container exited");
+        written
+    }
+}

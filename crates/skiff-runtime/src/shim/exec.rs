@@ -1,0 +1,352 @@
+//! `shim exec`: run a process inside a running container and exit with its exit code.
+
+use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::{json, Value};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::ExecArgs;
+use crate::error::{Error, IoContext, Result, SysContext};
+
+/// Exit code when the exec itself fails (as `docker exec` and shells use 126).
+const EXEC_FAILED: i32 = 126;
+
+pub(super) fn run(args: &ExecArgs) -> i32 {
+    match exec(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXEC_FAILED
+        }
+    }
+}
+
+fn exec(args: &ExecArgs) -> Result<i32> {
+    let lc = |what: &'static str| {
+        let id = args.id.clone();
+        move |e: libcontainer::error::LibcontainerError| Error::Container {
+            id,
+            what,
+            message: e.to_string(),
+        }
+    };
+    // libcontainer takes ownership of the descriptors it wires to the process, so give it
+    // duplicates of ours.
+    let stdin = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .ctx("dup stdin", "/proc/self/fd/0")?;
+    let stdout = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ctx("dup stdout", "/proc/self/fd/1")?;
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .ctx("dup stderr", "/proc/self/fd/2")?;
+    let env: HashMap<String, String> = args
+        .env
+        .iter()
+        .filter_map(|e| {
+            e.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    if let Some(size) = args.tty {
+        return exec_tty(args, size, stdin, stdout, stderr, env);
+    }
+    let pid = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
+        .with_root_path(&args.lc_root)
+        .map_err(lc("set state root"))?
+        .with_stdin(stdin)
+        .with_stdout(stdout)
+        .with_stderr(stderr)
+        .validate_id()
+        .map_err(lc("validate id"))?
+        .as_tenant()
+        .with_container_args(args.command.clone())
+        .with_env(env)
+        .with_cwd(args.cwd.as_ref())
+        .with_user(args.uid)
+        .with_group(args.gid)
+        .with_detach(false)
+        .build()
+        .map_err(lc("exec"))?;
+    Ok(Reaper::new(pid)?.wait())
+}
+
+/// Waits for the exec'd process while honouring termination requests: SIGTERM, SIGINT or
+/// SIGHUP to the shim (the agent giving up on a timed-out exec, say) SIGKILL the process,
+/// which would otherwise outlive the shim inside the container.
+struct Reaper {
+    pid: Pid,
+    sigfd: SignalFd,
+}
+
+impl Reaper {
+    fn new(pid: Pid) -> Result<Self> {
+        let mut mask = SigSet::empty();
+        for s in [
+            Signal::SIGCHLD,
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+        ] {
+            mask.add(s);
+        }
+        // Blocked only after the process was forked, so it keeps the default mask.
+        mask.thread_block().sys(|| "block signals".into())?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .sys(|| "create signalfd".into())?;
+        Ok(Self { pid, sigfd })
+    }
+
+    /// Handles pending signals; returns the exit code once the process is gone.
+    fn poll_exit(&self) -> Option<i32> {
+        while let Ok(Some(info)) = self.sigfd.read_signal() {
+            if info.ssi_signo != Signal::SIGCHLD as u32 {
+                let _ = kill(self.pid, Signal::SIGKILL);
+            }
+        }
+        match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
+            Ok(_) => None,
+            // Nothing left to wait for (reaped elsewhere): report a failure, not a hang.
+            Err(nix::errno::Errno::ECHILD) => Some(EXEC_FAILED),
+            Err(_) => None,
+        }
+    }
+
+    fn wait(&self) -> i32 {
+        loop {
+            if let Some(code) = self.poll_exit() {
+                return code;
+            }
+            let mut fds = [PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::NONE);
+        }
+    }
+}
+
+/// Runs the process on a pseudo-terminal. libcontainer hands the terminal's master side
+/// over a console socket; the shim then relays stdin to it and its output to stdout until
+/// the process is gone.
+fn exec_tty(
+    args: &ExecArgs,
+    (rows, cols): (u16, u16),
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    env: HashMap<String, String>,
+) -> Result<i32> {
+    let lc = |what: &'static str| {
+        let id = args.id.clone();
+        move |e: libcontainer::error::LibcontainerError| Error::Container {
+            id,
+            what,
+            message: e.to_string(),
+        }
+    };
+    let work = std::env::temp_dir().join(format!("skiff-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&work).ctx("create exec dir", &work)?;
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(work.clone());
+
+    // With a terminal, libcontainer takes the whole process from a file rather than from
+    // builder arguments: start from the container's own process and override.
+    let state_path = args.lc_root.join(&args.id).join("state.json");
+    let state: Value = read_json(&state_path)?;
+    let bundle = state["bundle"].as_str().unwrap_or_default();
+    let spec_path = Path::new(bundle).join("config.json");
+    let spec: Value = read_json(&spec_path)?;
+    let mut process = spec["process"].clone();
+    process["terminal"] = json!(true);
+    process["args"] = json!(args.command);
+    let mut merged: Vec<String> = process["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (k, v) in &env {
+        let prefix = format!("{k}=");
+        merged.retain(|e| !e.starts_with(&prefix));
+        merged.push(format!("{k}={v}"));
+    }
+    if !merged.iter().any(|e| e.starts_with("TERM=")) {
+        merged.push("TERM=xterm".into());
+    }
+    process["env"] = json!(merged);
+    if let Some(cwd) = &args.cwd {
+        process["cwd"] = json!(cwd);
+    }
+    if let Some(uid) = args.uid {
+        process["user"]["uid"] = json!(uid);
+    }
+    if let Some(gid) = args.gid {
+        process["user"]["gid"] = json!(gid);
+    }
+    let process_path = work.join("process.json");
+    std::fs::write(
+        &process_path,
+        serde_json::to_vec(&process).expect("json values serialize"),
+    )
+    .ctx("write exec process", &process_path)?;
+    let socket_path = work.join("console.sock");
+    let listener = UnixListener::bind(&socket_path).ctx("bind console socket", &socket_path)?;
+
+    let pid = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
+        .with_root_path(&args.lc_root)
+        .map_err(lc("set state root"))?
+        .with_console_socket(Some(&socket_path))
+        .validate_id()
+        .map_err(lc("validate id"))?
+        .as_tenant()
+        .with_process(Some(&process_path))
+        .with_detach(true)
+        .build()
+        .map_err(lc("exec"))?;
+    drop(stderr);
+
+    let (conn, _) = listener
+        .accept()
+        .ctx("accept console socket", &socket_path)?;
+    let master = receive_fd(&conn).ctx("receive terminal", &socket_path)?;
+    set_winsize(&master, rows, cols);
+    let reaper = Reaper::new(pid)?;
+    relay(stdin, stdout, &master, &reaper);
+    Ok(reaper.wait())
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let bytes = std::fs::read(path).ctx("read", path)?;
+    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+        what: "exec source",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Receives one file descriptor sent with SCM_RIGHTS.
+#[allow(unsafe_code)]
+fn receive_fd(conn: &UnixStream) -> std::io::Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel installed this descriptor in our table while receiving
+                // the message; nothing else refers to it, so we may take ownership.
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other(
+        "no terminal descriptor in console socket message",
+    ))
+}
+
+#[allow(unsafe_code)]
+fn set_winsize(master: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a `winsize` from the pointer, which is valid for the call;
+    // the descriptor is an open terminal master.
+    unsafe {
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+}
+
+/// Copies stdin to the terminal and the terminal to stdout until the terminal closes (its
+/// last slave descriptor goes away when the process exits).
+fn relay(stdin: OwnedFd, stdout: OwnedFd, master: &OwnedFd, reaper: &Reaper) {
+    let mut stdin_open = true;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let mut fds = vec![
+            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(reaper.sigfd.as_fd(), PollFlags::POLLIN),
+        ];
+        if stdin_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let master_ready = ready(&fds[0]);
+        let signalled = ready(&fds[1]);
+        let stdin_ready = stdin_open && ready(&fds[2]);
+        drop(fds);
+        // Only termination requests matter here; the exit itself shows as the terminal
+        // closing, after which the caller collects the status.
+        if signalled {
+            let mut term = false;
+            while let Ok(Some(info)) = reaper.sigfd.read_signal() {
+                term |= info.ssi_signo != Signal::SIGCHLD as u32;
+            }
+            if term {
+                let _ = kill(reaper.pid, Signal::SIGKILL);
+            }
+        }
+        if master_ready {
+            match nix::unistd::read(master.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if write_all(&stdout, &buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if stdin_ready {
+            match nix::unistd::read(stdin.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    let _ = write_all(master, &buf[..n]);
+                }
+            }
+        }
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        let n = nix::unistd::write(fd, data)?;
+        data = &data[n..];
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! `skiff shim`: the single-threaded helper process behind every container.
+//!
+//! The node agent is multi-threaded, and forking a multi-threaded process is unsafe
+//! (libcontainer also `chdir`s the whole process while it creates a container). So the agent
+//! only ever starts this program with `std::process::Command`; the program forks while it is
+//! still single-threaded. Subcommands:
+//!
+//! - `create`: creates the container with libcontainer, then stays its parent: it reaps it,
+//!   writes its stdout/stderr to a CRI log file, serves `start`/`stop`/`kill`/`wait`/`status`/`reopen`
+//!   requests on a unix socket in the container's state directory, and records the exit
+//!   status (and OOM kills) in `status.json` before cleaning up the cgroup and exiting;
+//! - `exec`: runs a process inside a running container (its namespaces and cgroup) with the
+//!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`), and exits
+//!   with the process's exit code;
+//! - `sandbox`: creates the network, IPC and UTS namespaces of a pod and pins them with bind
+//!   mounts, then exits.
+//!
+//! The agent side of these protocols is [`client`].
+
+pub mod client;
+mod create;
+mod exec;
+pub mod log;
+mod sandbox;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+
+/// Arguments of `shim create`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateArgs {
+    /// Container id.
+    pub id: String,
+    /// OCI bundle directory holding `config.json`.
+    pub bundle: PathBuf,
+    /// Directory for `status.json`, `shim.sock` and `shim.log`.
+    pub state_dir: PathBuf,
+    /// CRI log file.
+    pub log_path: PathBuf,
+    /// libcontainer's state root.
+    pub lc_root: PathBuf,
+    /// The container's cgroups path, for OOM detection.
+    pub cgroups_path: String,
+}
+
+/// Arguments of `shim exec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecArgs {
+    /// Container id.
+    pub id: String,
+    /// libcontainer's state root.
+    pub lc_root: PathBuf,
+    /// Working directory.
+    pub cwd: Option<String>,
+    /// Extra `KEY=value` environment.
+    pub env: Vec<String>,
+    /// User id.
+    pub uid: Option<u32>,
+    /// Group id.
+    pub gid: Option<u32>,
+    /// Run the process on a new pseudo-terminal, relayed to the shim's stdin/stdout, with
+    /// this initial size (rows, columns).
+    pub tty: Option<(u16, u16)>,
+    /// Command and arguments.
+    pub command: Vec<String>,
+}
+
+/// Arguments of `shim sandbox`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxArgs {
+    /// Directory where `net`, `ipc` and `uts` namespace files are pinned.
+    pub ns_dir: PathBuf,
+    /// Hostname set in the new UTS namespace.
+    pub hostname: String,
+    /// Keep the host network (pin only ipc and uts).
+    pub host_network: bool,
+}
+
+/// A parsed shim command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShimCommand {
+    /// `create --id ID --bundle DIR --state-dir DIR --log FILE --lc-root DIR --cgroup PATH`
+    Create(CreateArgs),
+    /// `exec --id ID --lc-root DIR [--cwd DIR] [--env K=V]... [--uid N] [--gid N] [--tty ROWSxCOLS] -- CMD...`
+    Exec(ExecArgs),
+    /// `sandbox --ns-dir DIR --hostname NAME [--host-network]`
+    Sandbox(SandboxArgs),
+}
+
+impl ShimCommand {
+    /// Renders the command line (without the program and its `shim` word).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v: Vec<String> = Vec::new();
+        match self {
+            ShimCommand::Create(a) => {
+                v.push("create".into());
+                for (k, val) in [
+                    ("--id", a.id.clone()),
+                    ("--bundle", a.bundle.display().to_string()),
+                    ("--state-dir", a.state_dir.display().to_string()),
+                    ("--log", a.log_path.display().to_string()),
+                    ("--lc-root", a.lc_root.display().to_string()),
+                    ("--cgroup", a.cgroups_path.clone()),
+                ] {
+                    v.push(k.into());
+                    v.push(val);
+                }
+            }
+            ShimCommand::Exec(a) => {
+                v.push("exec".into());
+                v.extend([
+                    "--id".into(),
+                    a.id.clone(),
+                    "--lc-root".into(),
+                    a.lc_root.display().to_string(),
+                ]);
+                if let Some(c) = &a.cwd {
+                    v.extend(["--cwd".into(), c.clone()]);
+                }
+                for e in &a.env {
+                    v.extend(["--env".into(), e.clone()]);
+                }
+                if let Some(u) = a.uid {
+                    v.extend(["--uid".into(), u.to_string()]);
+                }
+                if let Some(g) = a.gid {
+                    v.extend(["--gid".into(), g.to_string()]);
+                }
+                if let Some((rows, cols)) = a.tty {
+                    v.extend(["--tty".into(), format!("{rows}x{cols}")]);
+                }
+                v.push("--".into());
+                v.extend(a.command.iter().cloned());
+            }
+            ShimCommand::Sandbox(a) => {
+                v.extend([
+                    "sandbox".into(),
+                    "--ns-dir".into(),
+                    a.ns_dir.display().to_string(),
+                    "--hostname".into(),
+                    a.hostname.clone(),
+                ]);
+                if a.host_network {
+                    v.push("--host-network".into());
+                }
+            }
+        }
+        v
+    }
+
+    /// Parses a command line (without the program and its `shim` word).
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let bad = |m: String| Error::InvalidArgument(m);
+        let (sub, rest) = args
+            .split_first()
+            .ok_or_else(|| bad("shim: missing subcommand (create, exec, sandbox)".into()))?;
+        let mut flags: Vec<(String, String)> = Vec::new();
+        let mut switches: Vec<String> = Vec::new();
+        let mut command = Vec::new();
+        let mut i = 0;
+        while i < rest.len() {
+            let a = &rest[i];
+            if a == "--" {
+                command = rest[i + 1..].to_vec();
+                break;
+            }
+            if a == "--host-network" {
+                switches.push(a.clone());
+                i += 1;
+                continue;
+            }
+            if !a.starts_with("--") || i + 1 >= rest.len() {
+                return Err(bad(format!("shim {sub}: unexpected argument {a:?}")));
+            }
+            flags.push((a.clone(), rest[i + 1].clone()));
+            i += 2;
+        }
+        let get = |k: &str| flags.iter().find(|(f, _)| f == k).map(|(_, v)| v.clone());
+        let need = |k: &str| get(k).ok_or_else(|| bad(format!("shim {sub}: missing {k}")));
+        let num = |k: &str| -> Result<Option<u32>> {
+            get(k)
+                .map(|v| {
+                    v.parse()
+                        .map_err(|_| bad(format!("shim {sub}: {k} must be a number")))
+                })
+                .transpose()
+        };
+        match sub.as_str() {
+            "create" => Ok(ShimCommand::Create(CreateArgs {
+                id: need("--id")?,
+                bundle: need("--bundle")?.into(),
+                state_dir: need("--state-dir")?.into(),
+                log_path: need("--log")?.into(),
+                lc_root: need("--lc-root")?.into(),
+                cgroups_path: need("--cgroup")?,
+            })),
+            "exec" => {
+                if command.is_empty() {
+                    return Err(bad("shim exec: missing command after --".into()));
+                }
+                Ok(ShimCommand::Exec(ExecArgs {
+                    id: need("--id")?,
+                    lc_root: need("--lc-root")?.into(),
+                    cwd: get("--cwd"),
+                    env: flags
+                        .iter()
+                        .filter(|(f, _)| f == "--env")
+                        .map(|(_, v)| v.clone())
+                        .collect(),
+                    uid: num("--uid")?,
+                    gid: num("--gid")?,
+                    tty: get("--tty")
+                        .map(|t| {
+                            t.split_once('x')
+                                .and_then(|(r, c)| Some((r.parse().ok()?, c.parse().ok()?)))
+                                .ok_or_else(|| {
+                                    bad(format!("shim exec: --tty wants ROWSxCOLS, got {t:?}"))
+                                })
+                        })
+                        .transpose()?,
+                    command,
+                }))
+            }
+            "sandbox" => Ok(ShimCommand::Sandbox(SandboxArgs {
+                ns_dir: need("--ns-dir")?.into(),
+                hostname: need("--hostname")?,
+                host_network: switches.iter().any(|s| s == "--host-network"),
+            })),
+            other => Err(bad(format!(
+                "shim: unknown subcommand {other:?} (expected create, exec or sandbox)"
+            ))),
+        }
+    }
+}
+
+/// Entry point of `skiff shim ARGS...`: parses `args` (everything after `shim`), runs the
+/// subcommand and returns the process exit code. Must be called before the process starts
+/// any thread.
+pub fn main(args: Vec<String>) -> i32 {
+    match ShimCommand::parse(&args) {
+        Ok(cmd) => run(cmd),
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+/// Runs a parsed shim command; see [`main`].
+pub fn run(cmd: ShimCommand) -> i32 {
+    match cmd {
+        ShimCommand::Create(a) => create::run(&a),
+        ShimCommand::Exec(a) => exec::run(&a),
+        ShimCommand::Sandbox(a) => sandbox::run(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_round_trip() {
+        let cmds = [
+            ShimCommand::Create(CreateArgs {
+                id: "c1".into(),
+                bundle: "/b".into(),
+                state_dir: "/s".into(),
+                log_path: "/l".into(),
+                lc_root: "/r".into(),
+                cgroups_path: "/skiff/c1".into(),
+            }),
+            ShimCommand::Exec(ExecArgs {
+                id: "c1".into(),
+                lc_root: "/r".into(),
+                cwd: Some("/".into()),
+                env: vec!["A=1".into()],
+                uid: Some(1),
+                gid: None,
+                tty: Some((24, 80)),
+                command: vec!["sh".into(), "-c".into(), "exit 3".into()],
+            }),
+            ShimCommand::Sandbox(SandboxArgs {
+                ns_dir: "/n".into(),
+                hostname: "h".into(),
+                host_network: true,
+            }),
+        ];
+        for c in cmds {
+            assert_eq!(ShimCommand::parse(&c.to_args()).unwrap(), c);
+        }
+        assert!(ShimCommand::parse(&["bogus".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! Pod sandboxes: shared namespaces held by bind mounts, containers talking over
+//! localhost and sharing a directory, teardown. Needs root.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use skiff_runtime::runtime::{ExecRequest, Mount, MountKind, Phase, SandboxConfig};
+use skiff_runtime::Runtime;
+
+fn mounted(path: &std::path::Path) -> bool {
+    let p = path.to_string_lossy().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+#[test]
+fn two_containers_share_a_directory_and_localhost() {
+    let t = TestRuntime::new("sandbox");
+    let sb =
+        t.rt.create_sandbox(&SandboxConfig {
+            id: "pod1".into(),
+            hostname: "pod-one".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(sb.netns_path(), Some(sb.ns_dir.join("net")));
+    for f in ["net", "ipc", "uts"] {
+        assert!(mounted(&sb.ns_dir.join(f)), "{f} namespace not pinned");
+    }
+    let shared = t.scratch.path("emptydir");
+    std::fs::create_dir_all(&shared).unwrap();
+    let vol = || {
+        vec![Mount {
+            destination: "/shared".into(),
+            kind: MountKind::Bind {
+                source: shared.clone(),
+            },
+            readonly: false,
+        }]
+    };
+
+    let mut writer = t.sh(
+        "writer",
+        "i=0; while true; do i=$((i+1)); echo tick $i > /shared/index.html; sleep 1; done",
+    );
+    writer.sandbox_id = Some("pod1".into());
+    writer.mounts = vol();
+    let mut server = t.sh("server", "exec httpd -f -p 8080 -h /shared");
+    server.sandbox_id = Some("pod1".into());
+    server.mounts = vol();
+    for c in [&writer, &server] {
+        t.rt.create_container(c).unwrap();
+        t.rt.start_container(&c.id).unwrap();
+    }
+
+    let exec = |id: &str, cmd: &str| {
+        t.rt.exec_sync(&ExecRequest {
+            container_id: id.into(),
+            command: vec!["sh".into(), "-c".into(), cmd.into()],
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    // The writer fetches what the server serves from the file the writer keeps writing.
+    let mut body = String::new();
+    for _ in 0..50 {
+        let out = exec("writer", "wget -q -O - http://127.0.0.1:8080/index.html");
+        body = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.exit_code == 0 && body.starts_with("tick") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(body.starts_with("tick "), "got {body:?}");
+    std::thread::sleep(Duration::from_millis(1200));
+    let later = String::from_utf8_lossy(
+        &exec("writer", "wget -q -O - http://127.0.0.1:8080/index.html").stdout,
+    )
+    .into_owned();
+    assert_ne!(later, body, "the file should change every second");
+
+    // Same network, IPC and UTS namespaces; the pod's hostname and hosts file.
+    let ns = |id: &str| {
+        String::from_utf8_lossy(
+            &exec(
+                id,
+                "readlink /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/uts; hostname",
+            )
+            .stdout,
+        )
+        .into_owned()
+    };
+    assert_eq!(ns("writer"), ns("server"));
+    assert!(ns("server").ends_with("pod-one\n"));
+    assert!(String::from_utf8_lossy(&exec("server", "cat /etc/hosts").stdout).contains("pod-one"));
+    // One /dev/shm for the pod.
+    assert_eq!(exec("writer", "echo hi > /dev/shm/note").exit_code, 0);
+    assert_eq!(
+        String::from_utf8_lossy(&exec("server", "cat /dev/shm/note").stdout),
+        "hi\n"
+    );
+    // The pod's localhost is not the host's.
+    assert!(std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:8080".parse().unwrap(),
+        Duration::from_millis(200)
+    )
+    .is_err());
+
+    for c in ["writer", "server"] {
+        let st = t.rt.stop_container(c, Duration::from_secs(1)).unwrap();
+        assert_eq!(st.phase, Phase::Exited);
+        t.rt.remove_container(c).unwrap();
+    }
+    t.rt.remove_sandbox("pod1").unwrap();
+    assert!(!mounted(&sb.ns_dir.join("net")));
+    assert!(!mounted(&sb.ns_dir.parent().unwrap().join("shm")));
+    assert!(!sb.ns_dir.exists());
+    // Idempotent.
+    t.rt.remove_sandbox("pod1").unwrap();
+}
+
+#[test]
+fn sandbox_creation_failure_in_network_hook_leaves_nothing() {
+    struct Failing;
+    impl skiff_runtime::runtime::NetworkHook for Failing {
+        fn setup(&self, _: &skiff_runtime::runtime::SandboxInfo) -> skiff_runtime::Result<()> {
+            Err(skiff_runtime::Error::InvalidArgument(
+                "no network today".into(),
+            ))
+        }
+        fn teardown(&self, _: &skiff_runtime::runtime::SandboxInfo) -> skiff_runtime::Result<()> {
+            Ok(())
+        }
+    }
+    let s = Scratch::new("sandbox-fail");
+    let cfg = skiff_runtime::RuntimeConfig {
+        root: s.path("root"),
+        shim: skiff_runtime::shim::client::ShimProgram {
+            program: env!("CARGO_BIN_EXE_skiff-runtime-dev").into(),
+            prefix: vec!["shim".into()],
+        },
+        cgroup_parent: "/skiff-test-unused".into(),
+    };
+    let rt = skiff_runtime::LocalRuntime::new(cfg, std::sync::Arc::new(Failing)).unwrap();
+    let err = rt
+        .create_sandbox(&SandboxConfig {
+            id: "p".into(),
+            hostname: "p".into(),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("no network today"));
+    assert!(!s.path("root/sandboxes/p").exists());
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&s.path("root/sandboxes/p").display().to_string()));
+}
+
+#[test]
+fn host_network_sandbox_shares_the_host_network_only() {
+    let t = TestRuntime::new("hostnet");
+    let sb =
+        t.rt.create_sandbox(&SandboxConfig {
+            id: "hn".into(),
+            hostname: "hn-pod".into(),
+            host_network: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(sb.netns_path(), None);
+    let mut c = t.sh(
+        "hn-c",
+        "readlink /proc/self/ns/net; hostname; ls /sys/class/net | grep -c .",
+    );
+    c.sandbox_id = Some("hn".into());
+    t.rt.create_container(&c).unwrap();
+    t.rt.start_container("hn-c").unwrap();
+    let st =
+        t.rt.wait_container("hn-c", Some(Duration::from_secs(20)))
+            .unwrap();
+    let log = std::fs::read_to_string(t.rt.log_path("hn-c").unwrap()).unwrap();
+    assert_eq!(st.exit_code, Some(0), "{log}");
+    let host_net = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .display()
+        .to_string();
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap())
+        .collect();
+    assert_eq!(lines[0], host_net);
+    assert_eq!(lines[1], "hn-pod");
+    t.rt.remove_container("hn-c").unwrap();
+    t.rt.remove_sandbox("hn").unwrap();
+}

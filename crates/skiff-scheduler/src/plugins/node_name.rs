@@ -1,0 +1,22 @@
+//! NodeName: nothing to decide for pods that name their node (they never reach the queue),
+//! kept for upstream parity in the plugin list.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::framework::{FilterPlugin, NodeInfo};
+
+/// The plugin.
+pub struct NodeName;
+
+impl FilterPlugin for NodeName {
+    fn name(&self) -> &'static str {
+        "NodeName"
+    }
+
+    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+        match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            Some(n) if !n.is_empty() && n != node.name() => Err("node(s) didn't match the requested node name".into()),
+            _ => Ok(()),
+        }
+    }
+}

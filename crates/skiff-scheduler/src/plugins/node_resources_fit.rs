@@ -1,0 +1,53 @@
+//! NodeResourcesFit: requests must fit in what is left of allocatable (CPU, memory, pods);
+//! scores favour the least allocated node (upstream's default strategy).
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::framework::{pod_requests, FilterPlugin, NodeInfo, ScorePlugin};
+
+/// The plugin.
+pub struct NodeResourcesFit;
+
+impl FilterPlugin for NodeResourcesFit {
+    fn name(&self) -> &'static str {
+        "NodeResourcesFit"
+    }
+
+    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+        let r = pod_requests(pod);
+        let a = node.allocatable;
+        let u = node.requested;
+        if u.pods + 1 > a.pods {
+            return Err("Too many pods".into());
+        }
+        if r.milli_cpu > 0 && u.milli_cpu + r.milli_cpu > a.milli_cpu {
+            return Err("Insufficient cpu".into());
+        }
+        if r.memory > 0 && u.memory + r.memory > a.memory {
+            return Err("Insufficient memory".into());
+        }
+        Ok(())
+    }
+}
+
+/// Share of `cap` still free after `used`, 0..=100.
+pub fn free_share(used: i64, cap: i64) -> i64 {
+    if cap <= 0 {
+        return 0;
+    }
+    ((cap - used).max(0) * 100) / cap
+}
+
+impl ScorePlugin for NodeResourcesFit {
+    fn name(&self) -> &'static str {
+        "NodeResourcesFit"
+    }
+
+    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
+        let r = pod_requests(pod);
+        // Upstream counts a default of 100m CPU / 200Mi for containers without requests.
+        let cpu = node.requested.milli_cpu + r.milli_cpu.max(100);
+        let mem = node.requested.memory + r.memory.max(200 * 1024 * 1024);
+        (free_share(cpu, node.allocatable.milli_cpu) + free_share(mem, node.allocatable.memory)) / 2
+    }
+}

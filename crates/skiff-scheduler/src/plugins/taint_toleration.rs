@@ -1,0 +1,60 @@
+//! TaintToleration: NoSchedule/NoExecute taints must be tolerated; PreferNoSchedule taints
+//! lower the score.
+
+use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
+
+use crate::framework::{FilterPlugin, NodeInfo, ScorePlugin};
+
+/// The plugin.
+pub struct TaintToleration;
+
+/// True when `t` tolerates `taint`, with upstream's matching rules.
+pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if let Some(e) = t.effect.as_deref() {
+        if !e.is_empty() && e != taint.effect {
+            return false;
+        }
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
+        _ => t.key.as_deref() == Some(taint.key.as_str()) && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+    }
+}
+
+fn taints(node: &NodeInfo) -> &[Taint] {
+    node.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
+}
+
+fn tolerations(pod: &Pod) -> &[Toleration] {
+    pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[])
+}
+
+impl FilterPlugin for TaintToleration {
+    fn name(&self) -> &'static str {
+        "TaintToleration"
+    }
+
+    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+        for taint in taints(node).iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
+            if !tolerations(pod).iter().any(|t| tolerates(t, taint)) {
+                let v = taint.value.as_deref().map(|v| format!("={v}")).unwrap_or_default();
+                return Err(format!("node(s) had untolerated taint {{{}{v}: {}}}", taint.key, taint.effect));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ScorePlugin for TaintToleration {
+    fn name(&self) -> &'static str {
+        "TaintToleration"
+    }
+
+    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
+        let bad = taints(node)
+            .iter()
+            .filter(|t| t.effect == "PreferNoSchedule" && !tolerations(pod).iter().any(|tol| tolerates(tol, t)))
+            .count() as i64;
+        (100 - bad * 25).max(0)
+    }
+}

@@ -1,0 +1,83 @@
+//! End-to-end: Deployments and ReplicaSets reconciled by skiff's controllers, pods placed by
+//! its scheduler onto fake nodes whose fake kubelets report them running.
+
+use std::time::Duration;
+
+use skiff_testkit::Cluster;
+
+fn cluster() -> Cluster {
+    Cluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_skiff"))).expect("server starts")
+}
+
+fn count_running(c: &Cluster, selector: &str) -> usize {
+    let pods = c.json(&["get", "pods", "-l", selector]).unwrap();
+    pods["items"].as_array().unwrap().iter().filter(|p| p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()).count()
+}
+
+#[test]
+fn deployment_rolls_out_scales_updates_and_rolls_back() {
+    let c = cluster();
+    let _n1 = c.fake_node("node-1").unwrap();
+    let _n2 = c.fake_node("node-2").unwrap();
+    c.ok(&["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3"]).unwrap();
+    let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).unwrap();
+    assert!(out.contains("successfully rolled out"), "{out}");
+    assert_eq!(count_running(&c, "app=web"), 3);
+    // Pods spread over both nodes by the scheduler.
+    let nodes = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]).unwrap();
+    assert!(nodes.contains("node-1") && nodes.contains("node-2"), "{nodes}");
+
+    c.ok(&["scale", "deployment", "web", "--replicas=5"]).unwrap();
+    c.eventually(Duration::from_secs(30), "5 running pods", || count_running(&c, "app=web") == 5).unwrap();
+    c.ok(&["scale", "deployment", "web", "--replicas=2"]).unwrap();
+    c.eventually(Duration::from_secs(30), "2 running pods", || count_running(&c, "app=web") == 2).unwrap();
+
+    // A new image rolls out through a second ReplicaSet.
+    c.ok(&["set", "image", "deployment/web", "nginx=nginx:1.26"]).unwrap();
+    let out = c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).unwrap();
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let rs = c.json(&["get", "rs", "-l", "app=web"]).unwrap();
+    assert_eq!(rs["items"].as_array().unwrap().len(), 2, "{rs}");
+    let images = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.containers[0].image}"]).unwrap();
+    c.eventually(Duration::from_secs(30), "only new pods", || {
+        let imgs = c.ok(&["get", "pods", "-l", "app=web", "--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].spec.containers[0].image}"]).unwrap();
+        !imgs.contains("1.25") && imgs.contains("1.26")
+    }).unwrap_or_else(|e| panic!("{e}; earlier images: {images}"));
+    let history = c.ok(&["rollout", "history", "deployment/web"]).unwrap();
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    c.ok(&["rollout", "undo", "deployment/web"]).unwrap();
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).unwrap();
+    let image = c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]).unwrap();
+    assert_eq!(image, "nginx:1.25");
+    let d = c.json(&["get", "deploy", "web"]).unwrap();
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3", "{d}");
+
+    // Deleting the deployment removes its ReplicaSets and pods (garbage collector).
+    c.ok(&["delete", "deployment", "web"]).unwrap();
+    c.eventually(Duration::from_secs(30), "pods and replicasets gone", || {
+        c.ok(&["get", "rs,pods", "-o", "name"]).unwrap().trim().is_empty()
+    }).unwrap();
+}
+
+#[test]
+fn unschedulable_pods_stay_pending_with_a_reason() {
+    let c = cluster();
+    let _n = c.fake_node("small").unwrap();
+    c.ok(&["run", "huge", "--image=busybox", "--overrides", r#"{"spec":{"containers":[{"name":"huge","image":"busybox","resources":{"requests":{"cpu":"64"}}}]}}"#]).unwrap();
+    c.eventually(Duration::from_secs(20), "FailedScheduling", || {
+        let p = c.json(&["get", "pod", "huge"]).unwrap();
+        p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["reason"] == "Unschedulable"))
+    }).unwrap();
+    let d = c.ok(&["describe", "pod", "huge"]).unwrap();
+    assert!(d.contains("FailedScheduling") && d.contains("Insufficient cpu"), "{d}");
+    c.ok(&["cordon", "small"]).unwrap();
+    c.ok(&["run", "small-pod", "--image=busybox"]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let p = c.json(&["get", "pod", "small-pod"]).unwrap();
+    assert!(p["spec"]["nodeName"].is_null(), "cordoned node took a pod: {p}");
+    c.ok(&["uncordon", "small"]).unwrap();
+    c.eventually(Duration::from_secs(20), "small-pod scheduled after uncordon", || {
+        c.json(&["get", "pod", "small-pod"]).unwrap()["spec"]["nodeName"] == "small"
+    }).unwrap();
+}
