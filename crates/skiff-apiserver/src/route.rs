@@ -35,6 +35,8 @@ pub enum Route {
     Version,
     /// `/metrics`
     Metrics,
+    /// `/skiff/v1/snapshot`: write a store snapshot (admin only).
+    Snapshot,
     /// Anything else.
     Unknown,
 }
@@ -80,6 +82,7 @@ pub fn parse(path: &str) -> Route {
         [h @ ("healthz" | "livez" | "readyz"), ..] => Route::Health(h.to_string()),
         ["version"] => Route::Version,
         ["metrics"] => Route::Metrics,
+        ["skiff", "v1", "snapshot"] => Route::Snapshot,
         _ => Route::Unknown,
     }
 }

@@ -96,6 +96,32 @@ pub async fn up(args: ServerArgs) -> anyhow::Result<()> {
 pub async fn snapshot(action: SnapshotAction) -> anyhow::Result<()> {
     match action {
         SnapshotAction::Save { data_dir, file } => {
+            let file = std::path::absolute(&file).with_context(|| format!("resolving {}", file.display()))?;
+            // A running server holds the store: ask it for a consistent snapshot.
+            let kubeconfig = data_dir.join("kubeconfig.yaml");
+            if kubeconfig.exists() {
+                if let Ok(client) = skiff_controllers::client::from_kubeconfig(&kubeconfig).await {
+                    let encoded: String = file
+                        .display()
+                        .to_string()
+                        .bytes()
+                        .map(|b| match b {
+                            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' => (b as char).to_string(),
+                            _ => format!("%{b:02X}"),
+                        })
+                        .collect();
+                    let uri = format!("/skiff/v1/snapshot?path={encoded}");
+                    let req = http::Request::post(uri).body(Vec::new())?;
+                    match client.request_text(req).await {
+                        Ok(body) => {
+                            eprintln!("snapshot written by the running server to {} ({body})", file.display());
+                            return Ok(());
+                        }
+                        Err(kube::Error::Api(e)) => anyhow::bail!("the server refused the snapshot: {}", e.message),
+                        Err(_) => {} // not running: open the store directly below
+                    }
+                }
+            }
             let path = store_path(&data_dir);
             anyhow::ensure!(path.exists(), "no store at {} (is --data-dir right?)", path.display());
             let store = skiff_store::sqlite::SqliteStore::open(&path, Default::default())?;

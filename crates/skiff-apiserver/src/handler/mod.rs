@@ -27,6 +27,7 @@ pub async fn handle(srv: &Server, req: Request) -> Response {
         Route::Version => http::json(200, &version()),
         _ if req.user.is_none() => http::error(&ApiError::unauthorized()),
         Route::Metrics => http::raw(200, "text/plain; version=0.0.4", srv.metrics.render()),
+        Route::Snapshot => snapshot(srv, &req).await,
         Route::CoreVersions => discovery::core_versions(srv, &req),
         Route::Groups => discovery::groups(srv, &req),
         Route::Group(g) => discovery::group(srv, &g),
@@ -50,6 +51,33 @@ pub fn metric_resource(path: &str) -> String {
             None => rp.resource,
         },
         _ => path.split('/').find(|s| !s.is_empty()).unwrap_or("").to_string(),
+    }
+}
+
+/// POST `/skiff/v1/snapshot?path=FILE`: a consistent snapshot of the live store, written by
+/// the server to FILE on its own machine (what `skiff snapshot save` uses while it runs).
+async fn snapshot(srv: &Server, req: &Request) -> Response {
+    if !req.user.as_ref().is_some_and(|u| u.is_admin()) {
+        return http::error(&ApiError::forbidden("snapshots need system:masters"));
+    }
+    if req.method != Method::POST {
+        return http::error(&ApiError::method_not_allowed("use POST"));
+    }
+    let Some(path) = req.query.non_empty("path") else {
+        return http::error(&ApiError::bad_request("the path query parameter is required"));
+    };
+    let path = std::path::PathBuf::from(path);
+    if !path.is_absolute() {
+        return http::error(&ApiError::bad_request("path must be absolute"));
+    }
+    let rev = srv.objects.revision().await.unwrap_or(0);
+    match srv.objects.store().snapshot(&path).await {
+        Ok(()) => {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            tracing::info!(path = %path.display(), revision = rev, bytes = size, "store snapshot written");
+            http::json(200, &json!({"path": path, "revision": rev, "bytes": size}))
+        }
+        Err(e) => http::error(&ApiError::internal(format!("snapshot: {e}"))),
     }
 }
 
