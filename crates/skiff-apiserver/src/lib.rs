@@ -50,6 +50,8 @@ pub struct Config {
     pub service_cidr: (std::net::Ipv4Addr, u8),
     /// NodePort range, inclusive (30000-32767).
     pub node_port_range: (u16, u16),
+    /// tolerationSeconds given to pods for not-ready/unreachable nodes.
+    pub default_toleration_seconds: i64,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             write_kubeconfig: None,
             service_cidr: (std::net::Ipv4Addr::new(10, 43, 0, 0), 16),
             node_port_range: (30000, 32767),
+            default_toleration_seconds: admission::DEFAULT_TOLERATION_SECONDS,
         }
     }
 }

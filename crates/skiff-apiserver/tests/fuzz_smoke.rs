@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use mutate::Rng;
 
 /// Generated inputs per target unless `SKIFF_FUZZ_SMOKE_ITERS` says otherwise.
-const ITERS: usize = 2000;
+const ITERS: usize = 5000;
 
 #[test]
 fn route() {
@@ -39,7 +39,7 @@ fn route() {
     ];
     let alphabet = [
         "/", "api", "apis", "v1", "apps", "namespaces", "default", "pods", "status", "watch", "openapi",
-        "v2", "v3", "healthz", "..", ".", "%", "%2F", "%zz", "?", "&", "=", "+", "é", "\u{0}", " ",
+        "v2", "v3", "healthz", "..", ".", "%", "%2F", "%zz", "?", "&", "=", "+", "é", "\u{a0}", "\u{85}", "\u{2003}", "\u{0}", " ",
     ];
     let mut rng = Rng::new(smoke::seed("route"));
     let n = smoke::iterations(ITERS);

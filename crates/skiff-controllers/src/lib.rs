@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod gc;
 pub mod graph;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
 
@@ -26,12 +27,14 @@ pub struct Config {
     pub kubeconfig: PathBuf,
     /// How often API discovery is re-read to pick up new CRDs.
     pub rediscover_every: Duration,
+    /// Node heartbeat grace and check period.
+    pub node_timings: node_lifecycle::Timings,
 }
 
 impl Config {
     /// Defaults with the given kubeconfig.
     pub fn new(kubeconfig: PathBuf) -> Self {
-        Self { kubeconfig, rediscover_every: Duration::from_secs(5) }
+        Self { kubeconfig, rediscover_every: Duration::from_secs(5), node_timings: Default::default() }
     }
 }
 
@@ -43,8 +46,9 @@ pub async fn run(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool
     let ns = tokio::spawn(namespace::run(client.clone(), graph.clone()));
     let rs = tokio::spawn(replicaset::run(client.clone()));
     let deploy = tokio::spawn(deployment::run(client.clone()));
+    let nodes = tokio::spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
     let _ = shutdown.changed().await;
-    for t in [gc, ns, rs, deploy] {
+    for t in [gc, ns, rs, deploy, nodes] {
         t.abort();
     }
     graph.stop();

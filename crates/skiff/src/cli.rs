@@ -128,6 +128,12 @@ pub struct ServerArgs {
     /// Revisions of history kept by compaction.
     #[arg(long, default_value_t = 10_000)]
     pub compaction_retain: i64,
+    /// Seconds without a node heartbeat before the node is marked Unknown and tainted.
+    #[arg(long, default_value_t = 20)]
+    pub node_monitor_grace_period: u64,
+    /// tolerationSeconds added to pods for not-ready/unreachable nodes (upstream: 300).
+    #[arg(long, default_value_t = 30)]
+    pub default_unreachable_toleration_seconds: i64,
     /// Run without a node agent on this machine (control plane only).
     #[arg(long)]
     pub disable_agent: bool,

@@ -56,13 +56,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }),
         tls_sans: args.tls_san.clone(),
         write_kubeconfig: args.write_kubeconfig.clone(),
+        default_toleration_seconds: args.default_unreachable_toleration_seconds,
         ..Config::default()
     };
     let api = ApiServer::build(config, store).await.context("starting the API server")?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let addr = api.local_addr();
     let task = tokio::spawn(api.run(rx.clone()));
-    let controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
+    let mut controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
+    controllers.node_timings.grace = std::time::Duration::from_secs(args.node_monitor_grace_period.max(1));
     let kubeconfig = controllers.kubeconfig.clone();
     let controllers_task = tokio::spawn(async move {
         if let Err(e) = skiff_controllers::run(controllers, rx).await {

@@ -81,3 +81,32 @@ fn unschedulable_pods_stay_pending_with_a_reason() {
         c.json(&["get", "pod", "small-pod"]).unwrap()["spec"]["nodeName"] == "small"
     }).unwrap();
 }
+
+#[test]
+fn pods_of_a_dead_node_are_replaced() {
+    let c = Cluster::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_skiff")),
+        &["--node-monitor-grace-period", "3", "--default-unreachable-toleration-seconds", "2"],
+    )
+    .unwrap();
+    let n1 = c.fake_node("node-1").unwrap();
+    let _n2 = c.fake_node("node-2").unwrap();
+    c.ok(&["create", "deployment", "web", "--image=nginx", "--replicas=4"]).unwrap();
+    c.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]).unwrap();
+    let on = |node: &str| {
+        let pods = c.json(&["get", "pods", "-l", "app=web"]).unwrap();
+        pods["items"].as_array().unwrap().iter().filter(|p| p["spec"]["nodeName"] == node && p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()).count()
+    };
+    assert!(on("node-1") > 0, "spreading put nothing on node-1");
+    drop(n1); // node-1 stops heartbeating: a crash
+    c.eventually(Duration::from_secs(40), "node-1 Unknown and tainted", || {
+        let n = c.json(&["get", "node", "node-1"]).unwrap();
+        let ready = n["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+        let tainted = n["spec"]["taints"].as_array().is_some_and(|t| t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute"));
+        ready && tainted
+    })
+    .unwrap();
+    c.eventually(Duration::from_secs(40), "all 4 replicas running on node-2", || on("node-2") == 4).unwrap();
+    let status = c.ok(&["get", "nodes"]).unwrap();
+    assert!(status.contains("NotReady"), "{status}");
+}
