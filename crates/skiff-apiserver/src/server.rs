@@ -40,6 +40,21 @@ pub fn tls_acceptor(pki: &Pki) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// A TLS acceptor with the serving certificate and no client authentication, for the
+/// unauthenticated health endpoints of the other control-plane components.
+pub fn health_acceptor(pki: &Pki) -> anyhow::Result<TlsAcceptor> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.serving.cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(pki.serving.key_pem.as_bytes())?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
 /// Accept connections until `shutdown` fires.
 pub async fn serve(
     srv: Arc<Server>,

@@ -67,6 +67,7 @@ impl Cluster {
             .args(["server", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--port", &self.port.to_string(), "--bind-address", "127.0.0.1", "--disable-agent"])
+            .args(["--controller-manager-port", "0", "--scheduler-port", "0"])
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -134,6 +134,12 @@ pub struct ServerArgs {
     /// tolerationSeconds added to pods for not-ready/unreachable nodes (upstream: 300).
     #[arg(long, default_value_t = 30)]
     pub default_unreachable_toleration_seconds: i64,
+    /// HTTPS port of the controller manager's /healthz and /metrics (0 = off).
+    #[arg(long, default_value_t = 10257)]
+    pub controller_manager_port: u16,
+    /// HTTPS port of the scheduler's /healthz and /metrics (0 = off).
+    #[arg(long, default_value_t = 10259)]
+    pub scheduler_port: u16,
     /// Run without a node agent on this machine (control plane only).
     #[arg(long)]
     pub disable_agent: bool,

@@ -2,6 +2,7 @@
 //! components a role needs, run until SIGTERM/SIGINT, then drain.
 
 mod cli;
+mod health;
 mod server;
 
 use clap::Parser;

@@ -62,6 +62,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let api = ApiServer::build(config, store).await.context("starting the API server")?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     let addr = api.local_addr();
+    let acceptor = skiff_apiserver::server::health_acceptor(&api.state().pki)?;
+    let bind = args.bind_address;
+    for (port, component) in [(args.controller_manager_port, "kube-controller-manager"), (args.scheduler_port, "kube-scheduler")] {
+        if port != 0 {
+            tokio::spawn(crate::health::serve(std::net::SocketAddr::new(bind, port), acceptor.clone(), component));
+        }
+    }
     let task = tokio::spawn(api.run(rx.clone()));
     let mut controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
     controllers.node_timings.grace = std::time::Duration::from_secs(args.node_monitor_grace_period.max(1));

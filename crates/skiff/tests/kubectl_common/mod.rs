@@ -72,7 +72,8 @@ pub fn poll<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) 
 
 /// `kubectl get ... -o json`, or `None` when the object is not found.
 pub fn get_opt(c: &Cluster, args: &[&str]) -> Option<Value> {
-    let mut a = args.to_vec();
+    let mut a = vec!["get"];
+    a.extend_from_slice(args);
     a.extend(["-o", "json", "--ignore-not-found"]);
     let out = c.ok(&a).unwrap();
     if out.trim().is_empty() {
@@ -132,6 +133,23 @@ impl Background {
         }
     }
 
+    /// Wait until stderr satisfies `pred` (bounded). With `-v=6`, kubectl logs each response
+    /// there, which tells when its watch is established (`watch=true`).
+    pub fn wait_stderr(&self, timeout: Duration, what: &str, pred: impl Fn(&str) -> bool) {
+        let start = Instant::now();
+        while !pred(&self.stderr()) {
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting for {what}; stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until the kubectl (started with `-v=6`) has its watch open.
+    pub fn wait_watching(&self, timeout: Duration) {
+        self.wait_stderr(timeout, "the watch to be established", |s| s.lines().any(|l| l.contains("watch=true") && l.contains("200 OK")));
+    }
+
     /// Wait (bounded) for the process to exit; return whether it succeeded.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
         let child = self.child.as_mut().expect("running");
@@ -172,4 +190,21 @@ impl Drop for Background {
 /// The older bundled kubectl used for compatibility checks.
 pub fn older_minor() -> u32 {
     [30, 31].into_iter().find(|m| kubectl_path(*m).is_some()).expect("kubectl 1.30 or 1.31 installed")
+}
+
+/// Run kubectl 1.`minor` with `stdin` piped in.
+pub fn kubectl_version_stdin(c: &Cluster, minor: u32, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let bin = kubectl_path(minor).unwrap_or_else(|| panic!("kubectl 1.{minor} installed"));
+    let mut child = Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }
