@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod deployment;
+pub mod endpoints;
 pub mod gc;
 pub mod graph;
 pub mod namespace;
@@ -47,8 +48,9 @@ pub async fn run(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool
     let rs = tokio::spawn(replicaset::run(client.clone()));
     let deploy = tokio::spawn(deployment::run(client.clone()));
     let nodes = tokio::spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
+    let endpoints = tokio::spawn(endpoints::run(client.clone()));
     let _ = shutdown.changed().await;
-    for t in [gc, ns, rs, deploy, nodes] {
+    for t in [gc, ns, rs, deploy, nodes, endpoints] {
         t.abort();
     }
     graph.stop();

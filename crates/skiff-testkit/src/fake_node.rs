@@ -111,6 +111,9 @@ async fn heartbeat(client: kube::Client, name: String) {
 }
 
 async fn kubelet(client: kube::Client, node: String) {
+    // Distinct pod IPs per node, like a real node's pod CIDR.
+    let subnet = node.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 250;
+    let mut next_ip = 2u32;
     let pods: Api<Pod> = Api::all(client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let mut stream = watcher::watcher(pods, cfg).applied_objects().default_backoff().boxed();
@@ -141,9 +144,11 @@ async fn kubelet(client: kube::Client, node: String) {
             })
             .collect();
         let ready = if restart == "Always" { "True" } else { "False" };
+        let ip = format!("10.42.{subnet}.{next_ip}");
+        next_ip = if next_ip >= 254 { 2 } else { next_ip + 1 };
         let status = json!({"status": {
             "phase": if restart == "Always" { "Running" } else { "Succeeded" },
-            "hostIP": "192.0.2.10", "podIP": "10.42.0.2", "podIPs": [{"ip": "10.42.0.2"}], "startTime": now,
+            "hostIP": "192.0.2.10", "podIP": ip, "podIPs": [{"ip": ip}], "startTime": now,
             "conditions": [
                 {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
                 {"type": "Initialized", "status": "True", "lastTransitionTime": now},

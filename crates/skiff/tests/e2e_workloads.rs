@@ -110,3 +110,34 @@ fn pods_of_a_dead_node_are_replaced() {
     let status = c.ok(&["get", "nodes"]).unwrap();
     assert!(status.contains("NotReady"), "{status}");
 }
+
+#[test]
+fn services_get_endpoints_of_ready_pods_only() {
+    let c = cluster();
+    let _n = c.fake_node("node-1").unwrap();
+    c.ok(&["create", "deployment", "api", "--image=nginx", "--replicas=3", "--port=8080"]).unwrap();
+    c.ok(&["rollout", "status", "deployment/api", "--timeout=60s"]).unwrap();
+    c.ok(&["expose", "deployment", "api", "--port=80", "--target-port=8080"]).unwrap();
+    c.ok(&["create", "service", "clusterip", "wrong", "--tcp=80:8080"]).unwrap(); // selector app=wrong
+    c.eventually(Duration::from_secs(20), "3 endpoint addresses", || {
+        let ep = c.json(&["get", "endpoints", "api"]).unwrap();
+        ep["subsets"][0]["addresses"].as_array().is_some_and(|a| a.len() == 3) && ep["subsets"][0]["ports"][0]["port"] == 8080
+    }).unwrap();
+    let slices = c.json(&["get", "endpointslices", "-l", "kubernetes.io/service-name=api"]).unwrap();
+    let eps = slices["items"][0]["endpoints"].as_array().unwrap();
+    assert_eq!(eps.len(), 3);
+    assert!(eps.iter().all(|e| e["conditions"]["ready"] == true));
+    c.eventually(Duration::from_secs(20), "empty endpoints for a wrong selector", || {
+        c.json(&["get", "endpoints", "wrong"]).map(|ep| ep["subsets"].as_array().is_none_or(|s| s.is_empty())).unwrap_or(false)
+    }).unwrap();
+    let shown = c.ok(&["get", "endpoints", "wrong"]).unwrap();
+    assert!(shown.contains("<none>"), "{shown}");
+    // A pod that stops being ready leaves the ready addresses.
+    let pod = c.ok(&["get", "pods", "-l", "app=api", "-o", "jsonpath={.items[0].metadata.name}"]).unwrap();
+    c.ok(&["patch", "pod", &pod, "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#]).unwrap();
+    c.eventually(Duration::from_secs(20), "2 ready + 1 not ready", || {
+        let ep = c.json(&["get", "endpoints", "api"]).unwrap();
+        ep["subsets"][0]["addresses"].as_array().is_some_and(|a| a.len() == 2)
+            && ep["subsets"][0]["notReadyAddresses"].as_array().is_some_and(|a| a.len() == 1)
+    }).unwrap();
+}
