@@ -129,6 +129,7 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
             allocate_service(srv, None, obj).await?;
         }
         ("apps", "Deployment" | "ReplicaSet" | "StatefulSet") => obj["status"] = json!({}),
+        ("batch", "Job") => job_selector(obj),
         _ => {}
     }
     custom_resource(served, obj)?;
@@ -155,6 +156,29 @@ fn default_toleration_seconds(pod: &mut Value, seconds: i64) {
             list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
     }
+}
+
+/// Jobs without `manualSelector` get upstream's generated selector and template labels.
+fn job_selector(job: &mut Value) {
+    if job.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let uid = meta::uid(job).to_string();
+    let name = meta::name(job).to_string();
+    let Some(spec) = job.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+    let template = spec.entry("template").or_insert_with(|| json!({}));
+    if !template.get("metadata").is_some_and(Value::is_object) {
+        template["metadata"] = json!({});
+    }
+    if !template["metadata"].get("labels").is_some_and(Value::is_object) {
+        template["metadata"]["labels"] = json!({});
+    }
+    let labels = template["metadata"]["labels"].as_object_mut().expect("object");
+    labels.insert("batch.kubernetes.io/controller-uid".into(), json!(uid));
+    labels.insert("batch.kubernetes.io/job-name".into(), json!(name));
+    labels.insert("controller-uid".into(), json!(uid));
+    labels.insert("job-name".into(), json!(name));
 }
 
 async fn check_namespace(srv: &Server, ns: &str) -> Result<(), ApiError> {

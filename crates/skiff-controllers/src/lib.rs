@@ -13,6 +13,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod gc;
 pub mod graph;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pods;
@@ -49,8 +50,9 @@ pub async fn run(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool
     let deploy = tokio::spawn(deployment::run(client.clone()));
     let nodes = tokio::spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
     let endpoints = tokio::spawn(endpoints::run(client.clone()));
+    let jobs = tokio::spawn(job::run(client.clone()));
     let _ = shutdown.changed().await;
-    for t in [gc, ns, rs, deploy, nodes, endpoints] {
+    for t in [gc, ns, rs, deploy, nodes, endpoints, jobs] {
         t.abort();
     }
     graph.stop();

@@ -141,3 +141,26 @@ fn services_get_endpoints_of_ready_pods_only() {
             && ep["subsets"][0]["notReadyAddresses"].as_array().is_some_and(|a| a.len() == 1)
     }).unwrap();
 }
+
+#[test]
+fn jobs_run_to_completion() {
+    let c = cluster();
+    let _n = c.fake_node("node-1").unwrap();
+    let job = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"batch"},"spec":{"completions":3,"parallelism":2,"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"w","image":"busybox","command":["true"]}]}}}}"#;
+    let out = c.kubectl_stdin(&["create", "-f", "-"], job).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.ok(&["wait", "--for=condition=complete", "job/batch", "--timeout=60s"]).unwrap();
+    let j = c.json(&["get", "job", "batch"]).unwrap();
+    assert_eq!(j["status"]["succeeded"], 3, "{j}");
+    assert!(j["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"].is_string());
+    let pods = c.ok(&["get", "pods", "-l", "job-name=batch", "-o", "name"]).unwrap();
+    assert_eq!(pods.lines().count(), 3, "{pods}");
+    let table = c.ok(&["get", "jobs"]).unwrap();
+    assert!(table.contains("Complete") && table.contains("3/3"), "{table}");
+    // Indexed jobs run one pod per index.
+    let indexed = r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"name":"idx"},"spec":{"completions":3,"parallelism":3,"completionMode":"Indexed","template":{"spec":{"restartPolicy":"Never","containers":[{"name":"w","image":"busybox"}]}}}}"#;
+    let out = c.kubectl_stdin(&["create", "-f", "-"], indexed).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.ok(&["wait", "--for=condition=complete", "job/idx", "--timeout=60s"]).unwrap();
+    assert_eq!(c.json(&["get", "job", "idx"]).unwrap()["status"]["completedIndexes"], "0-2");
+}
