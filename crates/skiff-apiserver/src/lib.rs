@@ -22,6 +22,7 @@ mod protobuf_body;
 pub mod tables;
 pub mod resources;
 pub mod route;
+pub mod sa_token;
 pub mod server;
 mod ssa;
 
@@ -96,6 +97,19 @@ pub struct Server {
     pub pki: pki::Pki,
     /// Cached OpenAPI documents.
     pub openapi: handler::openapi::OpenApiCache,
+    /// Service account token signer/verifier.
+    pub sa_tokens: sa_token::TokenSigner,
+}
+
+impl Server {
+    /// The user of an `Authorization` header: the admin token or a service account JWT.
+    pub fn bearer_user(&self, header: &str) -> Option<auth::User> {
+        if let Some(u) = self.tokens.authenticate(header) {
+            return Some(u);
+        }
+        let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer "))?.trim();
+        self.sa_tokens.verify(token)
+    }
 }
 
 /// A built, not yet running, API server.
@@ -142,6 +156,7 @@ impl ApiServer {
         let admin_token = auth::load_or_create_token(&config.data_dir.join("tls").join("admin.token"))?;
         tokens.add(&admin_token, auth::User::new("system:admin", &["system:masters".to_string()]));
         let acceptor = server::tls_acceptor(&pki)?;
+        let sa_tokens = sa_token::TokenSigner::load_or_create(&config.data_dir.join("tls").join("sa.key"))?;
         let metrics = Arc::new(metrics::Metrics::default());
         let srv = Arc::new(Server {
             config,
@@ -152,6 +167,7 @@ impl ApiServer {
             allocation: tokio::sync::Mutex::new(()),
             pki,
             openapi: Default::default(),
+            sa_tokens,
         });
         bootstrap::seed(&srv).await?;
         handler::crd::load_all(&srv).await?;

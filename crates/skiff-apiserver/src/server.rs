@@ -130,7 +130,7 @@ async fn handle(
             .headers
             .get("authorization")
             .and_then(|h| h.to_str().ok())
-            .and_then(|h| srv.tokens.authenticate(h))
+            .and_then(|h| srv.bearer_user(h))
     });
     let request = Request {
         method: parts.method,

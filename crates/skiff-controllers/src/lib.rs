@@ -18,6 +18,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
+pub mod serviceaccount;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,8 +52,9 @@ pub async fn run(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool
     let nodes = tokio::spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
     let endpoints = tokio::spawn(endpoints::run(client.clone()));
     let jobs = tokio::spawn(job::run(client.clone()));
+    let sa = tokio::spawn(serviceaccount::run(client.clone(), serviceaccount::ca_from_kubeconfig(&config.kubeconfig)));
     let _ = shutdown.changed().await;
-    for t in [gc, ns, rs, deploy, nodes, endpoints, jobs] {
+    for t in [gc, ns, rs, deploy, nodes, endpoints, jobs, sa] {
         t.abort();
     }
     graph.stop();

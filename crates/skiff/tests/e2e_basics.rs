@@ -183,3 +183,40 @@ fn versions_sharing_storage_convert() {
     let table = c.ok(&["get", "hpa"]).unwrap();
     assert!(table.contains("Deployment/web") && table.contains("4"), "{table}");
 }
+
+#[test]
+fn service_accounts_tokens_and_root_ca() {
+    let c = cluster();
+    c.ok(&["create", "namespace", "apps"]).unwrap();
+    c.eventually(std::time::Duration::from_secs(20), "default service account and root CA", || {
+        c.ok(&["get", "sa", "default", "-n", "apps"]).is_ok() && c.ok(&["get", "cm", "kube-root-ca.crt", "-n", "apps"]).is_ok()
+    })
+    .unwrap();
+    let cm = c.json(&["get", "cm", "kube-root-ca.crt", "-n", "apps"]).unwrap();
+    assert!(cm["data"]["ca.crt"].as_str().unwrap().contains("BEGIN CERTIFICATE"));
+    // Deleted defaults come back.
+    c.ok(&["delete", "sa", "default", "-n", "apps"]).unwrap();
+    c.eventually(std::time::Duration::from_secs(20), "default service account recreated", || c.ok(&["get", "sa", "default", "-n", "apps"]).is_ok()).unwrap();
+    // kubectl create token (protobuf TokenRequest on 1.33), then the token authenticates.
+    c.ok(&["create", "serviceaccount", "builder", "-n", "apps"]).unwrap();
+    let token = c.ok(&["create", "token", "builder", "-n", "apps", "--duration=15m"]).unwrap();
+    let token = token.trim();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    // A client with only the token (no client certificate).
+    let server = format!("https://127.0.0.1:{}", c.port);
+    let ca = c.data_dir().join("tls").join("ca.crt");
+    let as_token = |t: &str, args: &[&str]| {
+        std::process::Command::new(skiff_testkit::kubectl_path(33).unwrap())
+            .args(["--kubeconfig", "/dev/null", "--server", &server, "--certificate-authority", ca.to_str().unwrap(), "--token", t])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_token(token, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:apps:builder");
+    let out = as_token("not-a-token", &["get", "ns"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("Unauthorized") || e.contains("provide credentials"), "{e}");
+}

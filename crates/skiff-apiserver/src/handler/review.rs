@@ -46,7 +46,7 @@ pub async fn create(srv: &Server, req: &Request, served: &Served, _ns: Option<&s
         }
         "TokenReview" => {
             let token = body.pointer("/spec/token").and_then(Value::as_str).unwrap_or("");
-            body["status"] = match srv.tokens.authenticate(&format!("Bearer {token}")) {
+            body["status"] = match srv.bearer_user(&format!("Bearer {token}")) {
                 Some(u) => json!({"authenticated": true, "user": {"username": u.name, "groups": u.groups}}),
                 None => json!({"authenticated": false, "error": "invalid bearer token"}),
             };

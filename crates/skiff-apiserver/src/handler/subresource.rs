@@ -127,7 +127,41 @@ pub async fn handle(
             "{sub} is not available: no node agent serves this {}",
             served.info.singular
         ))),
-        ("token", _) => Err(ApiError::unavailable("service account tokens are not available yet")),
+        ("token", "create") => {
+            let body = decode_body(req)?;
+            let sa = srv.objects.get(&served.info, ns, name).await?;
+            let audiences: Vec<String> = body
+                .pointer("/spec/audiences")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let seconds = body.pointer("/spec/expirationSeconds").and_then(Value::as_i64).unwrap_or(3600);
+            if seconds < 600 {
+                return Err(ApiError::invalid("authentication.k8s.io", "TokenRequest", name, vec![skiff_api::Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!("Invalid value: {seconds}: may not specify a duration less than 10 minutes"),
+                    field: "spec.expirationSeconds".into(),
+                }]));
+            }
+            let bound = body.pointer("/spec/boundObjectRef").cloned().filter(|b| b.is_object());
+            let ns_name = ns.unwrap_or("default");
+            let (token, exp) = srv
+                .sa_tokens
+                .issue(ns_name, name, meta::uid(&sa), &audiences, seconds, bound.clone())
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let exp_ts = chrono::DateTime::from_timestamp(exp, 0).unwrap_or_default().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let aud = if audiences.is_empty() { vec![crate::sa_token::ISSUER.to_string()] } else { audiences };
+            let mut spec = json!({"audiences": aud, "expirationSeconds": seconds});
+            if let Some(b) = bound {
+                spec["boundObjectRef"] = b;
+            }
+            Ok(http::json(201, &json!({
+                "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": name, "namespace": ns_name, "creationTimestamp": meta::now_rfc3339()},
+                "spec": spec,
+                "status": {"token": token, "expirationTimestamp": exp_ts},
+            })))
+        }
         _ => Err(ApiError::method_not_allowed(format!("{verb} is not supported on {}/{sub}", served.info.plural))),
     }
 }
