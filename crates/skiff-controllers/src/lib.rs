@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod gc;
 pub mod graph;
 pub mod job;
+pub mod leader;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pods;
@@ -41,22 +42,48 @@ impl Config {
     }
 }
 
-/// Run every controller until `shutdown` becomes true.
+/// Run the controller manager until `shutdown` becomes true: controllers run only while this
+/// process holds the `kube-controller-manager` Lease, so several servers can run it.
 pub async fn run(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     let client = client::from_kubeconfig(&config.kubeconfig).await?;
-    let graph = graph::Graph::start(client.clone(), config.rediscover_every);
-    let gc = tokio::spawn(gc::run(client.clone(), graph.clone()));
-    let ns = tokio::spawn(namespace::run(client.clone(), graph.clone()));
-    let rs = tokio::spawn(replicaset::run(client.clone()));
-    let deploy = tokio::spawn(deployment::run(client.clone()));
-    let nodes = tokio::spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
-    let endpoints = tokio::spawn(endpoints::run(client.clone()));
-    let jobs = tokio::spawn(job::run(client.clone()));
-    let sa = tokio::spawn(serviceaccount::run(client.clone(), serviceaccount::ca_from_kubeconfig(&config.kubeconfig)));
+    let c = client.clone();
+    let elected = tokio::spawn(leader::run_elected(client, leader::LeaseConfig::new("kube-controller-manager"), move || {
+        run_controllers(c.clone(), config.clone())
+    }));
+    let _guard = AbortOnDrop(elected);
     let _ = shutdown.changed().await;
-    for t in [gc, ns, rs, deploy, nodes, endpoints, jobs, sa] {
-        t.abort();
-    }
-    graph.stop();
     Ok(())
+}
+
+/// Aborts a task when dropped (tokio's JoinHandle detaches instead).
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct StopGraph(graph::Graph);
+
+impl Drop for StopGraph {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Every controller, until aborted (dropping the JoinSet aborts them all).
+async fn run_controllers(client: kube::Client, config: Config) {
+    let graph = graph::Graph::start(client.clone(), config.rediscover_every);
+    let _stop = StopGraph(graph.clone());
+    let mut set = tokio::task::JoinSet::new();
+    set.spawn(gc::run(client.clone(), graph.clone()));
+    set.spawn(namespace::run(client.clone(), graph.clone()));
+    set.spawn(replicaset::run(client.clone()));
+    set.spawn(deployment::run(client.clone()));
+    set.spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
+    set.spawn(endpoints::run(client.clone()));
+    set.spawn(job::run(client.clone()));
+    set.spawn(serviceaccount::run(client.clone(), serviceaccount::ca_from_kubeconfig(&config.kubeconfig)));
+    while set.join_next().await.is_some() {}
 }

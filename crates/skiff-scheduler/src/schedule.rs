@@ -17,7 +17,17 @@ pub const SCHEDULER_NAME: &str = "default-scheduler";
 
 /// Run until aborted.
 pub async fn run(client: kube::Client) {
-    let (cache, _tasks) = Cache::start(client.clone());
+    let (cache, tasks) = Cache::start(client.clone());
+    // The informers stop with the loop (e.g. when leadership is lost and this task is aborted).
+    struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
+    impl Drop for AbortAll {
+        fn drop(&mut self) {
+            for t in &self.0 {
+                t.abort();
+            }
+        }
+    }
+    let _tasks = AbortAll(tasks);
     let filters = default_filters();
     let scores = default_scores();
     // Last unschedulable message per pod, so the condition and event are written once.

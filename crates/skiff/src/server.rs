@@ -80,7 +80,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     });
     let scheduler_task = tokio::spawn(async move {
         match skiff_controllers::client::from_kubeconfig(&kubeconfig).await {
-            Ok(client) => skiff_scheduler::run(client).await,
+            Ok(client) => {
+                let c = client.clone();
+                let lease = skiff_controllers::leader::LeaseConfig::new("kube-scheduler");
+                skiff_controllers::leader::run_elected(client, lease, move || skiff_scheduler::run(c.clone())).await
+            }
             Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduler could not start"),
         }
     });
