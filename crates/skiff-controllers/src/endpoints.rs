@@ -95,7 +95,9 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ports = spec.ports.clone().unwrap_or_default();
 
     // Endpoints: subsets grouped by the resolved port list.
-    let mut subsets: BTreeMap<String, (Vec<Value>, Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    // Per resolved port list: (ready addresses, not-ready addresses, ports).
+    type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
+    let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
     let mut slice_endpoints = Vec::new();
     let mut slice_ports: Option<Vec<Value>> = None;
     for pod in &list.items {

@@ -136,8 +136,9 @@ impl Parser<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while self.peek().is_some_and(char::is_whitespace) {
-            self.pos += 1;
+        // Advance by the character's UTF-8 width: whitespace such as U+00A0 is several bytes.
+        while let Some(c) = self.peek().filter(|c| c.is_whitespace()) {
+            self.pos += c.len_utf8();
         }
     }
 
@@ -154,7 +155,11 @@ impl Parser<'_> {
                 None => break,
                 Some('.') => {
                     if self.eat("..") {
-                        steps.push(Step::Recursive);
+                        // `a....b` means the same as `a..b`: one descent, not one per dot pair
+                        // (repeated descents multiply results without bound).
+                        if steps.last() != Some(&Step::Recursive) {
+                            steps.push(Step::Recursive);
+                        }
                         if self.peek() == Some('[') {
                             continue;
                         }
@@ -365,6 +370,11 @@ fn eval<'a>(steps: &[Step], mut nodes: Vec<&'a Value>) -> Vec<&'a Value> {
         let mut next = Vec::new();
         for node in nodes {
             apply(step, node, &mut next);
+        }
+        if *step == Step::Recursive {
+            // Descendant sets of nested nodes overlap: keep each node once.
+            let mut seen = std::collections::HashSet::new();
+            next.retain(|v| seen.insert(*v as *const Value));
         }
         nodes = next;
     }

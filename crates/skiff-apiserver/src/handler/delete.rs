@@ -178,7 +178,7 @@ fn has_dependents_semantics(_served: &Served) -> bool {
 
 /// Grace period for a pod bound to a node (0 = delete now).
 fn pod_grace(served: &Served, pod: &Value, requested: Option<i64>) -> i64 {
-    if served.info.kind != "Pod" || served.info.group != "" {
+    if served.info.kind != "Pod" || !served.info.group.is_empty() {
         return 0;
     }
     let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());

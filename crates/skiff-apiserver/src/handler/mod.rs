@@ -4,6 +4,7 @@ pub mod apply;
 pub mod crd;
 pub mod delete;
 pub mod discovery;
+pub mod eviction;
 pub mod openapi;
 pub mod read;
 pub mod review;

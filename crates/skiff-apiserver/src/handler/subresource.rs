@@ -120,6 +120,8 @@ pub async fn handle(
             if let Some(d) = body.get("deleteOptions") {
                 opts.grace = d.get("gracePeriodSeconds").and_then(Value::as_i64);
             }
+            opts.dry_run = dry;
+            super::eviction::admit(srv, served, ns, name, dry).await?;
             super::delete::delete_object(srv, served, ns, name, &opts).await?;
             Ok(http::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
         }

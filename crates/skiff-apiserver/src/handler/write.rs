@@ -145,6 +145,7 @@ pub fn conflict(served: &Served, name: &str) -> ApiError {
 
 /// Read-modify-write with retries on store conflicts: `f` maps the current object to the
 /// desired one. Finalizer removal on a deleting object completes the delete.
+#[allow(clippy::too_many_arguments)]
 pub async fn update_with<F>(
     srv: &Server,
     served: &Served,
