@@ -121,7 +121,10 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
                 obj["spec"] = json!({"finalizers": ["kubernetes"]});
             }
         }
-        ("", "PersistentVolumeClaim") => obj["status"] = json!({"phase": "Pending"}),
+        ("", "PersistentVolumeClaim") => {
+            obj["status"] = json!({"phase": "Pending"});
+            default_storage_class(srv, obj).await?;
+        }
         ("", "PersistentVolume") => obj["status"] = json!({"phase": "Pending"}),
         ("", "Service") => {
             obj["status"] = json!({"loadBalancer": {}});
@@ -179,6 +182,23 @@ fn job_selector(job: &mut Value) {
     labels.insert("batch.kubernetes.io/job-name".into(), json!(name));
     labels.insert("controller-uid".into(), json!(uid));
     labels.insert("job-name".into(), json!(name));
+}
+
+/// DefaultStorageClass admission: a claim with no `storageClassName` at all (an explicit
+/// `""` means "no class" and is kept) gets the default class, the newest if several.
+async fn default_storage_class(srv: &Server, obj: &mut Value) -> Result<(), ApiError> {
+    if !obj.pointer("/spec/storageClassName").is_none_or(Value::is_null) {
+        return Ok(());
+    }
+    let Some(classes) = srv.resources.find("storage.k8s.io", "v1", "storageclasses") else { return Ok(()) };
+    let page = srv.objects.list(&classes.info, None, 0, None, None, &|c| {
+        c.pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class").and_then(Value::as_str) == Some("true")
+    }).await?;
+    let newest = page.items.iter().max_by_key(|c| c.pointer("/metadata/creationTimestamp").and_then(Value::as_str).unwrap_or("").to_string());
+    if let (Some(class), Some(spec)) = (newest, obj.get_mut("spec").and_then(Value::as_object_mut)) {
+        spec.insert("storageClassName".into(), json!(meta::name(class)));
+    }
+    Ok(())
 }
 
 async fn check_namespace(srv: &Server, ns: &str) -> Result<(), ApiError> {

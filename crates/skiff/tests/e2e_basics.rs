@@ -218,6 +218,13 @@ fn service_accounts_tokens_and_root_ca() {
     let out = as_token(token, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:apps:builder");
+    // Not an admin: denied with upstream's wording, and can-i says so truthfully.
+    let out = as_token(token, &["get", "pods", "-n", "apps"]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("forbidden") && e.contains("system:serviceaccount:apps:builder") && e.contains("cannot list resource \"pods\""), "{e}");
+    let out = as_token(token, &["auth", "can-i", "list", "pods", "-n", "apps"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
     let out = as_token("not-a-token", &["get", "ns"]);
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);

@@ -132,6 +132,7 @@ async fn resource(srv: &Server, req: &Request, rp: ResourcePath) -> Result<Respo
         .find(&rp.group, &rp.version, &rp.resource)
         .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
     let verb = verb(req, &rp);
+    authorize(req, &served, &rp, verb)?;
     if rp.namespace.is_some() && !served.info.namespaced() {
         return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
@@ -166,6 +167,42 @@ async fn resource(srv: &Server, req: &Request, rp: ResourcePath) -> Result<Respo
         "deletecollection" => delete::delete_collection(srv, req, &served, ns).await,
         _ => Err(ApiError::method_not_allowed("method not allowed")),
     }
+}
+
+/// Until RBAC is enforced: members of `system:masters` may do everything; every other
+/// authenticated user may only ask about themselves (self reviews), as upstream's
+/// `system:basic-user` allows. Discovery and OpenAPI are open to all authenticated users.
+fn authorize(req: &Request, served: &Served, rp: &ResourcePath, verb: &str) -> Result<(), ApiError> {
+    let Some(user) = req.user.as_ref() else { return Err(ApiError::unauthorized()) };
+    if user.is_admin() {
+        return Ok(());
+    }
+    let self_review = matches!(served.info.plural.as_str(), "selfsubjectaccessreviews" | "selfsubjectrulesreviews" | "selfsubjectreviews");
+    if self_review {
+        return Ok(());
+    }
+    let resource = match &rp.subresource {
+        Some(s) => format!("{}/{s}", served.info.plural),
+        None => served.info.plural.clone(),
+    };
+    let mut msg = format!(
+        "{} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{}\"",
+        match &rp.name {
+            Some(n) => format!("{} \"{n}\"", served.info.group_resource()),
+            None => served.info.group_resource(),
+        },
+        user.name,
+        served.info.group
+    );
+    match &rp.namespace {
+        Some(ns) => msg.push_str(&format!(" in the namespace \"{ns}\"")),
+        None => msg.push_str(" at the cluster scope"),
+    }
+    let mut e = ApiError::forbidden(msg);
+    e.group = Some(served.info.group.clone());
+    e.kind = Some(served.info.plural.clone());
+    e.name = rp.name.clone();
+    Err(e)
 }
 
 fn is_review(served: &Served) -> bool {

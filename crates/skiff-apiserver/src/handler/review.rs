@@ -1,7 +1,8 @@
 //! Create-only review kinds: SelfSubjectAccessReview (what `kubectl auth can-i` asks),
 //! SubjectAccessReview, SelfSubjectRulesReview, SelfSubjectReview (`kubectl auth whoami`)
 //! and TokenReview. Until RBAC enforcement lands, members of `system:masters` are allowed
-//! everything and other users are denied; the answers say so truthfully.
+//! everything and other users only self reviews (see `handler::authorize`); the answers
+//! describe exactly that.
 
 use serde_json::{json, Value};
 use skiff_api::status::ApiError;
@@ -60,6 +61,6 @@ fn decision(allowed: bool) -> Value {
     if allowed {
         json!({"allowed": true, "reason": "member of system:masters"})
     } else {
-        json!({"allowed": false, "reason": "RBAC is not enforced yet; only system:masters is authorized"})
+        json!({"allowed": false})
     }
 }
