@@ -108,6 +108,9 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
             m.remove("status");
         }
     }
+    if info.group.is_empty() && info.kind == "Secret" {
+        merge_string_data(obj);
+    }
     skiff_api::defaults::apply(&info.group, &info.kind, obj);
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => {
@@ -158,6 +161,48 @@ fn default_toleration_seconds(pod: &mut Value, seconds: i64) {
         if !covered {
             list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
+    }
+}
+
+/// A Secret's write-only `stringData` is merged into `data` (base64), as upstream.
+fn merge_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(m) = secret.as_object_mut() else { return };
+    let Some(Value::Object(string_data)) = m.remove("stringData") else { return };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    if !data.is_object() {
+        *data = json!({});
+    }
+    for (k, v) in string_data {
+        let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        data[k.as_str()] = json!(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
+    }
+}
+
+/// On a Service type change, clear what only the old type needed (upstream's
+/// dropTypeDependentFields): node ports, external traffic policy, health check port.
+fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
+    let old_type = old.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    let new_type = new.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    if old_type == new_type {
+        return;
+    }
+    let external = new_type == "NodePort" || new_type == "LoadBalancer";
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    if !external {
+        if spec.get("externalTrafficPolicy") == old.pointer("/spec/externalTrafficPolicy") {
+            spec.remove("externalTrafficPolicy");
+        }
+        spec.remove("healthCheckNodePort");
+        if let Some(Value::Array(ports)) = spec.get_mut("ports") {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                p.remove("nodePort");
+            }
+        }
+    }
+    if new_type != "LoadBalancer" {
+        spec.remove("allocateLoadBalancerNodePorts");
+        spec.remove("loadBalancerClass");
     }
 }
 
@@ -276,6 +321,12 @@ pub async fn prepare_update(
             }
         }
     }
+    if info.group.is_empty() && info.kind == "Secret" {
+        merge_string_data(new);
+    }
+    if info.group.is_empty() && info.kind == "Service" && subresource.is_none() {
+        drop_type_dependent_fields(old, new);
+    }
     skiff_api::defaults::apply(&info.group, &info.kind, new);
     if tracks_generation(info) && spec_part(old) != spec_part(new) {
         let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
@@ -315,7 +366,42 @@ pub fn validate(info: &ResourceInfo, obj: &Value) -> Result<(), ApiError> {
 /// Custom resources: prune unknown fields, apply schema defaults, then validate against the
 /// CRD version's structural schema, in upstream's order.
 pub fn custom_resource(served: &Served, obj: &mut Value) -> Result<(), ApiError> {
+    custom_resource_with(served, obj, FieldValidation::Ignore)
+}
+
+/// `fieldValidation` query parameter: what to do with fields the schema does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently.
+    Ignore,
+    /// Drop them (the server would warn).
+    Warn,
+    /// Refuse the request with 400.
+    Strict,
+}
+
+impl FieldValidation {
+    /// From the query value (upstream's default is Warn when absent).
+    pub fn parse(v: Option<&str>) -> Self {
+        match v {
+            Some("Strict") => Self::Strict,
+            Some("Ignore") => Self::Ignore,
+            _ => Self::Warn,
+        }
+    }
+}
+
+/// Like [`custom_resource`], refusing unknown fields under `Strict`.
+pub fn custom_resource_with(served: &Served, obj: &mut Value, fv: FieldValidation) -> Result<(), ApiError> {
     let Some(schema) = served.custom.as_ref().and_then(|c| c.schema.as_ref()) else { return Ok(()) };
+    if fv == FieldValidation::Strict {
+        let mut probe = obj.clone();
+        let dropped = skiff_api::crd_schema::prune_unknown_fields(&mut probe, schema);
+        if !dropped.is_empty() {
+            let list: Vec<String> = dropped.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+        }
+    }
     skiff_api::crd_schema::prune(obj, schema);
     skiff_api::crd_schema::apply_defaults(obj, schema);
     to_result(&served.info, obj, skiff_api::crd_schema::validate(obj, schema))

@@ -6,6 +6,9 @@ use skiff_api::status::{ApiError, Cause};
 
 use crate::resources::Served;
 
+/// The field manager of kubectl's client-side apply.
+const CSA_MANAGER: &str = "kubectl-client-side-apply";
+
 /// Patch metadata for a served resource: built-in tables, or the CRD schema's list types.
 pub fn meta_for(served: &Served) -> PatchMeta {
     if let Some(custom) = &served.custom {
@@ -33,6 +36,20 @@ pub fn apply(
         _ => vec![],
     };
     let opts = ApplyOptions { force, subresource: subresource.map(str::to_string), ignored_fields: ignored, now: Some(now) };
+    // Upgrading from client-side apply: fields kubectl's client-side apply manages pass to the
+    // server-side applier instead of conflicting with it (upstream's last-applied handling).
+    let upgraded;
+    let live = match live {
+        Some(l) if manager != CSA_MANAGER && l.pointer("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration").is_some() => {
+            let mut l = l.clone();
+            if let Some(Value::Array(entries)) = l.pointer_mut("/metadata/managedFields") {
+                entries.retain(|e| e.get("manager").and_then(Value::as_str) != Some(CSA_MANAGER));
+            }
+            upgraded = l;
+            Some(&upgraded)
+        }
+        other => other,
+    };
     patch::apply_with(live, applied, manager, meta_for(served), &opts).map_err(|e| apply_error(served, applied, e))
 }
 

@@ -220,11 +220,11 @@ fn apply_multi_document_file_then_reapply_changed_file() {
     // `delete -f` removes everything in the file.
     c.ok(&["delete", "-f", &file3]).unwrap();
     let left = c.ok(&["get", "deploy,cm,ing,hpa,pvc,cronjob", "-o", "name"]).unwrap();
-    assert!(left.trim().is_empty(), "{left}");
+    // (kube-root-ca.crt is published into every namespace by a controller.)
+    assert!(left.lines().all(|l| l == "configmap/kube-root-ca.crt"), "{left}");
 }
 
 #[test]
-#[ignore = "bug: Secret stringData is stored as is instead of being merged into data (crates/skiff-api/src/defaults.rs or the Secret create path)"]
 fn secret_string_data_is_merged_into_data() {
     let c = cluster();
     let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  password: s3cret\ndata:\n  user: YWRtaW4=\n";
@@ -238,7 +238,6 @@ fn secret_string_data_is_merged_into_data() {
 }
 
 #[test]
-#[ignore = "bug: Job create does not generate spec.selector and the batch.kubernetes.io/controller-uid / job-name template labels (upstream Job PrepareForCreate; crates/skiff-api/src/defaults.rs)"]
 fn job_gets_generated_selector_and_labels() {
     let c = cluster();
     let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: pi\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: pi\n        image: busybox\n";
@@ -250,11 +249,10 @@ fn job_gets_generated_selector_and_labels() {
     assert_eq!(labels["batch.kubernetes.io/controller-uid"], uid);
     assert_eq!(labels["batch.kubernetes.io/job-name"], "pi");
     assert_eq!(labels["job-name"], "pi");
-    assert_eq!(j["spec"]["manualSelector"], serde_json::Value::Null);
+    assert_eq!(j["spec"]["manualSelector"], false);
 }
 
 #[test]
-#[ignore = "bug: GET /apis/autoscaling/v1/.../horizontalpodautoscalers/NAME returns the autoscaling/v2 spec (metrics) under apiVersion autoscaling/v1 instead of converting to targetCPUUtilizationPercentage (no version conversion; crates/skiff-apiserver/src/handler/read.rs)"]
 fn hpa_is_served_converted_in_autoscaling_v1() {
     let c = cluster();
     let dir = scratch(&c, "hpa");
@@ -433,4 +431,17 @@ fn unknown_fields_are_refused_or_dropped() {
     let out = c.kubectl_stdin(&["create", "--validate=warn", "-f", "-"], cm).unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown field \"junk\""), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(c.json(&["get", "cm", "strict"]).unwrap().get("junk").is_none());
+}
+
+#[test]
+fn server_side_apply_takes_over_from_client_side_apply() {
+    let c = cluster();
+    ok_stdin(&c, &["apply", "-f", "-"], SSA);
+    let out = ok_stdin(&c, &["apply", "--server-side", "-f", "-"], &SSA.replace("busybox:1", "busybox:2"));
+    assert!(out.contains("serverside-applied"), "{out}");
+    let d = c.json(&["get", "deploy", "ssa", "--show-managed-fields"]).unwrap();
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox:2");
+    let mf = d["metadata"]["managedFields"].as_array().unwrap();
+    let apply = mf.iter().find(|m| m["manager"] == "kubectl" && m["operation"] == "Apply").expect("kubectl Apply manager");
+    assert!(apply["fieldsV1"]["f:spec"].get("f:replicas").is_some(), "{mf:?}");
 }

@@ -3,7 +3,7 @@
 
 mod kubectl_common;
 
-use kubectl_common::{cluster, ok_stdin};
+use kubectl_common::{cluster, heartbeat, ok_stdin};
 
 fn node_status(c: &skiff_testkit::Cluster, name: &str) -> String {
     let out = c.ok(&["get", "node", name, "--no-headers"]).unwrap();
@@ -16,7 +16,7 @@ fn taint_cordon_uncordon_a_node() {
     ok_stdin(&c, &["create", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-1\n  labels:\n    kubernetes.io/hostname: worker-1\n    kubernetes.io/os: linux\n");
     // No Ready condition yet: upstream prints Unknown.
     assert_eq!(node_status(&c, "worker-1"), "Unknown");
-    c.ok(&["patch", "node", "worker-1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}],"nodeInfo":{"kubeletVersion":"v1.33.1"}}}"#]).unwrap();
+    c.ok(&["patch", "node", "worker-1", "--subresource=status", "--type=merge", "-p", &heartbeat(r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ready","lastHeartbeatTime":"HEARTBEAT","lastTransitionTime":"2026-01-01T00:00:00Z"}],"nodeInfo":{"kubeletVersion":"v1.33.1"}}}"#)]).unwrap();
     assert_eq!(node_status(&c, "worker-1"), "Ready");
     let table = c.ok(&["get", "nodes"]).unwrap();
     assert!(table.contains("v1.33.1"), "VERSION column: {table}");
@@ -47,7 +47,7 @@ fn taint_cordon_uncordon_a_node() {
     assert_eq!(c.ok(&["taint", "nodes", "worker-1", "dedicated:NoSchedule-"]).unwrap().trim(), "node/worker-1 untainted");
     c.ok(&["taint", "nodes", "worker-1", "gpu-"]).unwrap();
     let n = c.json(&["get", "node", "worker-1"]).unwrap();
-    assert!(n["spec"].get("taints").map_or(true, |t| t.as_array().unwrap().is_empty()), "{n}");
+    assert!(n["spec"].get("taints").is_none_or(|t| t.as_array().unwrap().is_empty()), "{n}");
 
     // Cordon.
     assert_eq!(c.ok(&["cordon", "worker-1"]).unwrap().trim(), "node/worker-1 cordoned");
@@ -59,12 +59,12 @@ fn taint_cordon_uncordon_a_node() {
     // Uncordon.
     assert_eq!(c.ok(&["uncordon", "worker-1"]).unwrap().trim(), "node/worker-1 uncordoned");
     let n = c.json(&["get", "node", "worker-1"]).unwrap();
-    assert!(n["spec"].get("unschedulable").map_or(true, |u| u == false), "{n}");
+    assert!(n["spec"].get("unschedulable").is_none_or(|u| u == false), "{n}");
     assert_eq!(node_status(&c, "worker-1"), "Ready");
 
     // A node that is NotReady and cordoned, and selection by label.
     ok_stdin(&c, &["create", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata:\n  name: worker-2\n  labels:\n    pool: b\n");
-    c.ok(&["patch", "node", "worker-2", "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"down","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#]).unwrap();
+    c.ok(&["patch", "node", "worker-2", "--subresource=status", "--type=merge", "-p", &heartbeat(r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"down","lastHeartbeatTime":"HEARTBEAT","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#)]).unwrap();
     c.ok(&["cordon", "-l", "pool=b"]).unwrap();
     assert_eq!(node_status(&c, "worker-2"), "NotReady,SchedulingDisabled");
     assert_eq!(node_status(&c, "worker-1"), "Ready");

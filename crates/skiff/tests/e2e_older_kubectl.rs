@@ -6,7 +6,7 @@ mod kubectl_common;
 
 use std::time::Duration;
 
-use kubectl_common::{cluster, kubectl_env, kubectl_version_stdin, older_minor, scratch, write, Background};
+use kubectl_common::{cluster, heartbeat, kubectl_env, kubectl_version_stdin, older_minor, scratch, write, Background};
 use skiff_testkit::Cluster;
 
 struct Old<'a> {
@@ -140,7 +140,7 @@ fn older_kubectl_nodes_wait_watch_and_crd() {
     // wait on a status set through the status subresource (a Node: no controller writes it).
     let mut waiter = Background::start(&c, k.minor, "old-wait", &["wait", "node/old-node", "--for=condition=Ready", "--timeout=10s", "-v=6"]);
     waiter.wait_watching(Duration::from_secs(10));
-    k.ok(&["patch", "node", "old-node", "--subresource=status", "--type=merge", "-p", r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ok","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#]);
+    k.ok(&["patch", "node", "old-node", "--subresource=status", "--type=merge", "-p", &heartbeat(r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ok","lastHeartbeatTime":"HEARTBEAT","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#)]);
     assert!(waiter.wait_exit(Duration::from_secs(12)), "{}", waiter.stderr());
     // wait --for=delete with a finalizer.
     k.ok(&["create", "configmap", "held"]);

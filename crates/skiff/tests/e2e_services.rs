@@ -96,7 +96,6 @@ fn create_service_nodeport_and_expose() {
 }
 
 #[test]
-#[ignore = "bug: `kubectl patch svc X -p '{\"spec\":{\"type\":\"ClusterIP\"}}'` on a NodePort service is refused with 'spec.externalTrafficPolicy: Invalid value: \"Cluster\": may only be set for externally-accessible services'; upstream's dropTypeDependentFields clears externalTrafficPolicy and nodePorts on the type change (crates/skiff-apiserver/src/admission.rs prepare_update)"]
 fn node_port_to_cluster_ip_drops_type_dependent_fields() {
     let c = cluster();
     c.ok(&["create", "service", "nodeport", "plain", "--tcp=80:80"]).unwrap();

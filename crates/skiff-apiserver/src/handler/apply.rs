@@ -29,6 +29,7 @@ pub async fn apply(
     let force = req.query.flag("force");
     let dry = req.query.get("dryRun") == Some("All");
     super::write::check_type(served, &patch)?;
+    super::write::strict_check(served, req, &patch)?;
     if meta::name(&patch) != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({}) does not match the name on the URL ({name})",

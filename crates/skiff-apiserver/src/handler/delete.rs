@@ -81,6 +81,12 @@ pub async fn delete_object(
     opts: &DeleteOptions,
 ) -> Result<(u16, Value), ApiError> {
     let info = &served.info;
+    if info.group.is_empty() && info.kind == "Namespace" && matches!(name, "default" | "kube-system" | "kube-public") {
+        let mut e = ApiError::forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"));
+        e.kind = Some("namespaces".into());
+        e.name = Some(name.to_string());
+        return Err(e);
+    }
     for _ in 0..16 {
         let current = srv.objects.get(info, ns, name).await?;
         if let Some(uid) = &opts.uid {

@@ -48,6 +48,41 @@ fn check_namespace(obj: &Value, ns: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Under `fieldValidation=Strict`, refuse custom resources with fields their schema lacks.
+pub fn strict_check(served: &Served, req: &Request, obj: &Value) -> Result<(), ApiError> {
+    let fv = admission::FieldValidation::parse(req.query.get("fieldValidation"));
+    if served.custom.is_some() && fv == admission::FieldValidation::Strict {
+        let mut probe = obj.clone();
+        admission::custom_resource_with(served, &mut probe, fv)?;
+    }
+    Ok(())
+}
+
+/// Under `fieldValidation=Warn` (kubectl's `--validate=warn`, the server default), the
+/// unknown fields of a custom resource, as `Warning` headers for the response.
+pub fn unknown_field_warnings(served: &Served, req: &Request, obj: &Value) -> Vec<String> {
+    let fv = admission::FieldValidation::parse(req.query.get("fieldValidation"));
+    let Some(schema) = served.custom.as_ref().and_then(|c| c.schema.as_ref()) else { return Vec::new() };
+    if fv != admission::FieldValidation::Warn {
+        return Vec::new();
+    }
+    let mut probe = obj.clone();
+    skiff_api::crd_schema::prune_unknown_fields(&mut probe, schema)
+        .into_iter()
+        .map(|f| format!("299 - \"unknown field \\\"{f}\\\"\""))
+        .collect()
+}
+
+/// Add `Warning` headers to a response.
+pub fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = w.parse() {
+            r.headers_mut().append("warning", v);
+        }
+    }
+    r
+}
+
 fn dry_run(req: &Request) -> bool {
     req.query.get("dryRun").is_some_and(|v| v == "All")
 }
@@ -57,9 +92,11 @@ pub async fn create(srv: &Server, req: &Request, served: &Served, ns: Option<&st
     let mut obj = decode_body(req)?;
     check_type(served, &obj)?;
     check_namespace(&obj, ns)?;
+    strict_check(served, req, &obj)?;
+    let warnings = unknown_field_warnings(served, req, &obj);
     let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
     let created = create_object(srv, served, &mut obj, ns, dry_run(req), Some(&mgr)).await?;
-    Ok(http::json(201, &created))
+    Ok(with_warnings(http::json(201, &created), &warnings))
 }
 
 /// Create `obj` (already decoded) through admission and the store.
@@ -104,6 +141,7 @@ pub async fn update(
     let mut obj = decode_body(req)?;
     check_type(served, &obj)?;
     check_namespace(&obj, ns)?;
+    strict_check(served, req, &obj)?;
     let body_name = meta::name(&obj).to_string();
     if body_name.is_empty() {
         meta::set_str(&mut obj, "name", name);
