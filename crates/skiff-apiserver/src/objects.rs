@@ -250,12 +250,13 @@ pub fn list_envelope(info: &ResourceInfo, page: ListPage) -> Value {
     if let Some(r) = page.remaining {
         meta["remainingItemCount"] = json!(r);
     }
-    json!({
-        "kind": format!("{}List", info.kind),
-        "apiVersion": info.api_version(),
-        "metadata": meta,
-        "items": page.items,
-    })
+    // Built field by field: `json!` would deep-copy every item.
+    let mut m = serde_json::Map::new();
+    m.insert("kind".into(), Value::String(format!("{}List", info.kind)));
+    m.insert("apiVersion".into(), Value::String(info.api_version()));
+    m.insert("metadata".into(), meta);
+    m.insert("items".into(), Value::Array(page.items));
+    Value::Object(m)
 }
 
 #[cfg(test)]

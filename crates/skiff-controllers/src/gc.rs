@@ -28,31 +28,23 @@ pub async fn run(client: kube::Client, graph: Graph) {
 }
 
 async fn pass(client: &kube::Client, graph: &Graph, recent: &mut HashMap<String, Instant>) {
-    let nodes = graph.snapshot();
-    let mut dependents: HashMap<&str, Vec<&Node>> = HashMap::new();
-    for n in &nodes {
-        for o in &n.owners {
-            dependents.entry(o.uid.as_str()).or_default().push(n);
-        }
-    }
-    let by_uid: HashMap<&str, &Node> = nodes.iter().map(|n| (n.uid.as_str(), n)).collect();
-    for n in &nodes {
-        let deps = dependents.get(n.uid.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+    for (n, deps) in graph.gc_candidates() {
+        let deps: Vec<&Node> = deps.iter().collect();
         if n.deleting && n.finalizers.iter().any(|f| f == "orphan") {
-            orphan(client, n, deps).await;
+            orphan(client, &n, &deps).await;
             continue;
         }
         if n.deleting && n.finalizers.iter().any(|f| f == "foregroundDeletion") {
-            foreground(client, n, deps, recent).await;
+            foreground(client, &n, &deps, recent).await;
             continue;
         }
         if n.owners.is_empty() || n.deleting || recent.contains_key(&n.uid) {
             continue;
         }
-        if n.owners.iter().all(|o| !by_uid.contains_key(o.uid.as_str())) && owners_gone(client, n).await {
+        if owners_gone(client, &n).await {
             tracing::info!(kind = %n.resource.kind, name = %n.name, namespace = ?n.namespace, "deleting object whose owners are gone");
             recent.insert(n.uid.clone(), Instant::now());
-            let _ = api_for(client, n).delete(&n.name, &DeleteParams::background()).await;
+            let _ = api_for(client, &n).delete(&n.name, &DeleteParams::background()).await;
         }
     }
 }

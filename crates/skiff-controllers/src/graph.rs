@@ -181,6 +181,53 @@ impl Graph {
         !st.watched.is_empty() && st.watched.iter().all(|k| st.synced.contains(k))
     }
 
+    /// Objects the garbage collector may have to act on, with their dependents: owners being
+    /// deleted with `orphan`/`foregroundDeletion`, and dependents none of whose owners is in
+    /// the graph. Computed under the lock without copying the whole graph (it can hold tens of
+    /// thousands of objects and changes constantly).
+    pub fn gc_candidates(&self) -> Vec<(Node, Vec<Node>)> {
+        let st = self.state.lock().unwrap();
+        let mut wanted: Vec<&Node> = Vec::new();
+        for n in st.nodes.values() {
+            let finalizing = n.deleting && n.finalizers.iter().any(|f| f == "orphan" || f == "foregroundDeletion");
+            let orphaned = !n.deleting && !n.owners.is_empty() && n.owners.iter().all(|o| !st.nodes.contains_key(&o.uid));
+            if finalizing || orphaned {
+                wanted.push(n);
+            }
+        }
+        let finalizing: std::collections::HashSet<&str> =
+            wanted.iter().filter(|n| n.deleting).map(|n| n.uid.as_str()).collect();
+        let mut deps: HashMap<&str, Vec<Node>> = HashMap::new();
+        if !finalizing.is_empty() {
+            for n in st.nodes.values() {
+                for o in &n.owners {
+                    if finalizing.contains(o.uid.as_str()) {
+                        deps.entry(o.uid.as_str()).or_default().push(n.clone());
+                    }
+                }
+            }
+        }
+        wanted.into_iter().map(|n| (n.clone(), deps.remove(n.uid.as_str()).unwrap_or_default())).collect()
+    }
+
+    /// Terminating namespaces and the objects still in each.
+    pub fn terminating_namespaces(&self) -> Vec<(String, Vec<Node>)> {
+        let st = self.state.lock().unwrap();
+        let terminating: Vec<String> = st
+            .nodes
+            .values()
+            .filter(|n| n.resource.kind == "Namespace" && n.resource.group.is_empty() && n.deleting)
+            .map(|n| n.name.clone())
+            .collect();
+        terminating
+            .into_iter()
+            .map(|ns| {
+                let inside = st.nodes.values().filter(|n| n.namespace.as_deref() == Some(ns.as_str())).cloned().collect();
+                (ns, inside)
+            })
+            .collect()
+    }
+
     /// A copy of every node.
     pub fn snapshot(&self) -> Vec<Node> {
         self.state.lock().unwrap().nodes.values().cloned().collect()

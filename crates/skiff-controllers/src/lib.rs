@@ -1,25 +1,35 @@
 //! skiff-controllers: the controller manager. Every controller is an API client (kube-rs)
 //! of the API server, even in the same process, exactly like kube-controller-manager.
 //!
-//! Controllers so far: the garbage collector ([`gc`]: ownerReferences with Background,
-//! Foreground and Orphan propagation) and the namespace lifecycle controller
-//! ([`namespace`]: a deleted namespace is emptied, then finalized). Both work from one shared
-//! metadata graph ([`graph`]) fed by metadata-only watches of every listable resource.
+//! Controllers: garbage collector ([`gc`]) and namespace lifecycle ([`namespace`]) from a
+//! shared metadata graph ([`graph`]); ReplicaSet, Deployment, StatefulSet, DaemonSet, Job,
+//! CronJob ([`schedule`] parses cron); Endpoints/EndpointSlices; node lifecycle; service
+//! accounts and root CA; PodDisruptionBudget status ([`disruption`]); HorizontalPodAutoscaler;
+//! PV binding and local-path provisioning ([`volume`]). They run only while this process
+//! holds the controller manager's Lease ([`leader`]).
 //! May call no other skiff crate (it talks HTTP to the API server).
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod gc;
 pub mod graph;
+pub mod hpa;
 pub mod job;
 pub mod leader;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
+pub mod revisions;
+pub mod schedule;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod volume;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,6 +94,12 @@ async fn run_controllers(client: kube::Client, config: Config) {
     set.spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
     set.spawn(endpoints::run(client.clone()));
     set.spawn(job::run(client.clone()));
+    set.spawn(cronjob::run(client.clone()));
+    set.spawn(daemonset::run(client.clone()));
+    set.spawn(statefulset::run(client.clone()));
+    set.spawn(disruption::run(client.clone()));
+    set.spawn(volume::run(client.clone()));
+    set.spawn(hpa::run(client.clone(), std::sync::Arc::new(hpa::PodMetricsSource::new(client.clone()))));
     set.spawn(serviceaccount::run(client.clone(), serviceaccount::ca_from_kubeconfig(&config.kubeconfig)));
     while set.join_next().await.is_some() {}
 }

@@ -20,19 +20,12 @@ pub async fn run(client: kube::Client, graph: Graph) {
             continue;
         }
         recent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
-        let nodes = graph.snapshot();
-        let terminating: Vec<String> = nodes
-            .iter()
-            .filter(|n| n.resource.kind == "Namespace" && n.resource.group.is_empty() && n.deleting)
-            .map(|n| n.name.clone())
-            .collect();
-        for ns in terminating {
-            let inside: Vec<_> = nodes.iter().filter(|n| n.namespace.as_deref() == Some(ns.as_str())).collect();
+        for (ns, inside) in graph.terminating_namespaces() {
             if inside.is_empty() {
                 finalize(&client, &ns).await;
                 continue;
             }
-            for n in inside {
+            for n in &inside {
                 if n.deleting || recent.contains_key(&n.uid) {
                     continue;
                 }

@@ -30,7 +30,23 @@ fn drain_waits_for_the_disruption_budget() {
     let cond = &p["status"]["conditions"][0];
     assert_eq!((cond["type"].as_str(), cond["status"].as_str(), cond["reason"].as_str()), (Some("DisruptionAllowed"), Some("True"), Some("SufficientPods")), "{p}");
 
-    // One eviction is allowed; a second direct eviction right after it must be refused.
+    // A budget allowing nothing refuses a direct eviction with upstream's 429.
+    c.ok(&["patch", "pdb", "web", "--type=merge", "-p", r#"{"spec":{"minAvailable":2}}"#]).unwrap();
+    c.eventually(Duration::from_secs(15), "no disruptions allowed", || {
+        let p = c.json(&["get", "pdb", "web"]).unwrap();
+        p["status"]["disruptionsAllowed"] == 0 && p["status"]["observedGeneration"] == p["metadata"]["generation"] && p["status"]["conditions"][0]["reason"] == "InsufficientPods"
+    })
+    .unwrap();
+    let victim = c.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]).unwrap();
+    let eviction = format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{victim}","namespace":"default"}}}}"#);
+    let out = c.kubectl_stdin(&["create", "--raw", &format!("/api/v1/namespaces/default/pods/{victim}/eviction"), "-f", "-"], &eviction).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("TooManyRequests") && err.contains("Cannot evict pod as it would violate the pod's disruption budget."), "{err}");
+    c.ok(&["patch", "pdb", "web", "--type=merge", "-p", r#"{"spec":{"minAvailable":1}}"#]).unwrap();
+    c.eventually(Duration::from_secs(15), "one disruption allowed again", || c.json(&["get", "pdb", "web"]).unwrap()["status"]["disruptionsAllowed"] == 1).unwrap();
+
+    // Draining node-1: the first eviction passes, the second waits for a replacement pod
+    // to become ready on node-2.
     let _n2 = c.fake_node("node-2").unwrap();
     let out = c.kubectl(&["drain", "node-1", "--timeout=25s", "--delete-emptydir-data"]).unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

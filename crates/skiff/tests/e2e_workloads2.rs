@@ -136,6 +136,16 @@ fn daemonset_runs_one_pod_per_eligible_node() {
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", pods(&c, "app=agent")));
 
+    let history = c.ok(&["rollout", "history", "daemonset/agent"]).unwrap();
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    c.ok(&["rollout", "undo", "daemonset/agent"]).unwrap();
+    c.ok(&["rollout", "status", "daemonset/agent", "--timeout=30s"]).unwrap();
+    c.eventually(Duration::from_secs(20), "back on the old image", || {
+        let p = pods(&c, "app=agent");
+        p.len() == 3 && p.iter().all(|p| p.2 == "agent:1")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", pods(&c, "app=agent")));
+
     // Removing a node label the DaemonSet selects on removes its pod there.
     c.ok(&["label", "node", "node-1", "role=edge"]).unwrap();
     c.ok(&["patch", "ds", "agent", "--type=merge", "-p", r#"{"spec":{"template":{"spec":{"nodeSelector":{"role":"edge"}}}}}"#]).unwrap();
@@ -143,4 +153,108 @@ fn daemonset_runs_one_pod_per_eligible_node() {
         .unwrap_or_else(|e| panic!("{e}: {:?}", pods(&c, "app=agent")));
     c.ok(&["delete", "ds", "agent"]).unwrap();
     c.eventually(Duration::from_secs(20), "daemon pods gone", || pods(&c, "app=agent").is_empty()).unwrap();
+}
+
+fn pvc_names(c: &Cluster) -> Vec<String> {
+    let mut names: Vec<String> = c.ok(&["get", "pvc", "-o", "jsonpath={.items[*].metadata.name}"]).unwrap().split_whitespace().map(String::from).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn statefulset_creates_in_order_and_keeps_claims() {
+    let c = cluster();
+    let _n1 = c.fake_node("node-1").unwrap();
+    // Record the order in which pods appear.
+    create(&c, r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"web"},"spec":{"replicas":3,"serviceName":"web",
+        "selector":{"matchLabels":{"app":"web"}},
+        "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"nginx","image":"nginx:1","volumeMounts":[{"name":"data","mountPath":"/data"}]}]}},
+        "volumeClaimTemplates":[{"metadata":{"name":"data"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]}}"#);
+    let out = c.ok(&["rollout", "status", "statefulset/web", "--timeout=30s"]).unwrap();
+    assert!(out.contains("roll out complete") || out.contains("rolling update complete"), "{out}");
+    let p = c.json(&["get", "pods", "-l", "app=web", "--sort-by=.metadata.creationTimestamp"]).unwrap();
+    let items = p["items"].as_array().unwrap();
+    let names: Vec<&str> = items.iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["web-0", "web-1", "web-2"]);
+    // Each pod was created only after its predecessor was ready.
+    for w in items.windows(2) {
+        let ready_at = w[0]["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap()["lastTransitionTime"].as_str().unwrap().parse::<Timestamp>().unwrap();
+        let created = w[1]["metadata"]["creationTimestamp"].as_str().unwrap().parse::<Timestamp>().unwrap();
+        assert!(created.as_second() >= ready_at.as_second(), "{} created before {} was ready", w[1]["metadata"]["name"], w[0]["metadata"]["name"]);
+    }
+    let web1 = &items[1];
+    assert_eq!(web1["spec"]["hostname"], "web-1");
+    assert_eq!(web1["spec"]["subdomain"], "web");
+    assert_eq!(web1["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], "web-1");
+    assert_eq!(web1["metadata"]["labels"]["apps.kubernetes.io/pod-index"], "1");
+    assert_eq!(web1["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "data-web-1", "{web1}");
+    assert_eq!(pvc_names(&c), ["data-web-0", "data-web-1", "data-web-2"]);
+    let sts = c.json(&["get", "sts", "web"]).unwrap();
+    for k in ["replicas", "readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas"] {
+        assert_eq!(sts["status"][k], 3, "{k}: {}", sts["status"]);
+    }
+    assert_eq!(sts["status"]["currentRevision"], sts["status"]["updateRevision"]);
+
+    // A rolling update replaces pods from the highest ordinal down.
+    c.ok(&["set", "image", "statefulset/web", "nginx=nginx:2"]).unwrap();
+    let out = c.ok(&["rollout", "status", "statefulset/web", "--timeout=30s"]).unwrap();
+    assert!(out.contains("complete"), "{out}");
+    c.eventually(Duration::from_secs(20), "all pods on the new image", || {
+        let p = pods(&c, "app=web");
+        p.len() == 3 && p.iter().all(|p| p.2 == "nginx:2")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", pods(&c, "app=web")));
+    let history = c.ok(&["rollout", "history", "statefulset/web"]).unwrap();
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    c.ok(&["rollout", "undo", "statefulset/web"]).unwrap();
+    c.ok(&["rollout", "status", "statefulset/web", "--timeout=30s"]).unwrap();
+    c.eventually(Duration::from_secs(20), "back on the old image", || {
+        let p = pods(&c, "app=web");
+        p.len() == 3 && p.iter().all(|p| p.2 == "nginx:1")
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", pods(&c, "app=web")));
+
+    // Scale up adds the next ordinals (with their claims), in order.
+    c.ok(&["scale", "statefulset", "web", "--replicas=5"]).unwrap();
+    c.ok(&["rollout", "status", "statefulset/web", "--timeout=30s"]).unwrap();
+    c.eventually(Duration::from_secs(20), "web-0..4", || {
+        let mut names: Vec<String> = pods(&c, "app=web").into_iter().map(|p| p.0).collect();
+        names.sort();
+        names == ["web-0", "web-1", "web-2", "web-3", "web-4"]
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", pods(&c, "app=web")));
+    assert_eq!(pvc_names(&c).len(), 5);
+
+    // Scale down removes the highest ordinals; claims stay.
+    c.ok(&["scale", "statefulset", "web", "--replicas=1"]).unwrap();
+    c.eventually(Duration::from_secs(20), "only web-0", || {
+        let mut names: Vec<String> = pods(&c, "app=web").into_iter().map(|p| p.0).collect();
+        names.sort();
+        names == ["web-0"]
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", pods(&c, "app=web")));
+    assert_eq!(pvc_names(&c).len(), 5);
+    // Deleting the set keeps the claims too (Retain is the default).
+    c.ok(&["delete", "sts", "web"]).unwrap();
+    c.eventually(Duration::from_secs(20), "pods gone", || pods(&c, "app=web").is_empty()).unwrap();
+    assert_eq!(pvc_names(&c), ["data-web-0", "data-web-1", "data-web-2", "data-web-3", "data-web-4"]);
+}
+
+#[test]
+fn statefulset_claims_follow_delete_retention_policy() {
+    let c = cluster();
+    let _n1 = c.fake_node("node-1").unwrap();
+    create(&c, r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"name":"db"},"spec":{"replicas":2,"serviceName":"db","podManagementPolicy":"Parallel",
+        "persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete","whenDeleted":"Delete"},
+        "selector":{"matchLabels":{"app":"db"}},
+        "template":{"metadata":{"labels":{"app":"db"}},"spec":{"containers":[{"name":"db","image":"postgres","volumeMounts":[{"name":"data","mountPath":"/data"}]}]}},
+        "volumeClaimTemplates":[{"metadata":{"name":"data"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]}}"#);
+    c.ok(&["rollout", "status", "statefulset/db", "--timeout=30s"]).unwrap();
+    assert_eq!(pvc_names(&c), ["data-db-0", "data-db-1"]);
+    c.ok(&["scale", "statefulset", "db", "--replicas=1"]).unwrap();
+    c.eventually(Duration::from_secs(20), "the claim of db-1 deleted with it", || pvc_names(&c) == ["data-db-0"])
+        .unwrap_or_else(|e| panic!("{e}: {:?}", pvc_names(&c)));
+    c.ok(&["delete", "sts", "db"]).unwrap();
+    c.eventually(Duration::from_secs(20), "all claims deleted with the set", || pvc_names(&c).is_empty())
+        .unwrap_or_else(|e| panic!("{e}: {:?}", pvc_names(&c)));
 }
