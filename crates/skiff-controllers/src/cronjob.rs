@@ -25,6 +25,7 @@ use serde_json::json;
 
 use crate::replicaset::controller_ref;
 use crate::schedule::{self, Schedule};
+use crate::runtime::{Error, Ctx};
 
 /// The annotation upstream puts on each scheduled Job: its scheduled time (RFC 3339).
 pub const SCHEDULED_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
@@ -32,27 +33,12 @@ pub const SCHEDULED_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-ti
 /// More missed slots than this are not worth listing one by one (upstream's threshold).
 const TOO_MANY_MISSED: usize = 100;
 
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
-
 /// Run the controller until aborted.
 pub async fn run(client: kube::Client) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     Controller::new(Api::<CronJob>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Job>::all(client), watcher::Config::default())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "cronjob reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -28,21 +28,10 @@ use crate::deployment::template_hash;
 use crate::pods::{is_available, is_ready, selector_string};
 use crate::replicaset::controller_ref;
 use crate::revisions;
+use crate::runtime::{Error, Ctx};
 
 /// The label carrying the hash of the template a pod was made from.
 pub const HASH_LABEL: &str = revisions::HASH_LABEL;
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
 
 /// Run the controller until aborted. Node changes re-check every DaemonSet.
 pub async fn run(client: kube::Client) {
@@ -54,10 +43,7 @@ pub async fn run(client: kube::Client) {
         .watches(Api::<Node>::all(client), watcher::Config::default(), move |_node: Node| {
             store.state().iter().map(|ds| ObjectRef::from_obj(ds.as_ref())).collect::<Vec<_>>()
         })
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "daemonset reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -20,31 +20,17 @@ use serde_json::json;
 
 use crate::pods::selector_string;
 use crate::replicaset::controller_ref;
+use crate::runtime::{Error, Ctx};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 const HASH_LABEL: &str = "pod-template-hash";
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
 
 /// Run the controller until aborted.
 pub async fn run(client: kube::Client) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     Controller::new(Api::<Deployment>::all(client.clone()), watcher::Config::default())
         .owns(Api::<ReplicaSet>::all(client), watcher::Config::default())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "deployment reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -23,18 +23,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use crate::pods::{is_ready, selector_string};
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
+use crate::runtime::{Error, Ctx};
 
 /// How long an eviction's `disruptedPods` record keeps a pod out of the healthy count when
 /// the pod is not deleted (upstream's DeletionTimeout).
@@ -57,10 +46,7 @@ pub async fn run(client: kube::Client) {
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "disruption budget reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -19,18 +19,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 
 use crate::pods::is_ready;
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
+use crate::runtime::{Error, Ctx};
 
 const MANAGER: &str = "endpointslice-controller.k8s.io";
 
@@ -53,10 +42,7 @@ pub async fn run(client: kube::Client) {
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "endpoints reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -28,14 +28,7 @@ use serde_json::{json, Value};
 
 use crate::pods::is_ready;
 use crate::volume::quantity_bytes;
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
+use crate::runtime::Error;
 
 /// Annotation with a pod's fake CPU usage, read when the metrics API is absent.
 pub const FAKE_CPU: &str = "skiff.dev/fake-cpu-usage";

@@ -20,18 +20,7 @@ use serde_json::json;
 
 use crate::pods::{is_ready, selector_string};
 use crate::replicaset::controller_ref;
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
+use crate::runtime::{Error, Ctx};
 
 const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
 
@@ -40,10 +29,7 @@ pub async fn run(client: kube::Client) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "job reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -26,6 +26,7 @@ pub mod node_lifecycle;
 pub mod pods;
 pub mod replicaset;
 pub mod revisions;
+pub mod runtime;
 pub mod schedule;
 pub mod serviceaccount;
 pub mod statefulset;

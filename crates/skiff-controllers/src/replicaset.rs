@@ -18,28 +18,14 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::pods::{is_active, is_available, is_ready, selector_string};
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
+use crate::runtime::{Error, Ctx};
 
 /// Run the controller until aborted.
 pub async fn run(client: kube::Client) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     Controller::new(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "replicaset reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -13,14 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
 use serde_json::json;
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
+use crate::runtime::Error;
 
 struct Ctx {
     client: kube::Client,
@@ -39,10 +32,7 @@ pub async fn run(client: kube::Client, ca_pem: Option<String>) {
         .watches(Api::<ConfigMap>::all(client), watcher::Config::default().fields(&format!("metadata.name={ROOT_CA}")), |cm| {
             cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
         })
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "serviceaccount reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

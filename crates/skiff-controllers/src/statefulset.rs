@@ -25,6 +25,7 @@ use crate::deployment::template_hash;
 use crate::pods::{is_available, is_ready, selector_string};
 use crate::replicaset::controller_ref;
 use crate::revisions;
+use crate::runtime::{Error, Ctx};
 
 /// Pod label: the ControllerRevision (`<set>-<hash>`) the pod was made from.
 pub const REVISION_LABEL: &str = revisions::HASH_LABEL;
@@ -33,27 +34,12 @@ pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 /// Pod label: the pod's ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
-
 /// Run the controller until aborted.
 pub async fn run(client: kube::Client) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Pod>::all(client), watcher::Config::default())
-        .run(reconcile, |_, e, _| {
-            tracing::debug!(error = %e, "statefulset reconcile failed");
-            Action::requeue(Duration::from_secs(1))
-        }, ctx)
+        .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

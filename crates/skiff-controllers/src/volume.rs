@@ -28,18 +28,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use crate::disruption::selector_matches;
-
-/// Errors of one reconcile.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("api: {0}")]
-    Kube(#[from] kube::Error),
-}
-
-struct Ctx {
-    client: kube::Client,
-}
+use crate::runtime::{Error, Ctx};
 
 /// Name of the default StorageClass.
 pub const DEFAULT_CLASS: &str = "local-path";
