@@ -18,6 +18,7 @@ pub mod registry;
 pub mod selector;
 pub mod status;
 pub mod table;
+pub mod taints;
 pub mod validation;
 
 pub use registry::{ResourceInfo, Scope};

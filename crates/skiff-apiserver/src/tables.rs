@@ -7,10 +7,16 @@ use skiff_api::table::{self, IncludeObject, PrinterColumn, TableOptions};
 use crate::http::Request;
 use crate::resources::Served;
 
-/// Render `objects` as a `meta.k8s.io/v1` Table.
+/// Render `objects` as a `meta.k8s.io/v1` Table, as the request's `includeObject` asks.
 pub fn render(served: &Served, objects: &[Value], req: &Request, rv: String, cont: Option<String>) -> Value {
+    let include = IncludeObject::parse(req.query.get("includeObject").unwrap_or("")).unwrap_or_default();
+    render_with(served, objects, include, rv, cont)
+}
+
+/// Render `objects` as a Table with an explicit `includeObject`.
+pub fn render_with(served: &Served, objects: &[Value], include: IncludeObject, rv: String, cont: Option<String>) -> Value {
     let mut opts = TableOptions::new(chrono::Utc::now());
-    opts.include_object = IncludeObject::parse(req.query.get("includeObject").unwrap_or("")).unwrap_or_default();
+    opts.include_object = include;
     opts.resource_version = rv;
     opts.continue_token = cont;
     match &served.custom {

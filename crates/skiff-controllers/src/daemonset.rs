@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Taint, Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod, PodSpec, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -74,16 +74,6 @@ pub fn add_daemon_tolerations(spec: &mut PodSpec) {
     }
 }
 
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
-        return false;
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
-        _ => t.key.as_deref() == Some(taint.key.as_str()) && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    }
-}
-
 fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
     let vals = r.values.as_deref().unwrap_or(&[]);
     match r.operator.as_str() {
@@ -131,7 +121,7 @@ pub fn eligibility(spec: &PodSpec, node: &Node) -> (bool, bool) {
     }
     let tolerations = spec.tolerations.as_deref().unwrap_or(&[]);
     let taints = node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[]);
-    let untolerated = |effect: &str| taints.iter().any(|t| t.effect == effect && !tolerations.iter().any(|tol| tolerates(tol, t)));
+    let untolerated = |effect: &str| taints.iter().any(|t| t.effect == effect && !tolerations.iter().any(|tol| skiff_api::taints::tolerates(tol, t)));
     let no_execute = untolerated("NoExecute");
     if no_execute || untolerated("NoSchedule") {
         return (false, !no_execute);

@@ -121,7 +121,7 @@ async fn evict_untolerated(client: &kube::Client, node: &Node) -> Result<(), kub
             let added = taint.time_added.as_ref().map(|t| t.0.as_second()).unwrap_or_else(now_secs);
             let matching: Vec<_> = tolerations
                 .iter()
-                .filter(|tol| skiff_tolerates(tol, taint))
+                .filter(|tol| skiff_api::taints::tolerates(tol, taint))
                 .collect();
             let deadline = if matching.is_empty() {
                 Some(added)
@@ -143,14 +143,3 @@ async fn evict_untolerated(client: &kube::Client, node: &Node) -> Result<(), kub
     Ok(())
 }
 
-fn skiff_tolerates(t: &k8s_openapi::api::core::v1::Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref() {
-        if !e.is_empty() && e != taint.effect {
-            return false;
-        }
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
-        _ => t.key.as_deref() == Some(taint.key.as_str()) && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    }
-}

@@ -285,27 +285,13 @@ pub fn to_scale(served: &Served, obj: &Value) -> Value {
     })
 }
 
-/// A LabelSelector object (or a plain map for ReplicationControllers) as a selector string.
+/// A LabelSelector object (or a plain map for ReplicationControllers) as a selector string,
+/// in upstream's form (skiff-api's selector does the formatting).
 fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    let labels = sel.get("matchLabels").unwrap_or(sel);
-    if let Some(m) = labels.as_object() {
-        for (k, v) in m {
-            if let Some(v) = v.as_str() {
-                parts.push(format!("{k}={v}"));
-            }
-        }
-    }
-    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-        let key = e["key"].as_str().unwrap_or("");
-        let vals: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        match e["operator"].as_str().unwrap_or("") {
-            "In" => parts.push(format!("{key} in ({})", vals.join(","))),
-            "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
-            "Exists" => parts.push(key.to_string()),
-            "DoesNotExist" => parts.push(format!("!{key}")),
-            _ => {}
-        }
-    }
-    parts.join(",")
+    let object = if sel.get("matchLabels").is_some() || sel.get("matchExpressions").is_some() {
+        sel.clone()
+    } else {
+        json!({"matchLabels": sel})
+    };
+    skiff_api::selector::LabelSelector::from_json(&object).map(|s| s.to_string()).unwrap_or_default()
 }

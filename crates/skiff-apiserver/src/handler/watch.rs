@@ -27,7 +27,7 @@ struct WatchJob {
     served: Served,
     filter: Filter,
     render: Rendering,
-    include: String,
+    include: skiff_api::table::IncludeObject,
     bookmarks: bool,
     first_table: bool,
 }
@@ -39,17 +39,8 @@ impl WatchJob {
             Rendering::Object => obj,
             Rendering::Metadata => partial_metadata(&obj),
             Rendering::Table => {
-                let q = Query(vec![("includeObject".into(), self.include.clone())]);
-                let req = Request {
-                    method: http::Method::GET,
-                    path: String::new(),
-                    query: q,
-                    headers: Default::default(),
-                    body: Bytes::new(),
-                    user: None,
-                };
                 let rv = skiff_api::meta::resource_version(&obj).to_string();
-                let mut t = crate::tables::render(&self.served, &[obj], &req, rv, None);
+                let mut t = crate::tables::render_with(&self.served, &[obj], self.include, rv, None);
                 if !self.first_table {
                     t["columnDefinitions"] = json!([]);
                 }
@@ -116,7 +107,7 @@ pub async fn watch(
         served: served.clone(),
         filter,
         render: rendering(req),
-        include: req.query.get("includeObject").unwrap_or("Metadata").to_string(),
+        include: skiff_api::table::IncludeObject::parse(req.query.get("includeObject").unwrap_or("")).unwrap_or_default(),
         bookmarks: req.query.flag("allowWatchBookmarks"),
         first_table: true,
     };

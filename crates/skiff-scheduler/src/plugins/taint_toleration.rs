@@ -8,18 +8,7 @@ use crate::framework::{FilterPlugin, NodeInfo, ScorePlugin};
 /// The plugin.
 pub struct TaintToleration;
 
-/// True when `t` tolerates `taint`, with upstream's matching rules.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref() {
-        if !e.is_empty() && e != taint.effect {
-            return false;
-        }
-    }
-    match t.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
-        _ => t.key.as_deref() == Some(taint.key.as_str()) && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-    }
-}
+pub use skiff_api::taints::tolerates;
 
 fn taints(node: &NodeInfo) -> &[Taint] {
     node.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[])
