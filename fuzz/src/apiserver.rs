@@ -46,6 +46,7 @@ pub fn body_decode(data: &[u8]) {
         headers,
         body: body.to_vec().into(),
         user: None,
+        upgrade: Default::default(),
     };
     let _ = skiff_apiserver::http::decode_body(&req);
 }

@@ -286,7 +286,8 @@ pub async fn prepare_update(
             }
         }
         *new = merged;
-    } else if has_status {
+    } else if has_status && subresource != Some("binding") {
+        // (pods/binding writes the PodScheduled condition along with spec.nodeName.)
         match old.get("status") {
             Some(s) => new["status"] = s.clone(),
             None => {

@@ -32,6 +32,9 @@ pub struct Request {
     pub body: Bytes,
     /// Authenticated user, if any.
     pub user: Option<User>,
+    /// The connection's pending HTTP/1.1 upgrade (WebSocket, SPDY), taken by the streaming
+    /// proxy (`handler::proxy`) once the kubelet has switched protocols.
+    pub upgrade: std::sync::Mutex<Option<hyper::upgrade::OnUpgrade>>,
 }
 
 impl Request {

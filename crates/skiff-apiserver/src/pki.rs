@@ -58,6 +58,9 @@ pub struct Pki {
     pub serving: CertPair,
     /// The admin client certificate (CN system:admin, O system:masters).
     pub admin: CertPair,
+    /// The client certificate the API server presents to kubelets (CN
+    /// kube-apiserver-kubelet-client, O system:masters), for logs/exec/attach/port-forward.
+    pub kubelet_client: CertPair,
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
@@ -189,7 +192,25 @@ impl Pki {
                 p
             }
         };
-        Ok(Self { dir: dir.to_path_buf(), ca, serving, admin })
+        let kubelet_client = match read_pair(dir, "kubelet-client")? {
+            Some(p) => p,
+            None => {
+                let p = issue(&ca, "kube-apiserver-kubelet-client", &["system:masters"], &[], false, true)?;
+                write_pair(dir, "kubelet-client", &p)?;
+                p
+            }
+        };
+        Ok(Self { dir: dir.to_path_buf(), ca, serving, admin, kubelet_client })
+    }
+
+    /// A kubelet serving certificate for `node_name` and its addresses, signed by the cluster
+    /// CA, so the API server can verify the kubelet it proxies streams to. For a kubelet that
+    /// runs in the server's process; remote agents get theirs through their own bootstrap.
+    pub fn issue_kubelet_serving_cert(&self, node_name: &str, ips: &[std::net::IpAddr]) -> Result<CertPair, PkiError> {
+        let mut sans = vec![node_name.to_string()];
+        sans.extend(ips.iter().map(|ip| ip.to_string()));
+        sans.dedup();
+        issue(&self.ca, &format!("system:node:{node_name}"), &["system:nodes"], &sans, true, false)
     }
 
     /// An admin kubeconfig for `server` (e.g. `https://127.0.0.1:6443`) with embedded credentials.
@@ -229,5 +250,26 @@ mod tests {
         assert_eq!(a.ca.cert_pem, c.ca.cert_pem);
         assert_ne!(a.serving.cert_pem, c.serving.cert_pem);
         assert!(a.admin_kubeconfig("https://127.0.0.1:6443").contains("client-certificate-data"));
+        assert_eq!(a.kubelet_client.cert_pem, c.kubelet_client.cert_pem, "kubelet client cert kept");
+    }
+
+    #[test]
+    fn kubelet_certificates_carry_the_expected_identities() {
+        use x509_parser::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(dir.path(), &["localhost".into()]).unwrap();
+        use rustls_pki_types::pem::PemObject;
+        let der = |pem: &str| rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().to_vec();
+        let client = der(&pki.kubelet_client.cert_pem);
+        let (_, c) = X509Certificate::from_der(&client).unwrap();
+        assert_eq!(c.subject().iter_common_name().next().unwrap().as_str().unwrap(), "kube-apiserver-kubelet-client");
+        assert_eq!(c.subject().iter_organization().next().unwrap().as_str().unwrap(), "system:masters");
+        let serving = pki.issue_kubelet_serving_cert("node-a", &["127.0.0.1".parse().unwrap()]).unwrap();
+        let der = der(&serving.cert_pem);
+        let (_, s) = X509Certificate::from_der(&der).unwrap();
+        let names = &s.subject_alternative_name().unwrap().unwrap().value.general_names;
+        assert!(names.iter().any(|n| matches!(n, GeneralName::DNSName("node-a"))), "{names:?}");
+        assert!(names.iter().any(|n| matches!(n, GeneralName::IPAddress([127, 0, 0, 1]))), "{names:?}");
+        assert!(s.extended_key_usage().unwrap().unwrap().value.server_auth);
     }
 }

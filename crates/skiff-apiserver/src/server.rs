@@ -113,7 +113,7 @@ async fn handle(
     peer: SocketAddr,
 ) -> http::Response {
     let start = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -139,6 +139,7 @@ async fn handle(
         headers: parts.headers,
         body,
         user,
+        upgrade: std::sync::Mutex::new(parts.extensions.remove::<hyper::upgrade::OnUpgrade>()),
     };
     let verb = request.method.to_string();
     let path = request.path.clone();

@@ -5,6 +5,7 @@
 //! dropped, and its data dir removed, so tests leave nothing behind.
 
 pub mod fake_node;
+pub mod images;
 
 pub use fake_node::FakeNode;
 
@@ -33,6 +34,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Runs a node agent (real containers) instead of `--disable-agent`.
+    agent: bool,
     /// Port the API server listens on.
     pub port: u16,
 }
@@ -55,10 +58,42 @@ impl Cluster {
             dir,
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent: false,
             port: free_port(),
         };
         c.spawn()?;
         Ok(c)
+    }
+
+    /// Start a server that also runs its node agent, so pods run as real containers.
+    /// Dropping the cluster stops the server and then removes every container it started
+    /// (`skiff killall`).
+    pub fn start_with_agent(binary: &Path, extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?;
+        let mut c = Cluster {
+            binary: binary.to_path_buf(),
+            dir,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent: true,
+            port: free_port(),
+        };
+        c.extra_args.extend(["--kubelet-port".to_string(), free_port().to_string()]);
+        c.spawn()?;
+        Ok(c)
+    }
+
+    /// Imports a docker/OCI archive into the node's image store while it runs.
+    pub fn import_image(&self, archive: &Path) -> Result<String> {
+        let out = Command::new(&self.binary)
+            .args(["image", "import", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .arg(archive)
+            .output()?;
+        if !out.status.success() {
+            bail!("skiff image import failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -66,7 +101,8 @@ impl Cluster {
         let child = Command::new(&self.binary)
             .args(["server", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--port", &self.port.to_string(), "--bind-address", "127.0.0.1", "--disable-agent"])
+            .args(["--port", &self.port.to_string(), "--bind-address", "127.0.0.1"])
+            .args(if self.agent { &[][..] } else { &["--disable-agent"][..] })
             .args(["--controller-manager-port", "0", "--scheduler-port", "0"])
             .args(&self.extra_args)
             .stdin(Stdio::null())
@@ -242,14 +278,26 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             signal(child.id(), "TERM");
-            for _ in 0..100 {
+            let mut exited = false;
+            for _ in 0..250 {
                 if let Ok(Some(_)) = child.try_wait() {
-                    return;
+                    exited = true;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            if !exited {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if self.agent {
+            let _ = Command::new(&self.binary)
+                .args(["killall", "--data-dir"])
+                .arg(self.dir.path().join("data"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

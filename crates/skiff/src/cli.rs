@@ -33,6 +33,12 @@ pub enum Command {
         #[command(subcommand)]
         action: ImageAction,
     },
+    /// Stop every container and pod sandbox of a stopped node and unmount what it mounted.
+    Killall {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+    },
     /// Per-container supervisor started by the node agent (internal).
     #[command(hide = true)]
     Shim,
@@ -143,6 +149,12 @@ pub struct ServerArgs {
     /// Run without a node agent on this machine (control plane only).
     #[arg(long)]
     pub disable_agent: bool,
+    /// Port of the node agent's HTTPS server (logs, exec, port-forward, stats).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Name of this machine's node (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
 }
 
 /// Run the chosen command.
@@ -164,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             r.map_err(|e| anyhow::anyhow!("{e}"))
         }
+        Command::Killall { data_dir } => crate::agent::killall(&data_dir),
         Command::Shim => anyhow::bail!("`skiff shim` is started by the node agent, not by hand"),
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig.yaml");

@@ -1,6 +1,7 @@
 //! skiff: Kubernetes in one binary. Thin `main`: parse the command line, build the
 //! components a role needs, run until SIGTERM/SIGINT, then drain.
 
+mod agent;
 mod cli;
 mod health;
 mod server;

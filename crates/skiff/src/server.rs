@@ -47,13 +47,14 @@ async fn shutdown_signal() {
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let store = open_store(&args).await?;
+    let advertise = args.advertise_address.unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { args.bind_address }
+    });
     let config = Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
         port: args.port,
-        advertise_address: args.advertise_address.unwrap_or_else(|| {
-            if args.bind_address.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { args.bind_address }
-        }),
+        advertise_address: advertise,
         tls_sans: args.tls_san.clone(),
         write_kubeconfig: args.write_kubeconfig.clone(),
         default_toleration_seconds: args.default_unreachable_toleration_seconds,
@@ -70,6 +71,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
     let task = tokio::spawn(api.run(rx.clone()));
+    let agent_shutdown = rx.clone();
     let mut controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
     controllers.node_timings.grace = std::time::Duration::from_secs(args.node_monitor_grace_period.max(1));
     let kubeconfig = controllers.kubeconfig.clone();
@@ -88,12 +90,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduler could not start"),
         }
     });
+    let agent_task = (!args.disable_agent).then(|| {
+        let options = crate::agent::AgentOptions {
+            data_dir: args.data_dir.clone(),
+            node_name: args.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname),
+            node_ip: advertise,
+            control_plane: true,
+            kubeconfig: args.data_dir.join("kubeconfig.yaml"),
+            kubelet_port: args.kubelet_port,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = crate::agent::run(options, agent_shutdown).await {
+                tracing::error!(error = %format!("{e:#}"), "node agent stopped");
+            }
+        })
+    });
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, kubeconfig = %args.data_dir.join("kubeconfig.yaml").display(), "skiff server ready");
     shutdown_signal().await;
     let _ = tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
     controllers_task.abort();
     scheduler_task.abort();
+    if let Some(agent) = agent_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), agent).await;
+    }
     Ok(())
 }
 

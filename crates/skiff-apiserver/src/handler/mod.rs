@@ -6,6 +6,7 @@ pub mod delete;
 pub mod discovery;
 pub mod eviction;
 pub mod openapi;
+pub mod proxy;
 pub mod read;
 pub mod review;
 pub mod subresource;

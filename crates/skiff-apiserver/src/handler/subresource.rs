@@ -1,6 +1,7 @@
 //! Subresources: status, scale, pods/binding, pods/eviction, namespaces/finalize,
-//! certificatesigningrequests/approval. Streaming subresources (log, exec, attach,
-//! portforward, proxy) need a node agent and answer 503 until one is registered.
+//! certificatesigningrequests/approval. The streaming subresources of pods (log, exec,
+//! attach, portforward) and nodes/proxy go to the node's kubelet (`proxy`); other proxy
+//! subresources answer 503.
 
 use serde_json::{json, Value};
 use skiff_api::meta;
@@ -109,6 +110,17 @@ pub async fn handle(
                 }
                 let mut next = cur.clone();
                 next["spec"]["nodeName"] = json!(node);
+                // As upstream's binding: the pod is now scheduled (replacing an earlier
+                // Unschedulable condition).
+                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+                if !next["status"].is_object() {
+                    next["status"] = json!({});
+                }
+                let conditions = next["status"]["conditions"].as_array().cloned().unwrap_or_default();
+                let mut kept: Vec<Value> = conditions.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+                kept.insert(0, scheduled);
+                next["status"]["conditions"] = Value::Array(kept);
                 Ok(next)
             })
             .await?;
@@ -125,6 +137,10 @@ pub async fn handle(
             super::delete::delete_object(srv, served, ns, name, &opts).await?;
             Ok(http::json(201, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
         }
+        ("log" | "exec" | "attach" | "portforward", _) if served.info.plural == "pods" => {
+            super::proxy::pod(srv, req, ns.unwrap_or_default(), name, sub).await
+        }
+        ("proxy", _) if served.info.plural == "nodes" => super::proxy::node(srv, req, name).await,
         ("log" | "exec" | "attach" | "portforward" | "proxy", _) => Err(ApiError::unavailable(format!(
             "{sub} is not available: no node agent serves this {}",
             served.info.singular

@@ -1,0 +1,123 @@
+//! skiff-kubelet: the node agent (the kubelet counterpart).
+//!
+//! Owns the node's registration and Lease heartbeat ([`node`]), one worker per pod bound to
+//! the node ([`pods`]: sandbox, init containers, containers, restarts with back-off, probes,
+//! status), and the pieces those workers use. It talks to the cluster only through the
+//! Kubernetes API (a kube-rs client) and to containers only through
+//! [`skiff_runtime::Runtime`]; the pod network plugs in through the runtime's network hook
+//! and [`PodAddresses`].
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod env;
+pub mod events;
+pub mod netns;
+pub mod node;
+pub mod pods;
+pub mod probes;
+pub mod volumes;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use config::Config;
+use skiff_runtime::{runtime::SandboxInfo, Runtime};
+
+/// Errors of the node agent.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The container runtime failed.
+    #[error("{what}: {source}")]
+    Runtime {
+        /// What was being done.
+        what: String,
+        /// The runtime error.
+        #[source]
+        source: skiff_runtime::Error,
+    },
+    /// Anything else, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Result alias of the node agent.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the pod network tells the agent which address a sandbox got.
+pub trait PodAddresses: Send + Sync {
+    /// The pod IP of a (non host-network) sandbox, once the network hook wired it.
+    fn pod_ip(&self, sandbox: &SandboxInfo) -> Option<IpAddr>;
+}
+
+/// No pod network: pods get only loopback and no pod IP.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPodNetwork;
+
+impl PodAddresses for NoPodNetwork {
+    fn pod_ip(&self, _: &SandboxInfo) -> Option<IpAddr> {
+        None
+    }
+}
+
+/// What every part of the agent shares.
+pub struct Shared {
+    /// Settings.
+    pub config: Config,
+    /// API client.
+    pub client: kube::Client,
+    /// Container runtime.
+    pub runtime: Arc<dyn Runtime>,
+    /// Pod addresses from the network.
+    pub addresses: Arc<dyn PodAddresses>,
+    /// Event recorder.
+    pub events: events::Recorder,
+    /// Pod volumes.
+    pub volumes: volumes::VolumeManager,
+    /// Node allocatable, for `resourceFieldRef` of containers without limits.
+    pub allocatable: std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+}
+
+/// The node agent, built and ready to run.
+pub struct Kubelet {
+    shared: Arc<Shared>,
+}
+
+impl Kubelet {
+    /// Builds the agent from its parts.
+    pub fn new(config: Config, client: kube::Client, runtime: Arc<dyn Runtime>, addresses: Arc<dyn PodAddresses>) -> Self {
+        let events = events::Recorder::new(client.clone(), &config.node_name);
+        let allocatable = node::Capacity::read(&config.root, config.max_pods).allocatable();
+        let volumes = volumes::VolumeManager::new(config.root.join("pods"), client.clone(), config.node_name.clone());
+        volumes.set_node_allocatable(allocatable.clone());
+        Self { shared: Arc::new(Shared { config, client, runtime, addresses, events, volumes, allocatable }) }
+    }
+
+    /// What the parts of the agent share.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Registers the node, then keeps its heartbeat and pod workers going until `shutdown`
+    /// turns true. Running containers are left running on shutdown (they are re-adopted on
+    /// the next start), as the kubelet does.
+    pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
+        node::register(&self.shared).await?;
+        tracing::info!(node = %self.shared.config.node_name, "node registered");
+        let heartbeat = tokio::spawn(node::heartbeat(self.shared.clone()));
+        let pods = tokio::spawn(pods::manager::run(self.shared.clone()));
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        heartbeat.abort();
+        pods.abort();
+        Ok(())
+    }
+}

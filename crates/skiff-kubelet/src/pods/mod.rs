@@ -1,0 +1,14 @@
+//! Pods bound to this node: a manager that watches them and one worker per pod that makes
+//! the runtime match the spec and reports status.
+
+pub mod backoff;
+pub mod manager;
+pub mod naming;
+pub mod phase;
+pub mod spec;
+mod containers;
+mod probing;
+mod status;
+mod worker;
+
+pub use worker::PodWorker;

@@ -1,0 +1,147 @@
+//! Translating a pod's container spec into the runtime's [`ContainerConfig`].
+
+use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
+use skiff_api::quantity::Quantity;
+use skiff_runtime::runtime::{ContainerConfig, Mount, Resources, User};
+
+use super::naming;
+
+/// The default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// CPU shares for a CPU request in millicores, as the kubelet computes them (minimum 2;
+/// no request gives 2 for best-effort containers).
+pub fn cpu_shares(request_milli: Option<i64>) -> u64 {
+    match request_milli {
+        None | Some(0) => 2,
+        Some(m) => ((m * 1024) / 1000).max(2) as u64,
+    }
+}
+
+/// CFS quota in microseconds per 100 ms period for a CPU limit in millicores (minimum 1 ms).
+pub fn cpu_quota(limit_milli: i64) -> i64 {
+    (limit_milli * 100).max(1000)
+}
+
+fn quantity(c: &Container, which: &str, name: &str) -> Option<Quantity> {
+    let r = c.resources.as_ref()?;
+    let map = if which == "limits" { r.limits.as_ref()? } else { r.requests.as_ref()? };
+    Quantity::parse(&map.get(name)?.0).ok()
+}
+
+/// Cgroup limits from the container's requests and limits.
+pub fn resources(c: &Container) -> Resources {
+    let cpu_request = quantity(c, "requests", "cpu").or_else(|| quantity(c, "limits", "cpu"));
+    let cpu_limit = quantity(c, "limits", "cpu");
+    Resources {
+        cpu_shares: Some(cpu_shares(cpu_request.map(|q| q.milli_value()))),
+        cpu_quota: cpu_limit.as_ref().map(|q| cpu_quota(q.milli_value())),
+        cpu_period: cpu_limit.map(|_| 100_000),
+        memory_limit: quantity(c, "limits", "memory").map(|q| q.value()),
+        pids_limit: None,
+    }
+}
+
+fn effective_user(pod: &Pod, sc: Option<&SecurityContext>) -> Option<User> {
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let uid = sc.and_then(|s| s.run_as_user).or_else(|| psc.and_then(|p| p.run_as_user));
+    let gid = sc.and_then(|s| s.run_as_group).or_else(|| psc.and_then(|p| p.run_as_group));
+    let mut groups: Vec<u32> = psc
+        .and_then(|p| p.supplemental_groups.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g as u32)
+        .collect();
+    if let Some(fs) = psc.and_then(|p| p.fs_group) {
+        groups.push(fs as u32);
+    }
+    match uid {
+        Some(uid) => Some(User { uid: uid as u32, gid: gid.map(|g| g as u32), additional_gids: groups }),
+        // Without runAsUser the image's user applies; a group or supplementary groups
+        // alone cannot be expressed yet, so they only apply together with a user.
+        None => None,
+    }
+}
+
+/// Everything the runtime needs to create attempt `attempt` of container `c` of `pod`.
+pub fn container_config(
+    pod: &Pod,
+    c: &Container,
+    attempt: u32,
+    image: &str,
+    env: Vec<(String, String)>,
+    mounts: Vec<Mount>,
+) -> ContainerConfig {
+    let meta = &pod.metadata;
+    let uid = meta.uid.as_deref().unwrap_or_default();
+    let ns = meta.namespace.as_deref().unwrap_or("default");
+    let name = meta.name.as_deref().unwrap_or_default();
+    let sc = c.security_context.as_ref();
+    let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let expand = |list: &Option<Vec<String>>| -> Vec<String> {
+        list.clone().unwrap_or_default().iter().map(|s| expand_vars(s, &env)).collect()
+    };
+    ContainerConfig {
+        id: naming::container_id(uid, &c.name, attempt),
+        sandbox_id: Some(naming::sandbox_id(uid)),
+        image: image.to_string(),
+        command: expand(&c.command),
+        args: expand(&c.args),
+        working_dir: c.working_dir.clone().filter(|w| !w.is_empty()),
+        user: effective_user(pod, sc),
+        hostname: None,
+        mounts,
+        readonly_rootfs: sc.and_then(|s| s.read_only_root_filesystem).unwrap_or(false),
+        privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
+        capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        rlimits: Vec::new(),
+        resources: resources(c),
+        log_path: None,
+        labels: naming::container_labels(uid, ns, name, &c.name, attempt),
+        env,
+    }
+}
+
+/// Expands `$(VAR)` references in a command or argument from the container's environment
+/// (the last definition of a name wins), with the kubelet's escaping rules.
+pub fn expand_vars(input: &str, env: &[(String, String)]) -> String {
+    crate::env::expand(input, |name| env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_shares_and_quota_follow_the_kubelet() {
+        assert_eq!(cpu_shares(None), 2);
+        assert_eq!(cpu_shares(Some(1)), 2);
+        assert_eq!(cpu_shares(Some(250)), 256);
+        assert_eq!(cpu_shares(Some(2000)), 2048);
+        assert_eq!(cpu_quota(500), 50_000);
+        assert_eq!(cpu_quota(1), 1000);
+    }
+
+    #[test]
+    fn resources_come_from_requests_and_limits() {
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "1", "memory": "64Mi"}}
+        }))
+        .unwrap();
+        let r = resources(&c);
+        assert_eq!(r.cpu_shares, Some(102));
+        assert_eq!(r.cpu_quota, Some(100_000));
+        assert_eq!(r.memory_limit, Some(64 * 1024 * 1024));
+    }
+
+    #[test]
+    fn variables_expand_like_the_kubelet() {
+        let env = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "two".to_string())];
+        assert_eq!(expand_vars("x$(A)y$(B)", &env), "x1ytwo");
+        assert_eq!(expand_vars("$$(A)", &env), "$(A)");
+        assert_eq!(expand_vars("$(MISSING) $(A", &env), "$(MISSING) $(A");
+        assert_eq!(expand_vars("café $", &env), "café $");
+    }
+}

@@ -1,0 +1,529 @@
+//! One worker per pod: a loop that makes the runtime match the pod (sandbox, init
+//! containers in order, containers, restarts with back-off, probes), reports status, and on
+//! deletion stops everything and lets the API server drop the pod.
+//!
+//! The loop is level-triggered: every pass re-reads the runtime's view and decides from
+//! it, whatever woke it (a pod update, a probe result, or the resync timer).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Preconditions};
+use skiff_runtime::runtime::{ContainerStatus as RtStatus, Phase, SandboxInfo};
+use tokio::sync::{mpsc, watch};
+
+use super::backoff::Backoff;
+use super::probing::{Kind, Slot};
+use crate::Shared;
+
+/// What the agent knows about one container of the pod (all its attempts).
+#[derive(Debug, Default)]
+pub(super) struct ContainerState {
+    /// Attempt number of `current` (its restart count).
+    pub attempt: u32,
+    /// Runtime id of the current attempt.
+    pub current: Option<String>,
+    /// The runtime's last word on the current attempt.
+    pub status: Option<RtStatus>,
+    /// The previous attempt's final status (`lastState`, `logs --previous`).
+    pub last: Option<RtStatus>,
+    /// Runtime id of the previous attempt, kept for its logs until the next restart.
+    pub last_id: Option<String>,
+    /// Restart back-off.
+    pub backoff: Backoff,
+    /// The current attempt's exit has been counted into the back-off.
+    pub exit_counted: bool,
+    /// Why there is no running container (`ErrImagePull`, `CreateContainerError`, ...).
+    pub waiting: Option<(String, String)>,
+    /// Image id of the current attempt.
+    pub image_id: Option<String>,
+    /// Probes of the current attempt.
+    pub probes: BTreeMap<ProbeKey, Slot>,
+    /// When the current attempt was seen running (for probe delays and back-off resets).
+    pub running_since: Option<Instant>,
+}
+
+/// Orders probe slots deterministically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum ProbeKey {
+    Startup,
+    Liveness,
+    Readiness,
+}
+
+impl ProbeKey {
+    pub fn kind(self) -> Kind {
+        match self {
+            ProbeKey::Startup => Kind::Startup,
+            ProbeKey::Liveness => Kind::Liveness,
+            ProbeKey::Readiness => Kind::Readiness,
+        }
+    }
+}
+
+impl ContainerState {
+    /// Runtime phase of the current attempt.
+    pub fn phase(&self) -> Option<Phase> {
+        self.status.as_ref().map(|s| s.phase)
+    }
+
+    /// The startup probe passed (or there is none) and the container runs.
+    pub fn started(&self) -> bool {
+        self.phase() == Some(Phase::Running)
+            && self.probes.get(&ProbeKey::Startup).is_none_or(|s| s.verdict == Some(true))
+    }
+
+    /// Ready: started and the readiness probe passed (or there is none).
+    pub fn ready(&self) -> bool {
+        self.started() && self.probes.get(&ProbeKey::Readiness).is_none_or(|s| s.verdict == Some(true))
+    }
+}
+
+/// A probe result delivered back to the worker.
+#[derive(Debug)]
+pub(super) struct ProbeResult {
+    pub container: String,
+    pub attempt: u32,
+    pub key: ProbeKey,
+    pub outcome: crate::probes::Outcome,
+}
+
+/// What the next pass should do.
+pub(super) enum Flow {
+    /// Run again after this long (or earlier when woken).
+    Continue(Duration),
+    /// The pod is gone: the worker ends.
+    Done,
+}
+
+/// The worker of one pod.
+pub struct PodWorker {
+    pub(super) shared: Arc<Shared>,
+    pub(super) pod: Pod,
+    /// The pod disappeared from the API (force-deleted).
+    pub(super) gone: bool,
+    pub(super) sandbox: Option<SandboxInfo>,
+    pub(super) pod_ip: Option<IpAddr>,
+    pub(super) containers: BTreeMap<String, ContainerState>,
+    pub(super) start_time: Option<Time>,
+    pub(super) last_reported: Option<serde_json::Value>,
+    /// The pod reached Succeeded or Failed; nothing is restarted any more.
+    pub(super) terminal: Option<&'static str>,
+    pub(super) recovered: bool,
+    /// The pod's volumes once set up, and when they were last refreshed.
+    pub(super) volumes: Option<(crate::volumes::PodVolumes, Instant)>,
+    pub(super) probe_tx: mpsc::UnboundedSender<ProbeResult>,
+    probe_rx: mpsc::UnboundedReceiver<ProbeResult>,
+}
+
+impl PodWorker {
+    /// A worker for `pod`.
+    pub fn new(shared: Arc<Shared>, pod: Pod) -> Self {
+        let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        Self {
+            shared,
+            pod,
+            gone: false,
+            sandbox: None,
+            pod_ip: None,
+            containers: BTreeMap::new(),
+            start_time: None,
+            last_reported: None,
+            terminal: None,
+            recovered: false,
+            volumes: None,
+            probe_tx,
+            probe_rx,
+        }
+    }
+
+    /// `namespace/name` for logs.
+    pub(super) fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+            self.pod.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+
+    pub(super) fn uid(&self) -> String {
+        self.pod.metadata.uid.clone().unwrap_or_default()
+    }
+
+    /// Runs until the pod is gone. `updates` carries the latest pod (`None` once deleted
+    /// from the API); `done` gets the pod UID when the worker ends.
+    pub async fn run(mut self, mut updates: watch::Receiver<Option<Pod>>, done: mpsc::UnboundedSender<String>) {
+        let uid = self.uid();
+        loop {
+            let wait = match self.sync().await {
+                Flow::Continue(d) => d,
+                Flow::Done => break,
+            };
+            tokio::select! {
+                changed = updates.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    match updates.borrow_and_update().clone() {
+                        Some(pod) => self.pod = pod,
+                        None => self.gone = true,
+                    }
+                }
+                Some(result) = self.probe_rx.recv() => self.on_probe_result(result).await,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        let _ = done.send(uid);
+    }
+
+    async fn sync(&mut self) -> Flow {
+        if !self.recovered {
+            self.recover().await;
+            self.recovered = true;
+        }
+        if self.gone || self.pod.metadata.deletion_timestamp.is_some() {
+            return self.terminate_and_remove().await;
+        }
+        if self.start_time.is_none() {
+            self.start_time = self
+                .pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.clone())
+                .or_else(|| Some(Time(k8s_openapi::jiff::Timestamp::now())));
+        }
+        if let Some(phase) = self.api_terminal_phase() {
+            self.terminal.get_or_insert(phase);
+        }
+        if self.terminal.is_some() {
+            self.refresh_statuses().await;
+            self.stop_all(Duration::from_secs(0)).await;
+            self.release_sandbox().await;
+            self.report_status().await;
+            return Flow::Continue(Duration::from_secs(30));
+        }
+        if let Err(message) = self.ensure_sandbox().await {
+            self.shared.events.pod(
+                &self.pod,
+                None,
+                crate::events::Kind::Warning,
+                "FailedCreatePodSandBox",
+                format!("Failed to create pod sandbox: {message}"),
+            );
+            self.report_status().await;
+            return Flow::Continue(Duration::from_secs(5));
+        }
+        if let Err(wait) = self.ensure_volumes().await {
+            self.report_status().await;
+            return Flow::Continue(wait);
+        }
+        self.refresh_statuses().await;
+        let mut busy = false;
+        match self.sync_init_containers().await {
+            InitOutcome::Done => busy |= self.sync_main_containers().await,
+            InitOutcome::InProgress => busy = true,
+            InitOutcome::Failed => self.terminal = Some("Failed"),
+        }
+        self.schedule_probes();
+        let phase = self.report_status().await;
+        if matches!(phase, "Succeeded" | "Failed") {
+            self.terminal = Some(phase);
+            self.stop_all(Duration::from_secs(0)).await;
+            self.release_sandbox().await;
+        }
+        Flow::Continue(if busy { Duration::from_millis(200) } else { self.shared.config.resync_interval })
+    }
+
+    fn api_terminal_phase(&self) -> Option<&'static str> {
+        match self.pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => Some("Succeeded"),
+            Some("Failed") => Some("Failed"),
+            _ => None,
+        }
+    }
+
+    pub(super) fn restart_policy(&self) -> &str {
+        self.pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    }
+
+    pub(super) fn grace_period(&self) -> Duration {
+        let seconds = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+            .unwrap_or(super::spec::DEFAULT_GRACE_SECONDS);
+        Duration::from_secs(seconds.max(0) as u64)
+    }
+
+    /// Init containers in order; sidecars (restartPolicy Always) must have started before
+    /// the next one runs and keep running.
+    async fn sync_init_containers(&mut self) -> InitOutcome {
+        let inits: Vec<Container> = self.pod.spec.as_ref().and_then(|s| s.init_containers.clone()).unwrap_or_default();
+        let main_started = self.pod.spec.as_ref().is_some_and(|s| {
+            s.containers.iter().any(|c| self.containers.get(&c.name).is_some_and(|st| st.current.is_some()))
+        });
+        for c in &inits {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            if sidecar {
+                self.sync_one(c, "Always").await;
+                if !self.containers.get(&c.name).is_some_and(|st| st.started()) && !main_started {
+                    return InitOutcome::InProgress;
+                }
+                continue;
+            }
+            if main_started {
+                // Init containers ran before this agent (re)started the main ones.
+                continue;
+            }
+            let phase = self.containers.get(&c.name).and_then(|st| st.phase());
+            let exit = self.containers.get(&c.name).and_then(|st| st.status.as_ref()).and_then(|s| s.exit_code);
+            match (phase, exit) {
+                (Some(Phase::Exited), Some(0)) => continue,
+                (Some(Phase::Exited), _) | (Some(Phase::Unknown), _) if self.restart_policy() == "Never" => {
+                    return InitOutcome::Failed;
+                }
+                _ => {
+                    // Init containers restart on failure unless the pod never restarts.
+                    self.sync_one(c, "OnFailure").await;
+                    return InitOutcome::InProgress;
+                }
+            }
+        }
+        InitOutcome::Done
+    }
+
+    /// Main containers; returns whether something is still starting.
+    async fn sync_main_containers(&mut self) -> bool {
+        let containers: Vec<Container> = self.pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        let policy = self.restart_policy().to_string();
+        let mut busy = false;
+        for c in &containers {
+            busy |= self.sync_one(c, &policy).await;
+        }
+        busy
+    }
+
+    /// Brings one container to what `policy` wants; returns whether it is still starting.
+    async fn sync_one(&mut self, c: &Container, policy: &str) -> bool {
+        let now = Instant::now();
+        let st = self.containers.entry(c.name.clone()).or_default();
+        match st.phase() {
+            None => {
+                if st.backoff.waiting(now) {
+                    if st.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull") {
+                        let image = c.image.clone().unwrap_or_default();
+                        st.waiting = Some(("ImagePullBackOff".into(), format!("Back-off pulling image \"{image}\"")));
+                        self.shared.events.pod(
+                            &self.pod,
+                            Some(field_path(&self.pod, &c.name)),
+                            crate::events::Kind::Normal,
+                            "BackOff",
+                            format!("Back-off pulling image \"{image}\""),
+                        );
+                    }
+                    return false;
+                }
+                self.start_container(c).await;
+                true
+            }
+            Some(Phase::Created) => {
+                let id = st.current.clone().unwrap_or_default();
+                let rt = self.shared.runtime.clone();
+                let _ = tokio::task::spawn_blocking(move || rt.start_container(&id)).await;
+                true
+            }
+            Some(Phase::Running) => {
+                if st.running_since.is_none() {
+                    st.running_since = Some(now);
+                }
+                false
+            }
+            Some(Phase::Exited) | Some(Phase::Unknown) => {
+                let code = st.status.as_ref().and_then(|s| s.exit_code).unwrap_or(-1);
+                let restart = match policy {
+                    "Always" => true,
+                    "OnFailure" => code != 0,
+                    _ => false,
+                };
+                if !restart {
+                    return false;
+                }
+                if !st.exit_counted {
+                    st.exit_counted = true;
+                    let ran = st.running_since.map(|s| now.saturating_duration_since(s)).unwrap_or_default();
+                    st.backoff.on_exit(now, ran);
+                }
+                if st.backoff.waiting(now) {
+                    let wait = st.backoff.current_wait(now);
+                    if st.waiting.as_ref().is_none_or(|(r, _)| r != "CrashLoopBackOff") {
+                        let message = format!(
+                            "back-off {}s restarting failed container={} pod={}_{}({})",
+                            wait.as_secs().max(1),
+                            c.name,
+                            self.pod.metadata.name.as_deref().unwrap_or_default(),
+                            self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+                            self.pod.metadata.uid.as_deref().unwrap_or_default()
+                        );
+                        st.waiting = Some(("CrashLoopBackOff".into(), message));
+                        self.shared.events.pod(
+                            &self.pod,
+                            Some(field_path(&self.pod, &c.name)),
+                            crate::events::Kind::Warning,
+                            "BackOff",
+                            "Back-off restarting failed container".into(),
+                        );
+                    }
+                    return false;
+                }
+                self.start_container(c).await;
+                true
+            }
+        }
+    }
+
+    /// Starts probe runs that are due.
+    fn schedule_probes(&mut self) {
+        let now = Instant::now();
+        let spec_containers: Vec<Container> = self
+            .pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()).cloned().collect())
+            .unwrap_or_default();
+        for c in spec_containers {
+            let Some(st) = self.containers.get_mut(&c.name) else { continue };
+            if st.phase() != Some(Phase::Running) {
+                continue;
+            }
+            let started = st.running_since.unwrap_or(now);
+            if st.probes.is_empty() {
+                for (key, probe) in [
+                    (ProbeKey::Startup, &c.startup_probe),
+                    (ProbeKey::Liveness, &c.liveness_probe),
+                    (ProbeKey::Readiness, &c.readiness_probe),
+                ] {
+                    if let Some(p) = probe {
+                        st.probes.insert(key, Slot::new(p.clone(), started));
+                    }
+                }
+            }
+            let startup_done = st.probes.get(&ProbeKey::Startup).is_none_or(|s| s.verdict == Some(true));
+            let Some(id) = st.current.clone() else { continue };
+            for (key, slot) in st.probes.iter_mut() {
+                if *key != ProbeKey::Startup && !startup_done {
+                    continue;
+                }
+                if *key == ProbeKey::Startup && slot.verdict == Some(true) {
+                    continue;
+                }
+                if !slot.due(now) {
+                    continue;
+                }
+                slot.in_flight = true;
+                let target = crate::probes::Target {
+                    runtime: self.shared.runtime.clone(),
+                    container_id: id.clone(),
+                    netns: self.sandbox.as_ref().and_then(|s| s.netns_path()),
+                    pod_ip: self.pod_ip,
+                };
+                let probe = slot.probe.clone();
+                let container = c.clone();
+                let tx = self.probe_tx.clone();
+                let (key, attempt) = (*key, st.attempt);
+                tokio::spawn(async move {
+                    let outcome = crate::probes::run(&probe, &container, &target).await;
+                    let _ = tx.send(ProbeResult { container: container.name.clone(), attempt, key, outcome });
+                });
+            }
+        }
+    }
+
+    async fn on_probe_result(&mut self, result: ProbeResult) {
+        let now = Instant::now();
+        let Some(st) = self.containers.get_mut(&result.container) else { return };
+        if st.attempt != result.attempt {
+            return; // a result for an attempt that has since been replaced
+        }
+        let Some(slot) = st.probes.get_mut(&result.key) else { return };
+        let success = result.outcome == crate::probes::Outcome::Success;
+        let changed = slot.record(success, now);
+        if let crate::probes::Outcome::Failure(message) = &result.outcome {
+            self.shared.events.pod(
+                &self.pod,
+                Some(field_path(&self.pod, &result.container)),
+                crate::events::Kind::Warning,
+                "Unhealthy",
+                format!("{} probe failed: {message}", result.key.kind().label()),
+            );
+        }
+        if changed == Some(false) && matches!(result.key, ProbeKey::Liveness | ProbeKey::Startup) {
+            let what = if result.key == ProbeKey::Liveness { "liveness" } else { "startup" };
+            self.shared.events.pod(
+                &self.pod,
+                Some(field_path(&self.pod, &result.container)),
+                crate::events::Kind::Normal,
+                "Killing",
+                format!("Container {} failed {what} probe, will be restarted", result.container),
+            );
+            let grace = self.grace_period();
+            self.kill_container(&result.container, grace).await;
+        }
+    }
+}
+
+/// How init containers stand.
+enum InitOutcome {
+    Done,
+    InProgress,
+    Failed,
+}
+
+/// `spec.containers{name}` or `spec.initContainers{name}` for event field paths.
+pub(super) fn field_path(pod: &Pod, name: &str) -> String {
+    let init = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|list| list.iter().any(|c| c.name == name));
+    if init {
+        format!("spec.initContainers{{{name}}}")
+    } else {
+        format!("spec.containers{{{name}}}")
+    }
+}
+
+impl PodWorker {
+    /// Stops everything, removes the pod's runtime objects and, unless the pod is already
+    /// gone, deletes it for good (grace 0, UID precondition) as the kubelet does.
+    async fn terminate_and_remove(&mut self) -> Flow {
+        let grace = if self.gone { Duration::from_secs(2) } else { self.grace_period() };
+        self.refresh_statuses().await;
+        self.stop_all(grace).await;
+        self.remove_all().await;
+        if !self.gone {
+            let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
+            let name = self.pod.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &ns);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions { uid: self.pod.metadata.uid.clone(), resource_version: None }),
+                ..Default::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+                Err(e) => {
+                    tracing::warn!(pod = %self.key(), error = %e, "final pod delete failed; retrying");
+                    return Flow::Continue(Duration::from_secs(2));
+                }
+            }
+        }
+        tracing::info!(pod = %self.key(), "pod removed from node");
+        Flow::Done
+    }
+}

@@ -1,0 +1,18 @@
+//! skiff-net: cluster networking (the CNI + kube-proxy + CoreDNS + ingress counterpart).
+//!
+//! - [`pod_network`]: the node bridge, one veth per pod, IPAM from the node's pod CIDR,
+//!   routes between nodes (VXLAN or direct), all through rtnetlink.
+//! - [`nft`]: nftables programmed through nf_tables netlink (no `nft` binary needed).
+//! - [`dns`]: the cluster DNS server (Services, headless endpoints, SRV, PTR, forwarding).
+//! - [`proxy`]: Services as nftables rules (ClusterIP, NodePort, LoadBalancer, affinity,
+//!   traffic policies, hostPort, masquerade).
+//!
+//! It calls no other skiff crate; the node agent feeds it API objects.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod dns;
+pub mod nft;
+pub mod pod_network;
+pub mod proxy;

@@ -1,0 +1,117 @@
+//! The node agent role: the container runtime plus the kubelet for this machine, run by
+//! `skiff server` (unless `--disable-agent`).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use skiff_kubelet::{Config, Kubelet, NoPodNetwork};
+use skiff_runtime::runtime::{LocalRuntime, LoopbackOnly, RuntimeConfig};
+
+/// What the agent needs to know about its node and cluster.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// Data directory (the agent keeps its state under `<data-dir>/agent`).
+    pub data_dir: PathBuf,
+    /// Node name.
+    pub node_name: String,
+    /// The node's address.
+    pub node_ip: IpAddr,
+    /// Whether this node also runs the control plane.
+    pub control_plane: bool,
+    /// Credentials for the API server.
+    pub kubeconfig: PathBuf,
+    /// Port of the agent's HTTPS server.
+    pub kubelet_port: u16,
+}
+
+/// Imports the image tarballs found in `<data-dir>/agent/images/` (air-gap images, as k3s
+/// does), so pods can use them without a registry.
+fn import_seed_images(runtime: &LocalRuntime, data_dir: &std::path::Path) {
+    let dir = data_dir.join("agent").join("images");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_archive = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".tar") || n.ends_with(".tar.gz") || n.ends_with(".tgz"));
+        if !is_archive {
+            continue;
+        }
+        match skiff_runtime::Runtime::import_image(runtime, &path, None) {
+            Ok(images) => {
+                for image in images {
+                    tracing::info!(image = %image.names.join(","), file = %path.display(), "imported seed image");
+                }
+            }
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "could not import seed image"),
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` turns true.
+pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    let root = skiff_runtime::cli::runtime_root(&options.data_dir);
+    let data_dir = options.data_dir.clone();
+    let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<LocalRuntime> {
+        let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let runtime = LocalRuntime::new(config, Arc::new(LoopbackOnly))
+            .map_err(|e| anyhow::anyhow!("starting the container runtime in {}: {e}", root.display()))?;
+        let report = runtime.recover().map_err(|e| anyhow::anyhow!("recovering containers: {e}"))?;
+        tracing::info!(live = report.live.len(), exited = report.exited.len(), lost = report.lost.len(), cleaned = report.cleaned.len(), "container runtime recovered");
+        import_seed_images(&runtime, &data_dir);
+        Ok(runtime)
+    })
+    .await??;
+    let client = skiff_controllers::client::from_kubeconfig(&options.kubeconfig)
+        .await
+        .context("connecting the node agent to the API server")?;
+    let mut config = Config::new(options.node_name.clone(), options.node_ip, options.data_dir.join("agent"));
+    config.control_plane = options.control_plane;
+    config.kubelet_port = options.kubelet_port;
+    let kubelet = Kubelet::new(config, client, Arc::new(runtime), Arc::new(NoPodNetwork));
+    kubelet.run(shutdown).await.map_err(|e| anyhow::anyhow!("node agent: {e}"))
+}
+
+/// `skiff killall`: stops every container and sandbox of a node's data dir and unmounts
+/// what the agent mounted under it (as k3s-killall.sh does). Run it after stopping the
+/// server; the server leaves containers running on purpose so that restarts keep pods up.
+pub fn killall(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use skiff_runtime::Runtime;
+    let root = skiff_runtime::cli::runtime_root(data_dir);
+    if root.exists() {
+        let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let runtime = LocalRuntime::new(config, Arc::new(LoopbackOnly)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        for c in runtime.list_containers().unwrap_or_default() {
+            if let Err(e) = runtime.remove_container(&c.config.id) {
+                eprintln!("could not remove container {}: {e}", c.config.id);
+            }
+        }
+        for s in runtime.list_sandboxes().unwrap_or_default() {
+            if let Err(e) = runtime.remove_sandbox(&s.config.id) {
+                eprintln!("could not remove sandbox {}: {e}", s.config.id);
+            }
+        }
+    }
+    unmount_under(&data_dir.join("agent"));
+    Ok(())
+}
+
+/// Lazily unmounts every mount point below `dir`, deepest first.
+fn unmount_under(dir: &std::path::Path) {
+    let Ok(dir) = std::fs::canonicalize(dir) else { return };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
