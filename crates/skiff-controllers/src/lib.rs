@@ -23,6 +23,7 @@ pub mod job;
 pub mod leader;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod nodeipam;
 pub mod pods;
 pub mod replicaset;
 pub mod revisions;
@@ -94,6 +95,7 @@ async fn run_controllers(client: kube::Client, config: Config) {
     set.spawn(deployment::run(client.clone()));
     set.spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
     set.spawn(endpoints::run(client.clone()));
+    set.spawn(nodeipam::run(client.clone()));
     set.spawn(job::run(client.clone()));
     set.spawn(cronjob::run(client.clone()));
     set.spawn(daemonset::run(client.clone()));

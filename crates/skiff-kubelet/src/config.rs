@@ -21,6 +21,8 @@ pub struct Config {
     pub control_plane: bool,
     /// Port of the streaming/stats server the API server calls (10250).
     pub kubelet_port: u16,
+    /// Port of the plain-HTTP `/healthz` (10248; 0 turns it off).
+    pub healthz_port: u16,
     /// Cluster DNS address given to pods (10.43.0.10).
     pub cluster_dns: Ipv4Addr,
     /// Cluster domain (`cluster.local`).
@@ -47,6 +49,7 @@ impl Config {
             labels: BTreeMap::new(),
             control_plane: false,
             kubelet_port: 10250,
+            healthz_port: 10248,
             cluster_dns: Ipv4Addr::new(10, 43, 0, 10),
             cluster_domain: "cluster.local".into(),
             lease_interval: Duration::from_secs(10),

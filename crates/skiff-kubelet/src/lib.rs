@@ -16,6 +16,8 @@ pub mod netns;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod stream_backend;
+pub mod streaming;
 pub mod volumes;
 
 use std::net::IpAddr;
@@ -90,6 +92,7 @@ pub struct Shared {
 /// The node agent, built and ready to run.
 pub struct Kubelet {
     shared: Arc<Shared>,
+    streaming_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Kubelet {
@@ -99,7 +102,15 @@ impl Kubelet {
         let allocatable = node::Capacity::read(&config.root, config.max_pods).allocatable();
         let volumes = volumes::VolumeManager::new(config.root.join("pods"), client.clone(), config.node_name.clone());
         volumes.set_node_allocatable(allocatable.clone());
-        Self { shared: Arc::new(Shared { config, client, runtime, addresses, events, volumes, allocatable }) }
+        let shared = Arc::new(Shared { config, client, runtime, addresses, events, volumes, allocatable });
+        Self { shared, streaming_tls: None }
+    }
+
+    /// Serves logs, exec, attach and port-forward on `kubelet_port` with this TLS setup
+    /// (see [`streaming::tls_config`]: only the API server's client certificate gets in).
+    pub fn with_streaming_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.streaming_tls = Some(tls);
+        self
     }
 
     /// What the parts of the agent share.
@@ -115,9 +126,27 @@ impl Kubelet {
         tracing::info!(node = %self.shared.config.node_name, "node registered");
         let heartbeat = tokio::spawn(node::heartbeat(self.shared.clone()));
         let pods = tokio::spawn(pods::manager::run(self.shared.clone()));
+        let streaming = match self.streaming_tls.clone() {
+            Some(tls) => {
+                let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.shared.config.kubelet_port));
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::Other(format!("binding the kubelet port {addr}: {e}")))?;
+                let backend = Arc::new(stream_backend::RuntimeBackend::new(self.shared.runtime.clone()));
+                Some(tokio::spawn(streaming::serve(listener, tls, backend, shutdown.clone())))
+            }
+            None => None,
+        };
+        let healthz = match self.shared.config.healthz_port {
+            0 => None,
+            port => Some(tokio::spawn(node::serve_healthz(port))),
+        };
         let _ = shutdown.wait_for(|stop| *stop).await;
         heartbeat.abort();
         pods.abort();
+        for task in [streaming, healthz].into_iter().flatten() {
+            task.abort();
+        }
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //!   routes between nodes (VXLAN or direct), all through rtnetlink.
 //! - [`nft`]: nftables programmed through nf_tables netlink (no `nft` binary needed).
 //! - [`dns`]: the cluster DNS server (Services, headless endpoints, SRV, PTR, forwarding).
+//! - [`policy`]: NetworkPolicy enforced in its own nftables table.
 //! - [`proxy`]: Services as nftables rules (ClusterIP, NodePort, LoadBalancer, affinity,
 //!   traffic policies, hostPort, masquerade).
 //!
@@ -15,4 +16,5 @@
 pub mod dns;
 pub mod nft;
 pub mod pod_network;
+pub mod policy;
 pub mod proxy;

@@ -1,4 +1,4 @@
-//! `skiff image import|ls|rm` as library functions over parsed arguments; the `skiff` binary
+//! `skiff image import|pull|ls|rm` as library functions over parsed arguments; the `skiff` binary
 //! owns argument parsing and calls these.
 
 use std::io::Write;
@@ -35,6 +35,28 @@ pub fn image_import(
             let _ = writeln!(out, "imported {} {names}", img.id.short());
         }
     }
+    Ok(())
+}
+
+/// `skiff image pull REF`: pulls an image into the store under `root`, with the mirrors and
+/// credentials of `registries_yaml` (`<data-dir>/registries.yaml`), and prints what it stored.
+pub fn image_pull(
+    root: &Path,
+    registries_yaml: &Path,
+    reference: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use crate::image::registry::{pull, RegistriesConfig};
+    let store = ImageStore::open(root)?;
+    let config = RegistriesConfig::load(registries_yaml)?;
+    let img = pull(&store, reference, &config, None)?;
+    let _ = writeln!(
+        out,
+        "pulled {} {} ({})",
+        img.id.short(),
+        img.names.join(", "),
+        human_size(img.size)
+    );
     Ok(())
 }
 

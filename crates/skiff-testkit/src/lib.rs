@@ -78,7 +78,7 @@ impl Cluster {
             agent: true,
             port: free_port(),
         };
-        c.extra_args.extend(["--kubelet-port".to_string(), free_port().to_string()]);
+        c.extra_args.extend(["--kubelet-port".to_string(), free_port().to_string(), "--kubelet-healthz-port".into(), "0".into()]);
         c.spawn()?;
         Ok(c)
     }

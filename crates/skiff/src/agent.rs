@@ -24,6 +24,11 @@ pub struct AgentOptions {
     pub kubeconfig: PathBuf,
     /// Port of the agent's HTTPS server.
     pub kubelet_port: u16,
+    /// Port of the agent's plain `/healthz` on localhost (0 = off).
+    pub healthz_port: u16,
+    /// Serving certificate and key of the agent's HTTPS server and the CA whose client
+    /// certificates it accepts (PEM), when the server issued them.
+    pub serving: Option<(String, String, String)>,
 }
 
 /// Imports the image tarballs found in `<data-dir>/agent/images/` (air-gap images, as k3s
@@ -71,7 +76,12 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
     let mut config = Config::new(options.node_name.clone(), options.node_ip, options.data_dir.join("agent"));
     config.control_plane = options.control_plane;
     config.kubelet_port = options.kubelet_port;
-    let kubelet = Kubelet::new(config, client, Arc::new(runtime), Arc::new(NoPodNetwork));
+    config.healthz_port = options.healthz_port;
+    let mut kubelet = Kubelet::new(config, client, Arc::new(runtime), Arc::new(NoPodNetwork));
+    if let Some((cert, key, ca)) = &options.serving {
+        let tls = skiff_kubelet::streaming::tls_config(cert, key, ca).map_err(|e| anyhow::anyhow!("{e}"))?;
+        kubelet = kubelet.with_streaming_tls(Arc::new(tls));
+    }
     kubelet.run(shutdown).await.map_err(|e| anyhow::anyhow!("node agent: {e}"))
 }
 

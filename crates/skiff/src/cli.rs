@@ -152,6 +152,9 @@ pub struct ServerArgs {
     /// Port of the node agent's HTTPS server (logs, exec, port-forward, stats).
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Port of the node agent's plain /healthz on localhost (0 = off).
+    #[arg(long, default_value_t = 10248)]
+    pub kubelet_healthz_port: u16,
     /// Name of this machine's node (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,

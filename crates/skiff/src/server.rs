@@ -70,6 +70,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tokio::spawn(crate::health::serve(std::net::SocketAddr::new(bind, port), acceptor.clone(), component));
         }
     }
+    let node_name = args.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname);
+    let pki = &api.state().pki;
+    let serving = pki
+        .issue_kubelet_serving_cert(&node_name, &[advertise])
+        .map(|pair| (pair.cert_pem, pair.key_pem, pki.ca.cert_pem.clone()))
+        .map_err(|e| tracing::warn!(error = %e, "could not issue the kubelet serving certificate"))
+        .ok();
     let task = tokio::spawn(api.run(rx.clone()));
     let agent_shutdown = rx.clone();
     let mut controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
@@ -93,7 +100,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let agent_task = (!args.disable_agent).then(|| {
         let options = crate::agent::AgentOptions {
             data_dir: args.data_dir.clone(),
-            node_name: args.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname),
+            node_name,
+            healthz_port: args.kubelet_healthz_port,
+            serving,
             node_ip: advertise,
             control_plane: true,
             kubeconfig: args.data_dir.join("kubeconfig.yaml"),

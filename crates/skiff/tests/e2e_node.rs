@@ -234,12 +234,79 @@ fn pods_keep_running_across_an_agent_crash() -> Result<()> {
             .is_ok_and(|s| s == "True")
     })?;
     std::thread::sleep(Duration::from_secs(3));
+    cluster.eventually(Duration::from_secs(30), "steady to be reported Running", || phase(&cluster, "steady") == "Running")?;
     let after = container_status(&cluster, "steady");
-    assert_eq!(phase(&cluster, "steady"), "Running");
     assert_eq!(after["containerID"], before["containerID"], "the container was replaced: {after}");
     assert_eq!(after["restartCount"], 0, "{after}");
     assert_eq!(after["state"]["running"]["startedAt"], before["state"]["running"]["startedAt"]);
     // Deleting it after the restart still stops it and removes it.
     cluster.ok(&["delete", "pod", "steady", "--timeout=60s"])?;
+    Ok(())
+}
+
+#[test]
+fn logs_exec_cp_and_port_forward_reach_real_containers() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return Ok(());
+    }
+    let cluster = node_cluster()?;
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "web"}},
+                "spec": {{"containers": [{{"name": "c", "image": "{IMAGE}",
+                  "command": ["sh", "-c", "echo line1; echo line2; echo hello-web > /var/www/index.html; exec httpd -f -p 8080 -h /var/www"]}}]}}}}"#
+        ),
+    )?;
+    cluster.eventually(Duration::from_secs(60), "web to run", || phase(&cluster, "web") == "Running")?;
+    cluster.eventually(Duration::from_secs(10), "web's logs", || cluster.ok(&["logs", "web"]).is_ok_and(|l| l.contains("line2")))?;
+    assert_eq!(cluster.ok(&["logs", "web", "--tail=1"])?.trim(), "line2");
+    assert_eq!(cluster.ok(&["exec", "web", "--", "cat", "/var/www/index.html"])?.trim(), "hello-web");
+    let out = cluster.kubectl(&["exec", "web", "--", "sh", "-c", "exit 3"])?;
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cluster.kubectl_stdin(&["exec", "-i", "web", "--", "cat"], "through stdin\n")?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through stdin\n");
+
+    // kubectl cp needs tar in the container: both directions.
+    let local = cluster.data_dir().join("upload.txt");
+    std::fs::write(&local, "copied in\n")?;
+    if let Err(e) = cluster.ok(&["cp", local.to_str().unwrap(), "web:/tmp/upload.txt"]) {
+        let log = cluster.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        panic!("{e}\nstatus: {}\nlog:\n{}", pod(&cluster, "web")["status"], tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    assert_eq!(cluster.ok(&["exec", "web", "--", "cat", "/tmp/upload.txt"])?, "copied in\n");
+    let back = cluster.data_dir().join("download.txt");
+    cluster.ok(&["cp", "web:/tmp/upload.txt", back.to_str().unwrap()])?;
+    assert_eq!(std::fs::read_to_string(&back)?, "copied in\n");
+
+    // port-forward: an HTTP request through the tunnel reaches httpd inside the pod.
+    let mut child = std::process::Command::new(skiff_testkit::kubectl_path(33).expect("kubectl 1.33"))
+        .args(["--kubeconfig", cluster.kubeconfig().to_str().unwrap(), "port-forward", "pod/web", "0:8080"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let result = (|| -> Result<String> {
+        use std::io::{BufRead, Read, Write};
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().transpose()?.unwrap_or_default();
+        let port: u16 = first
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("unexpected port-forward output: {first}"))?;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        Ok(body)
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = result?;
+    assert!(body.contains("hello-web"), "{body}");
     Ok(())
 }

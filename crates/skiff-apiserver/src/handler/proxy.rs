@@ -192,6 +192,10 @@ fn dial_error(t: &KubeletTarget, e: impl std::fmt::Display) -> ApiError {
 }
 
 async fn forward(srv: &Server, req: &Request, target: &KubeletTarget, path_and_query: &str) -> Result<Response, ApiError> {
+    // An upgrade over HTTP/2 has no connection to take over; refuse before bothering the kubelet.
+    if !req.header("upgrade").is_empty() && req.upgrade.lock().expect("not poisoned").is_none() {
+        return Err(ApiError::bad_request("this request cannot be upgraded (use HTTP/1.1 for streaming)"));
+    }
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls(srv)?));
     let server_name = match target.host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),

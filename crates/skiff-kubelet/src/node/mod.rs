@@ -241,3 +241,26 @@ pub async fn heartbeat(shared: std::sync::Arc<Shared>) {
         }
     }
 }
+
+/// Answers `ok` to every request on 127.0.0.1:`port` (the kubelet's `/healthz`, which
+/// upstream serves on localhost only).
+pub async fn serve_healthz(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(port, error = %e, "kubelet healthz port unavailable");
+            return;
+        }
+    };
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                .await;
+        });
+    }
+}

@@ -73,7 +73,7 @@ pub struct PodNetworkConfig {
     pub pod_cidr: Ipv4Cidr,
     /// Cluster CIDR (10.42.0.0/16); gets an `unreachable` route.
     pub cluster_cidr: Ipv4Cidr,
-    /// Service CIDR (10.43.0.0/16); gets an `unreachable` route.
+    /// Service CIDR (10.43.0.0/16); routed into the bridge (see [`PodNetwork::new`]).
     pub service_cidr: Ipv4Cidr,
     /// Directory for IPAM records (e.g. `/var/lib/skiff/net`); records go in `ipam/` below it.
     pub state_dir: PathBuf,
@@ -199,7 +199,15 @@ impl PodNetwork {
                 }
             }
         }
-        routes::ensure_unreachable(&mut nl, &[cfg.cluster_cidr, cfg.service_cidr])?;
+        routes::ensure_unreachable(&mut nl, &[cfg.cluster_cidr])?;
+        // Service addresses route into the bridge rather than to `unreachable`: connections
+        // the node itself opens to a ClusterIP need a route before nftables can DNAT them,
+        // and whatever is not DNATed dies on the bridge instead of leaving the machine.
+        let bridge_index = nl
+            .link_by_name(&cfg.bridge)?
+            .ok_or_else(|| Error::NotFound { what: format!("bridge {}", cfg.bridge) })?
+            .index;
+        routes::ensure_device_route(&mut nl, cfg.service_cidr, bridge_index)?;
         let ipam = Ipam::open(cfg.state_dir.join("ipam"), cfg.pod_cidr)?;
         tracing::info!(bridge = %cfg.bridge, pod_cidr = %cfg.pod_cidr, mtu, backend = ?cfg.backend, "pod network ready");
         Ok(Self {
@@ -208,6 +216,21 @@ impl PodNetwork {
             ipam,
             mtu,
         })
+    }
+
+    /// Adds `ip/32` to the node bridge, making it a local address of the node that pods
+    /// reach through their gateway (the node-local cluster DNS listens on 10.43.0.10 this
+    /// way, as NodeLocal DNSCache does). Idempotent.
+    pub fn add_local_address(&self, ip: Ipv4Addr) -> Result<()> {
+        let mut nl = self.nl();
+        let index = nl
+            .link_by_name(&self.cfg.bridge)?
+            .ok_or_else(|| Error::NotFound { what: format!("bridge {}", self.cfg.bridge) })?
+            .index;
+        if nl.addresses(index)?.iter().any(|(a, _)| *a == ip) {
+            return Ok(());
+        }
+        nl.add_address(index, &self.cfg.bridge, ip, 32)
     }
 
     /// The configuration this network was built with.

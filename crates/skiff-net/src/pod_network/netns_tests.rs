@@ -32,7 +32,7 @@ fn vxlan_cluster_end_to_end() {
         let n1 = &nodes[0];
         let r = routes(n1);
         assert!(r.contains("unreachable 10.42.0.0/16"), "routes: {r}");
-        assert!(r.contains("unreachable 10.43.0.0/16"), "routes: {r}");
+        assert!(r.contains("10.43.0.0/16 dev skiff0"), "routes: {r}");
         assert!(
             r.contains("10.42.2.0/24 via 10.42.2.0 dev skiff.1 proto 83 onlink"),
             "routes: {r}"

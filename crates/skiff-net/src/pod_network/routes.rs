@@ -35,6 +35,18 @@ pub fn ensure_unreachable(nl: &mut Netlink, prefixes: &[Ipv4Cidr]) -> Result<()>
     Ok(())
 }
 
+/// Installs (or replaces) a route for `dst` straight into interface `oif`.
+pub fn ensure_device_route(nl: &mut Netlink, dst: Ipv4Cidr, oif: u32) -> Result<()> {
+    nl.replace_route(&Route {
+        dst,
+        kind: RouteType::Unicast,
+        gateway: None,
+        oif: Some(oif),
+        onlink: false,
+        protocol: SKIFF_ROUTE_PROTO,
+    })
+}
+
 fn unreachable(dst: Ipv4Cidr) -> Route {
     Route {
         dst,

@@ -14,6 +14,7 @@
 
 mod archive;
 pub mod manifest;
+pub mod registry;
 mod store;
 pub mod unpack;
 

@@ -18,6 +18,7 @@ use super::types::*;
 use super::Runtime;
 use crate::cgroups;
 use crate::error::{validate_id, Error, IoContext, Result, SysContext};
+use crate::image::registry::RegistryAuth;
 use crate::image::{ImageRecord, ImageStore, ImportOptions};
 use crate::shim::client::{self, read_status, ShimProgram};
 use crate::shim::{CreateArgs, ExecArgs, ShimCommand};
@@ -447,6 +448,10 @@ impl LocalRuntime {
 }
 
 impl Runtime for LocalRuntime {
+    fn exec_command(&self, request: &ExecRequest) -> Result<std::process::Command> {
+        LocalRuntime::exec_command(self, request)
+    }
+
     fn import_image(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageInfo>> {
         let opts = ImportOptions {
             name: name.map(str::to_string),
@@ -455,12 +460,28 @@ impl Runtime for LocalRuntime {
     }
 
     fn pull_image(&self, reference: &str) -> Result<ImageInfo> {
-        // Registry pulls are not implemented yet; an image already imported satisfies a pull.
-        self.images.get(reference).map(|r| info(&r)).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "cannot pull {reference}: registry pulls are not supported yet; import the image with `skiff image import`"
-            ))
-        })
+        self.pull_image_with(reference, None)
+    }
+
+    fn pull_image_with(&self, reference: &str, auth: Option<&RegistryAuth>) -> Result<ImageInfo> {
+        use crate::image::registry::{self, RegistriesConfig, RegistryError};
+        // Read per pull so that edits to registries.yaml apply without a restart.
+        let config = RegistriesConfig::load(&registry::registries_yaml_for_runtime_root(&self.cfg.root))?;
+        match registry::pull(&self.images, reference, &config, auth) {
+            Ok(r) => Ok(info(&r)),
+            // An air-gapped node (images imported from tarballs) cannot reach any registry;
+            // the imported image then satisfies the pull, as it did before pulls existed.
+            // Only an unreachable registry falls back: a refusal (401/403, 404) must not be
+            // papered over by a local copy.
+            Err(e @ RegistryError::Transport { .. }) => match self.images.get(reference) {
+                Ok(r) => {
+                    tracing::warn!(image = reference, error = %e, "registry unreachable; using the stored image");
+                    Ok(info(&r))
+                }
+                Err(_) => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>> {

@@ -18,6 +18,7 @@ pub use sandbox::{LoopbackOnly, NetworkHook};
 pub use types::*;
 
 use crate::error::Result;
+use crate::image::registry::RegistryAuth;
 
 /// Images, sandboxes and containers of one node.
 pub trait Runtime: Send + Sync {
@@ -25,6 +26,13 @@ pub trait Runtime: Send + Sync {
     fn import_image(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageInfo>>;
     /// Pulls an image from a registry.
     fn pull_image(&self, reference: &str) -> Result<ImageInfo>;
+    /// Pulls an image with credentials for its registry (from an imagePullSecret, see
+    /// [`RegistryAuth::from_docker_config_json`]). Runtimes without registries (fakes)
+    /// ignore `auth`.
+    fn pull_image_with(&self, reference: &str, auth: Option<&RegistryAuth>) -> Result<ImageInfo> {
+        let _ = auth;
+        self.pull_image(reference)
+    }
     /// Looks an image up by reference or id; `None` when absent.
     fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>>;
     /// Lists images.
@@ -62,4 +70,12 @@ pub trait Runtime: Send + Sync {
     fn reopen_log(&self, id: &str) -> Result<()>;
     /// Resource usage of a running container.
     fn stats(&self, id: &str) -> Result<ContainerStats>;
+    /// A command that runs `request` in its container with the caller's stdio, for
+    /// streaming exec (`kubectl exec -it`); runtimes without processes refuse.
+    fn exec_command(&self, request: &ExecRequest) -> Result<std::process::Command> {
+        Err(crate::Error::InvalidArgument(format!(
+            "streaming exec into {} is not supported by this runtime",
+            request.container_id
+        )))
+    }
 }
