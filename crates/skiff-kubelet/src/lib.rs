@@ -13,6 +13,7 @@ pub mod config;
 pub mod env;
 pub mod events;
 pub mod netns;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 pub const APPLETS: &[&str] = &[
     "sh", "true", "false", "sleep", "cat", "echo", "nc", "httpd", "wget", "ls", "mkdir", "touch",
     "id", "hostname", "date", "dd", "head", "tail", "grep", "ps", "kill", "trap", "env", "pwd",
-    "tty", "stty", "readlink", "tar", "xargs", "rm", "mv", "cp", "seq",
+    "tty", "stty", "readlink", "tar", "xargs", "rm", "mv", "cp", "seq", "timeout", "nslookup",
 ];
 
 /// A layer under construction.

@@ -6,6 +6,7 @@
 
 pub mod fake_node;
 pub mod images;
+pub mod netlab;
 
 pub use fake_node::FakeNode;
 
@@ -36,6 +37,8 @@ pub struct Cluster {
     extra_args: Vec<String>,
     /// Runs a node agent (real containers) instead of `--disable-agent`.
     agent: bool,
+    /// Network namespace (`ip netns` name) the server and kubectl run in.
+    netns: Option<String>,
     /// Port the API server listens on.
     pub port: u16,
 }
@@ -59,6 +62,7 @@ impl Cluster {
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             agent: false,
+            netns: None,
             port: free_port(),
         };
         c.spawn()?;
@@ -76,11 +80,47 @@ impl Cluster {
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             agent: true,
+            netns: None,
             port: free_port(),
         };
         c.extra_args.extend(["--kubelet-port".to_string(), free_port().to_string(), "--kubelet-healthz-port".into(), "0".into()]);
+        if !extra.contains(&"--flannel-backend") {
+            c.extra_args.extend(["--flannel-backend".to_string(), "none".into()]);
+        }
         c.spawn()?;
         Ok(c)
+    }
+
+    /// Start a server with its node agent inside network namespace `netns` (made with `ip
+    /// netns add`), reachable from other namespaces on its addresses; kubectl runs there too.
+    /// Networking is on unless `extra` says otherwise.
+    pub fn start_in_netns(binary: &Path, netns: &str, extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?;
+        let mut c = Cluster {
+            binary: binary.to_path_buf(),
+            dir,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent: true,
+            netns: Some(netns.to_string()),
+            port: free_port(),
+        };
+        c.extra_args.extend(["--kubelet-port".to_string(), "10250".into(), "--kubelet-healthz-port".into(), "0".into()]);
+        c.spawn()?;
+        Ok(c)
+    }
+
+    /// A command for `program`, entering the cluster's network namespace when it has one
+    /// (only the network namespace: mounts and cgroups stay the host's).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
     }
 
     /// Imports a docker/OCI archive into the node's image store while it runs.
@@ -98,10 +138,13 @@ impl Cluster {
 
     fn spawn(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log"))?;
-        let child = Command::new(&self.binary)
+        let bind: &[&str] = if self.extra_args.iter().any(|a| a == "--bind-address") { &[] } else { &["--bind-address", "127.0.0.1"] };
+        let child = self
+            .command(&self.binary)
             .args(["server", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--port", &self.port.to_string(), "--bind-address", "127.0.0.1"])
+            .args(["--port", &self.port.to_string()])
+            .args(bind)
             .args(if self.agent { &[][..] } else { &["--disable-agent"][..] })
             .args(["--controller-manager-port", "0", "--scheduler-port", "0"])
             .args(&self.extra_args)
@@ -182,7 +225,8 @@ impl Cluster {
     /// Run kubectl of minor version `minor`.
     pub fn kubectl_version(&self, minor: u32, args: &[&str]) -> Result<Output> {
         let bin = kubectl_path(minor).with_context(|| format!("kubectl 1.{minor} is not installed in {}", kubectl_dir().display()))?;
-        Ok(Command::new(bin)
+        Ok(self
+            .command(bin)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .args(args)
@@ -194,7 +238,8 @@ impl Cluster {
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Result<Output> {
         use std::io::Write;
         let bin = kubectl_path(33).context("kubectl 1.33 is not installed")?;
-        let mut child = Command::new(bin)
+        let mut child = self
+            .command(bin)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
             .args(args)

@@ -26,6 +26,8 @@ pub struct AgentOptions {
     pub kubelet_port: u16,
     /// Port of the agent's plain `/healthz` on localhost (0 = off).
     pub healthz_port: u16,
+    /// The node's network services; `None` gives pods only loopback.
+    pub network: Option<skiff_kubelet::network::NetworkOptions>,
     /// Serving certificate and key of the agent's HTTPS server and the CA whose client
     /// certificates it accepts (PEM), when the server issued them.
     pub serving: Option<(String, String, String)>,
@@ -60,9 +62,14 @@ fn import_seed_images(runtime: &LocalRuntime, data_dir: &std::path::Path) {
 pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     let root = skiff_runtime::cli::runtime_root(&options.data_dir);
     let data_dir = options.data_dir.clone();
+    let cluster_network = Arc::new(skiff_kubelet::network::ClusterNetwork::new());
+    let hook: Arc<dyn skiff_runtime::runtime::NetworkHook> = match options.network {
+        Some(_) => cluster_network.clone(),
+        None => Arc::new(LoopbackOnly),
+    };
     let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<LocalRuntime> {
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let runtime = LocalRuntime::new(config, Arc::new(LoopbackOnly))
+        let runtime = LocalRuntime::new(config, hook)
             .map_err(|e| anyhow::anyhow!("starting the container runtime in {}: {e}", root.display()))?;
         let report = runtime.recover().map_err(|e| anyhow::anyhow!("recovering containers: {e}"))?;
         tracing::info!(live = report.live.len(), exited = report.exited.len(), lost = report.lost.len(), cleaned = report.cleaned.len(), "container runtime recovered");
@@ -77,7 +84,15 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
     config.control_plane = options.control_plane;
     config.kubelet_port = options.kubelet_port;
     config.healthz_port = options.healthz_port;
-    let mut kubelet = Kubelet::new(config, client, Arc::new(runtime), Arc::new(NoPodNetwork));
+    let addresses: Arc<dyn skiff_kubelet::PodAddresses> = match options.network {
+        Some(_) => cluster_network.clone(),
+        None => Arc::new(NoPodNetwork),
+    };
+    let mut kubelet = Kubelet::new(config, client, Arc::new(runtime), addresses);
+    if let Some(network) = options.network.clone() {
+        let shared = kubelet.shared();
+        tokio::spawn(skiff_kubelet::network::run(shared, cluster_network, network));
+    }
     if let Some((cert, key, ca)) = &options.serving {
         let tls = skiff_kubelet::streaming::tls_config(cert, key, ca).map_err(|e| anyhow::anyhow!("{e}"))?;
         kubelet = kubelet.with_streaming_tls(Arc::new(tls));
@@ -124,4 +139,45 @@ fn unmount_under(dir: &std::path::Path) {
     for p in points {
         let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
     }
+}
+
+/// The local address the kernel would use to reach `server` (a connected UDP socket sends
+/// nothing but picks the route), the default node address of an agent.
+fn local_address_towards(server: &str) -> Option<IpAddr> {
+    let host = server.trim_start_matches("https://").trim_start_matches("http://");
+    let addr: std::net::SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(host).ok()?.next()?;
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect(addr).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}
+
+/// `skiff agent`: this machine as a node of the cluster the kubeconfig points at.
+pub async fn run_agent(args: crate::cli::AgentArgs) -> anyhow::Result<()> {
+    let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading {} (pass the server's kubeconfig with --kubeconfig)", args.kubeconfig.display()))?;
+    let server = kc.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()).unwrap_or_default();
+    let node_ip = match args.node.node_ip.or_else(|| local_address_towards(&server)) {
+        Some(ip) => ip,
+        None => anyhow::bail!("cannot tell this node's address from {server:?}: pass --node-ip"),
+    };
+    let options = AgentOptions {
+        data_dir: args.data_dir.clone(),
+        node_name: args.node.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname),
+        node_ip,
+        control_plane: false,
+        kubeconfig: args.kubeconfig.clone(),
+        kubelet_port: args.node.kubelet_port,
+        healthz_port: args.node.kubelet_healthz_port,
+        network: crate::server::network_options(&args.node),
+        serving: None,
+    };
+    eprintln!("skiff agent: node {} at {node_ip}, server {server}", options.node_name);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run(options, rx));
+    tokio::select! {
+        _ = crate::server::shutdown_signal() => {}
+        result = task => return result?.map_err(|e| e.context("node agent")),
+    }
+    let _ = tx.send(true);
+    Ok(())
 }

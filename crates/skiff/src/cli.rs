@@ -23,6 +23,8 @@ pub enum Command {
     Up(ServerArgs),
     /// Run a control-plane server.
     Server(ServerArgs),
+    /// Run a node that joins a server.
+    Agent(AgentArgs),
     /// Store snapshots: save the embedded store to one file, or restore it.
     Snapshot {
         #[command(subcommand)]
@@ -149,15 +151,54 @@ pub struct ServerArgs {
     /// Run without a node agent on this machine (control plane only).
     #[arg(long)]
     pub disable_agent: bool,
+    /// Settings of this machine's node agent.
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Settings of a node agent, shared by `server` and `agent`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
     /// Port of the node agent's HTTPS server (logs, exec, port-forward, stats).
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
     /// Port of the node agent's plain /healthz on localhost (0 = off).
     #[arg(long, default_value_t = 10248)]
     pub kubelet_healthz_port: u16,
+    /// How pod traffic crosses nodes: `vxlan` (default), `host-gw` (nodes on one L2
+    /// segment), or `none` (pods get only loopback; no Services, DNS or policies on the node).
+    #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "none"])]
+    pub flannel_backend: String,
+    /// Do not program Services into nftables on this node.
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+    /// Do not run the built-in cluster DNS on this node.
+    #[arg(long)]
+    pub disable_dns: bool,
+    /// Do not enforce NetworkPolicies on this node.
+    #[arg(long)]
+    pub disable_network_policy: bool,
     /// Name of this machine's node (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,
+    /// This node's address (default: the server's advertise address, or for `agent` the
+    /// address of the interface that reaches the server).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+}
+
+/// `skiff agent`: a node that joins a server.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Where the agent keeps its state.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    pub data_dir: PathBuf,
+    /// Credentials for the API server (an admin or node kubeconfig).
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// Settings of the node.
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// Run the chosen command.
@@ -165,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => crate::server::up(args).await,
         Command::Server(args) => crate::server::run(args).await,
+        Command::Agent(args) => crate::agent::run_agent(args).await,
         Command::Snapshot { action } => crate::server::snapshot(action).await,
         Command::Image { action } => {
             let mut out = std::io::stdout();

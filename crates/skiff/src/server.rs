@@ -33,7 +33,7 @@ async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Wait for SIGTERM or SIGINT.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("signal handler");
     let mut int = signal(SignalKind::interrupt()).expect("signal handler");
@@ -70,7 +70,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tokio::spawn(crate::health::serve(std::net::SocketAddr::new(bind, port), acceptor.clone(), component));
         }
     }
-    let node_name = args.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname);
+    let node_name = args.node.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname);
     let pki = &api.state().pki;
     let serving = pki
         .issue_kubelet_serving_cert(&node_name, &[advertise])
@@ -101,12 +101,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let options = crate::agent::AgentOptions {
             data_dir: args.data_dir.clone(),
             node_name,
-            healthz_port: args.kubelet_healthz_port,
+            healthz_port: args.node.kubelet_healthz_port,
+            network: network_options(&args.node),
             serving,
-            node_ip: advertise,
+            node_ip: args.node.node_ip.unwrap_or(advertise),
             control_plane: true,
             kubeconfig: args.data_dir.join("kubeconfig.yaml"),
-            kubelet_port: args.kubelet_port,
+            kubelet_port: args.node.kubelet_port,
         };
         tokio::spawn(async move {
             if let Err(e) = crate::agent::run(options, agent_shutdown).await {
@@ -124,6 +125,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), agent).await;
     }
     Ok(())
+}
+
+/// The node's network services from the server flags (`None` with `--flannel-backend none`).
+pub fn network_options(args: &crate::cli::NodeArgs) -> Option<skiff_kubelet::network::NetworkOptions> {
+    let backend = match args.flannel_backend.as_str() {
+        "none" => return None,
+        "host-gw" => skiff_net::pod_network::Backend::HostGw,
+        _ => skiff_net::pod_network::Backend::Vxlan,
+    };
+    Some(skiff_kubelet::network::NetworkOptions {
+        backend,
+        proxy: !args.disable_kube_proxy,
+        dns: !args.disable_dns,
+        policy: !args.disable_network_policy,
+    })
 }
 
 /// `skiff up`: the whole cluster on this machine. For now: the control plane.

@@ -14,7 +14,7 @@ use super::worker::{field_path, PodWorker};
 use crate::events::Kind;
 
 /// Runs a blocking runtime call off the async threads.
-pub(super) async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     runtime: &Arc<dyn Runtime>,
     f: impl FnOnce(&dyn Runtime) -> skiff_runtime::Result<T> + Send + 'static,
 ) -> skiff_runtime::Result<T> {

@@ -12,3 +12,4 @@ mod status;
 mod worker;
 
 pub use worker::PodWorker;
+pub(crate) use containers::blocking as containers_blocking;

@@ -1,0 +1,203 @@
+//! The network services driven by cluster-wide caches: the service proxy (nftables), the
+//! node-local cluster DNS, and NetworkPolicy enforcement. Each resyncs after any change of
+//! its inputs; the work itself is atomic on the skiff-net side.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use skiff_net::dns::{self, DnsConfig, DnsServer};
+use skiff_net::nft::NetlinkBackend;
+use skiff_net::policy::{self, PolicyEnforcer, PolicyInput, PolicyPod};
+use skiff_net::proxy::{self, HostPort, ProxyConfig, ServiceProxy};
+
+use super::watch::{self, Cache};
+use crate::Shared;
+
+/// The caches the network services read.
+#[derive(Clone)]
+pub struct Caches {
+    services: Arc<Cache<Service>>,
+    slices: Arc<Cache<EndpointSlice>>,
+    pods: Option<Arc<Cache<Pod>>>,
+    namespaces: Option<Arc<Cache<Namespace>>>,
+    policies: Option<Arc<Cache<NetworkPolicy>>>,
+}
+
+impl Caches {
+    /// Starts the watches; pods, namespaces and policies only when `with_pods`.
+    pub fn start(client: kube::Client, with_pods: bool) -> Self {
+        Self {
+            services: Arc::new(watch::cache(client.clone())),
+            slices: Arc::new(watch::cache(client.clone())),
+            pods: with_pods.then(|| Arc::new(watch::cache(client.clone()))),
+            namespaces: with_pods.then(|| Arc::new(watch::cache(client.clone()))),
+            policies: with_pods.then(|| Arc::new(watch::cache(client))),
+        }
+    }
+}
+
+/// Services the proxy programs: all but the node-local DNS, whose address is a local one.
+fn proxied_services(services: Vec<Service>) -> Vec<Service> {
+    services
+        .into_iter()
+        .filter(|s| !(s.metadata.namespace.as_deref() == Some("kube-system") && s.metadata.name.as_deref() == Some("kube-dns")))
+        .collect()
+}
+
+fn proto(p: Option<&str>) -> proxy::Protocol {
+    match p {
+        Some("UDP") => proxy::Protocol::Udp,
+        Some("SCTP") => proxy::Protocol::Sctp,
+        _ => proxy::Protocol::Tcp,
+    }
+}
+
+/// hostPort mappings of the pods running on this node.
+fn host_ports(pods: &[Pod], node: &str) -> Vec<HostPort> {
+    let mut out = Vec::new();
+    for pod in pods {
+        let spec = match &pod.spec {
+            Some(s) if s.node_name.as_deref() == Some(node) && !s.host_network.unwrap_or(false) => s,
+            _ => continue,
+        };
+        let Some(pod_ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else {
+            continue;
+        };
+        for port in spec.containers.iter().flat_map(|c| c.ports.iter().flatten()) {
+            let Some(host_port) = port.host_port.filter(|p| (1..=65535).contains(p)) else { continue };
+            out.push(HostPort {
+                protocol: proto(port.protocol.as_deref()),
+                host_ip: port.host_ip.as_ref().and_then(|ip| ip.parse().ok()).filter(|ip: &Ipv4Addr| !ip.is_unspecified()),
+                host_port: host_port as u16,
+                pod_ip,
+                container_port: port.container_port as u16,
+            });
+        }
+    }
+    out
+}
+
+/// Programs Services (and hostPorts) into the `skiff` nftables table after every change.
+pub async fn run_proxy(shared: Arc<Shared>, caches: Caches) {
+    let node_ips: Vec<Ipv4Addr> = match shared.config.node_ip {
+        std::net::IpAddr::V4(ip) => vec![ip],
+        _ => Vec::new(),
+    };
+    let config = ProxyConfig { node_ips: node_ips.clone(), node_name: shared.config.node_name.clone(), ..Default::default() };
+    let built = NetlinkBackend::new()
+        .map_err(|source| proxy::Error::Nft { context: "opening netlink".into(), source })
+        .and_then(|b| ServiceProxy::new(config, b));
+    let proxy = match built {
+        Ok(p) => Arc::new(Mutex::new(p)),
+        Err(e) => {
+            tracing::error!(error = %e, "service proxy could not start; Services will not work on this node");
+            return;
+        }
+    };
+    let mut services_changed = caches.services.changed.clone();
+    let mut slices_changed = caches.slices.changed.clone();
+    let mut pods_changed = caches.pods.as_ref().map(|p| p.changed.clone());
+    loop {
+        let services = proxied_services(watch::items(&caches.services.store));
+        let slices = watch::items(&caches.slices.store);
+        let mut state = proxy::build_state(&services, &slices, &shared.config.node_name, &node_ips);
+        if let Some(pods) = &caches.pods {
+            state.host_ports = host_ports(&watch::items(&pods.store), &shared.config.node_name);
+        }
+        let p = proxy.clone();
+        match tokio::task::spawn_blocking(move || p.lock().expect("proxy lock").sync(&state)).await {
+            Ok(Ok(stats)) => tracing::debug!(?stats, "service rules synced"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "service rule sync failed; retrying on the next change"),
+            Err(e) => tracing::warn!(error = %e, "service rule sync panicked"),
+        }
+        match &mut pods_changed {
+            Some(pc) => watch::next_change(&mut [&mut services_changed, &mut slices_changed, pc]).await,
+            None => watch::next_change(&mut [&mut services_changed, &mut slices_changed]).await,
+        }
+    }
+}
+
+/// Serves cluster DNS on the cluster DNS address (made local to this node), records
+/// rebuilt after every Service or EndpointSlice change.
+pub async fn run_dns(shared: Arc<Shared>, caches: Caches) {
+    let upstreams = dns::upstreams_from_files(&dns::NODE_RESOLV_CONF_PATHS);
+    let config = DnsConfig {
+        domain: shared.config.cluster_domain.clone(),
+        listen: vec![SocketAddr::from((shared.config.cluster_dns, 53))],
+        upstreams,
+        ..Default::default()
+    };
+    let server = match DnsServer::bind(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cluster DNS could not start on this node");
+            return;
+        }
+    };
+    let handle = server.handle();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(server.run(stop_rx));
+    tracing::info!(address = %shared.config.cluster_dns, "cluster DNS serving");
+    let mut services_changed = caches.services.changed.clone();
+    let mut slices_changed = caches.slices.changed.clone();
+    loop {
+        let services = watch::items(&caches.services.store);
+        let slices = watch::items(&caches.slices.store);
+        handle.update(dns::build_records(&services, &slices, &shared.config.cluster_domain));
+        watch::next_change(&mut [&mut services_changed, &mut slices_changed]).await;
+    }
+}
+
+/// Enforces NetworkPolicies for the pods of this node.
+pub async fn run_policy(shared: Arc<Shared>, caches: Caches) {
+    let (Some(pods), Some(namespaces), Some(policies)) = (caches.pods.clone(), caches.namespaces.clone(), caches.policies.clone()) else {
+        return;
+    };
+    if let Err(e) = tokio::task::spawn_blocking(|| policy::enable_bridge_netfilter(None)).await.unwrap_or(Ok(())) {
+        tracing::warn!(error = %e, "bridged pod traffic is not filtered; NetworkPolicies may not apply between pods of this node");
+    }
+    let enforcer = match NetlinkBackend::new() {
+        Ok(b) => Arc::new(Mutex::new(PolicyEnforcer::new(b))),
+        Err(e) => {
+            tracing::error!(error = %e, "NetworkPolicy enforcement could not start");
+            return;
+        }
+    };
+    let node_ips: Vec<Ipv4Addr> = match shared.config.node_ip {
+        std::net::IpAddr::V4(ip) => vec![ip],
+        _ => Vec::new(),
+    };
+    let mut pods_changed = pods.changed.clone();
+    let mut ns_changed = namespaces.changed.clone();
+    let mut policies_changed = policies.changed.clone();
+    loop {
+        let all_pods = watch::items(&pods.store);
+        let local_pods: BTreeSet<(String, String)> = all_pods
+            .iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(shared.config.node_name.as_str()))
+            .map(|p| (p.metadata.namespace.clone().unwrap_or_default(), p.metadata.name.clone().unwrap_or_default()))
+            .collect();
+        let namespace_labels: BTreeMap<String, BTreeMap<String, String>> = watch::items(&namespaces.store)
+            .into_iter()
+            .map(|n| (n.metadata.name.clone().unwrap_or_default(), n.metadata.labels.clone().unwrap_or_default()))
+            .collect();
+        let input = PolicyInput {
+            pods: all_pods.iter().filter_map(|p| PolicyPod::from_pod(p, None)).collect(),
+            namespaces: namespace_labels,
+            policies: watch::items(&policies.store),
+            local_pods,
+            node_ips: node_ips.clone(),
+        };
+        let e = enforcer.clone();
+        match tokio::task::spawn_blocking(move || e.lock().expect("policy lock").sync(&input)).await {
+            Ok(Err(err)) => tracing::warn!(error = %err, "NetworkPolicy sync failed"),
+            Err(err) => tracing::warn!(error = %err, "NetworkPolicy sync panicked"),
+            Ok(Ok(_)) => {}
+        }
+        watch::next_change(&mut [&mut pods_changed, &mut ns_changed, &mut policies_changed]).await;
+    }
+}

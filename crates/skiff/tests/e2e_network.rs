@@ -1,0 +1,174 @@
+//! Cluster networking across three nodes, each a network namespace with its own address on
+//! a test LAN: a server (with its agent) on node 1 and `skiff agent`s on nodes 2 and 3.
+//! Pod to pod across nodes over VXLAN, a Service by ClusterIP and by DNS name, NodePort from
+//! a node, a NetworkPolicy that blocks and then allows, connectivity kept across an agent
+//! restart, and routes removed with a node.
+//!
+//! Needs root and busybox-static.
+
+mod common;
+
+use std::process::Child;
+use std::time::Duration;
+
+use anyhow::Result;
+use skiff_testkit::netlab::NetLab;
+use skiff_testkit::Cluster;
+
+const IMAGE: &str = "skiff.test/busybox:1";
+
+/// An agent process on a lab machine, killed (and its containers removed) on drop.
+struct Agent {
+    child: Child,
+    data_dir: std::path::PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::process::Command::new(common::skiff_binary())
+            .args(["killall", "--data-dir"])
+            .arg(&self.data_dir)
+            .status();
+    }
+}
+
+fn start_agent(lab: &NetLab, i: usize, kubeconfig: &std::path::Path, root: &std::path::Path) -> Result<Agent> {
+    let data_dir = root.join(format!("agent{i}"));
+    std::fs::create_dir_all(&data_dir)?;
+    let archive = root.join("busybox.tar");
+    let out = std::process::Command::new(common::skiff_binary())
+        .args(["image", "import", "--data-dir"])
+        .arg(&data_dir)
+        .arg(&archive)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let node = format!("node{i}");
+    let ip = lab.address(i);
+    let child = lab.spawn(
+        i,
+        common::skiff_binary().to_str().unwrap(),
+        &["agent", "--kubeconfig", kubeconfig.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap(), "--node-name", &node, "--node-ip", &ip, "--kubelet-healthz-port", "0"],
+        &root.join(format!("agent{i}.log")),
+    )?;
+    Ok(Agent { child, data_dir })
+}
+
+fn pod_manifest(name: &str, node: &str, labels: &str, command: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}", "labels": {labels}}},
+            "spec": {{"nodeName": "{node}", "terminationGracePeriodSeconds": 1,
+              "containers": [{{"name": "c", "image": "{IMAGE}", "command": ["sh", "-c", {command:?}],
+                "ports": [{{"name": "http", "containerPort": 8080}}]}}]}}}}"#
+    )
+}
+
+fn wget(cluster: &Cluster, from_pod: &str, url: &str) -> Option<String> {
+    let out = cluster.kubectl(&["exec", from_pod, "--", "timeout", "5", "wget", "-q", "-O", "-", url]).ok()?;
+    if !out.status.success() {
+        eprintln!("wget {url} from {from_pod}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping: needs root");
+        return Ok(());
+    }
+    let lab = NetLab::new(&format!("skn{}", std::process::id() % 10000), 3)?;
+    let server_ip = lab.address(1);
+    let cluster = Cluster::start_in_netns(
+        common::skiff_binary(),
+        lab.machine(1),
+        &["--bind-address", "0.0.0.0", "--advertise-address", &server_ip, "--tls-san", &server_ip, "--node-name", "node1"],
+    )?;
+    let root = cluster.data_dir().parent().unwrap().to_path_buf();
+    skiff_testkit::images::write_busybox_archive(&root.join("busybox.tar"), IMAGE);
+    cluster.import_image(&root.join("busybox.tar"))?;
+    // Agents reach the server on its LAN address.
+    let kubeconfig = root.join("agent.kubeconfig");
+    let text = std::fs::read_to_string(cluster.kubeconfig())?;
+    std::fs::write(&kubeconfig, text.replace("127.0.0.1", &server_ip))?;
+    let _agent2 = start_agent(&lab, 2, &kubeconfig, &root)?;
+    let mut agent3 = Some(start_agent(&lab, 3, &kubeconfig, &root)?);
+
+    cluster.eventually(Duration::from_secs(60), "three Ready nodes with pod CIDRs", || {
+        let out = cluster.ok(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.spec.podCIDR} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
+        out.is_ok_and(|o| o.lines().filter(|l| l.starts_with("10.42.") && l.ends_with("True")).count() == 3)
+    })?;
+
+    let serve = "echo $(hostname) > /var/www/index.html; exec httpd -f -p 8080 -h /var/www";
+    for i in 1..=3 {
+        let m = pod_manifest(&format!("web{i}"), &format!("node{i}"), r#"{"app": "web"}"#, serve);
+        cluster.kubectl_stdin(&["apply", "-f", "-"], &m)?;
+    }
+    let m = pod_manifest("client", "node1", r#"{"role": "client"}"#, "sleep 3600");
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &m)?;
+    cluster.eventually(Duration::from_secs(90), "all pods running with IPs", || {
+        let out = cluster.ok(&["get", "pods", "-o", "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}"]);
+        out.is_ok_and(|o| o.lines().filter(|l| l.starts_with("Running 10.42.")).count() == 4)
+    })?;
+
+    // Pod to pod, same node and across nodes.
+    for i in 1..=3 {
+        let ip = cluster.ok(&["get", "pod", &format!("web{i}"), "-o", "jsonpath={.status.podIP}"])?;
+        let body = wget(&cluster, "client", &format!("http://{ip}:8080/"));
+        assert_eq!(body.as_deref().map(str::trim), Some(format!("web{i}").as_str()), "client -> web{i} at {ip}");
+    }
+
+    // A Service by ClusterIP and by DNS name reaches the pods on every node.
+    cluster.ok(&["create", "service", "nodeport", "web", "--tcp=80:8080"])?;
+    cluster.eventually(Duration::from_secs(30), "the service to answer by name", || {
+        wget(&cluster, "client", "http://web.default.svc.cluster.local/").is_some()
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        if let Some(b) = wget(&cluster, "client", "http://web/") {
+            seen.insert(b.trim().to_string());
+        }
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 3, "load balancing reached {seen:?}");
+    let cluster_ip = cluster.ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?;
+    assert!(wget(&cluster, "client", &format!("http://{cluster_ip}/")).is_some());
+
+    // NodePort from a node's own network (host traffic on node 2 to node 3's address).
+    let node_port = cluster.ok(&["get", "service", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"])?;
+    let out = lab.output(2, "busybox", &["timeout", "5", "busybox", "wget", "-q", "-O", "-", &format!("http://{}:{node_port}/", lab.address(3))])?;
+    assert!(out.status.success(), "NodePort: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"));
+
+    // A NetworkPolicy blocks, then allows.
+    let deny = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-deny"},
+                   "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], deny)?;
+    let web2 = cluster.ok(&["get", "pod", "web2", "-o", "jsonpath={.status.podIP}"])?;
+    cluster.eventually(Duration::from_secs(20), "the policy to block", || {
+        wget(&cluster, "client", &format!("http://{web2}:8080/")).is_none()
+    })?;
+    let allow = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-allow-client"},
+                    "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                             "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "client"}}}], "ports": [{"port": "http"}]}]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], allow)?;
+    cluster.eventually(Duration::from_secs(20), "the policy to allow the client", || {
+        wget(&cluster, "client", &format!("http://{web2}:8080/")).is_some()
+    })?;
+    cluster.ok(&["delete", "networkpolicy", "web-deny", "web-allow-client"])?;
+
+    // Removing node 3 removes the routes to its pods on the others.
+    let cidr3 = cluster.ok(&["get", "node", "node3", "-o", "jsonpath={.spec.podCIDR}"])?;
+    let routes = lab.output(1, "ip", &["route"])?;
+    assert!(String::from_utf8_lossy(&routes.stdout).contains(&cidr3), "route to node3's pods missing");
+    drop(agent3.take());
+    cluster.ok(&["delete", "node", "node3"])?;
+    cluster.eventually(Duration::from_secs(20), "node3's route to go", || {
+        let routes = lab.output(1, "ip", &["route"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        !routes.contains(&cidr3)
+    })?;
+    Ok(())
+}
