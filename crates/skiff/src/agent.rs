@@ -108,6 +108,7 @@ pub fn killall(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let root = skiff_runtime::cli::runtime_root(data_dir);
     if root.exists() {
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let cgroup_parent = config.cgroup_parent.clone();
         let runtime = LocalRuntime::new(config, Arc::new(LoopbackOnly)).map_err(|e| anyhow::anyhow!("{e}"))?;
         for c in runtime.list_containers().unwrap_or_default() {
             if let Err(e) = runtime.remove_container(&c.config.id) {
@@ -119,6 +120,7 @@ pub fn killall(data_dir: &std::path::Path) -> anyhow::Result<()> {
                 eprintln!("could not remove sandbox {}: {e}", s.config.id);
             }
         }
+        skiff_runtime::cgroups::remove(&cgroup_parent);
     }
     unmount_under(&data_dir.join("agent"));
     Ok(())

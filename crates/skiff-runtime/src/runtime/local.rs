@@ -36,12 +36,20 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Defaults for a root: the current executable as the shim, `/skiff` as cgroup parent.
+    /// Defaults for a root: the current executable as the shim and a cgroup parent of its
+    /// own, `/skiff/<hash of the root>`. Recovery reclaims every cgroup under the parent that
+    /// it does not know, so two runtimes on one machine (several nodes of a test cluster,
+    /// say) must never share one.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        use sha2::Digest as _;
+        let root: PathBuf = root.into();
+        let absolute = std::path::absolute(&root).unwrap_or_else(|_| root.clone());
+        let hash = sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes());
+        let tag: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
         Ok(Self {
-            root: root.into(),
+            root,
             shim: ShimProgram::current_exe()?,
-            cgroup_parent: "/skiff".into(),
+            cgroup_parent: format!("/skiff/{tag}"),
         })
     }
 }
