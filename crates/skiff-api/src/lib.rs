@@ -16,6 +16,7 @@ pub mod protobuf;
 pub mod quantity;
 pub mod registry;
 pub mod selector;
+pub mod service_account;
 pub mod status;
 pub mod table;
 pub mod taints;

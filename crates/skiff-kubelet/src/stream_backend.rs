@@ -1,6 +1,12 @@
 //! The streaming server's view of this node: container logs, exec and port-forward served
 //! from the runtime. Containers are found by the labels the pod workers put on them, so
-//! this needs no state of its own and works right after an agent restart.
+//! this needs no state of its own and works right after an agent restart. It also serves the
+//! node's resource usage (Summary API and Prometheus endpoints) from a [`stats::Collector`].
+
+// The stats module belongs at the crate root; it is declared here until `lib.rs` (owned by
+// another change in flight) declares `pub mod stats;` and this line goes away.
+#[path = "stats/mod.rs"]
+pub mod stats;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -12,17 +18,36 @@ use skiff_runtime::runtime::{ContainerInfo, ExecRequest, Phase};
 use skiff_runtime::Runtime;
 
 use crate::pods::naming;
-use crate::streaming::{Duplex, ExecOptions, ExecProcess, Result, StreamingBackend, StreamingError};
+use crate::streaming::{Duplex, ExecOptions, ExecProcess, MetricsEndpoint, Result, StreamingBackend, StreamingError};
 
 /// Serves logs, exec and port-forward from the node's runtime.
 pub struct RuntimeBackend {
     runtime: Arc<dyn Runtime>,
+    stats: Arc<stats::Collector>,
+    node_name: String,
+    data_dir: PathBuf,
 }
 
 impl RuntimeBackend {
-    /// A backend over `runtime`.
+    /// A backend over `runtime`. Usage sampling starts right away when called inside a tokio
+    /// runtime, so rates exist by the time anyone asks. The node is named after the host and
+    /// its filesystem is `/` until [`RuntimeBackend::with_node`] says otherwise.
     pub fn new(runtime: Arc<dyn Runtime>) -> Self {
-        Self { runtime }
+        let stats = stats::Collector::new(runtime.clone());
+        stats.start();
+        let node_name = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+        Self { runtime, stats, node_name, data_dir: PathBuf::from("/") }
+    }
+
+    /// Report usage as node `node_name`, with the filesystem holding `data_dir` as its disk.
+    pub fn with_node(mut self, node_name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        self.node_name = node_name.into();
+        self.data_dir = data_dir.into();
+        self
+    }
+
+    async fn samples(&self) -> Result<(Option<Arc<stats::Sample>>, Arc<stats::Sample>)> {
+        self.stats.samples().await.map_err(|e| StreamingError::Runtime(format!("reading resource usage: {e}")))
     }
 
     async fn list(&self) -> Result<Vec<ContainerInfo>> {
@@ -138,5 +163,32 @@ impl StreamingBackend for RuntimeBackend {
             .await
             .map_err(StreamingError::io(format!("connecting to port {port} in pod {namespace}/{pod}")))?;
         Ok(Box::new(stream))
+    }
+
+    async fn stats_summary(&self) -> Result<serde_json::Value> {
+        let (prev, cur) = self.samples().await?;
+        let data_dir = self.data_dir.clone();
+        // statvfs and /proc reads are quick but blocking; a hung network filesystem must not
+        // stall the async workers.
+        let extras = tokio::task::spawn_blocking(move || stats::summary::NodeExtras {
+            fs: stats::host::read_fs(&data_dir).map_err(|e| tracing::debug!(error = %e, "stats: fs")).ok(),
+            rlimit: stats::host::read_process_limits().map_err(|e| tracing::debug!(error = %e, "stats: rlimit")).ok(),
+        })
+        .await
+        .map_err(|e| StreamingError::Runtime(format!("reading node filesystems: {e}")))?;
+        let summary = stats::summary::build(&self.node_name, prev.as_deref(), &cur, &extras);
+        serde_json::to_value(summary).map_err(|e| StreamingError::Runtime(format!("encoding the summary: {e}")))
+    }
+
+    async fn metrics_text(&self, which: MetricsEndpoint) -> Result<String> {
+        let (_, cur) = self.samples().await?;
+        Ok(match which {
+            MetricsEndpoint::Cadvisor => stats::prometheus::cadvisor(&cur),
+            MetricsEndpoint::Resource => stats::prometheus::resource(&cur),
+            MetricsEndpoint::Kubelet => {
+                let process = stats::host::read_self(cur.cpu.boot_time).map_err(|e| tracing::debug!(error = %e, "stats: self")).ok();
+                stats::prometheus::kubelet(&self.node_name, &cur, process.as_ref())
+            }
+        })
     }
 }

@@ -67,6 +67,15 @@ pub enum ImageAction {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Pull an image from a registry, with the mirrors and credentials of
+    /// `<data-dir>/registries.yaml`.
+    Pull {
+        /// Data directory of the node.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+        /// Image reference, such as `nginx` or `registry.local:5000/app:v1`.
+        reference: String,
+    },
     /// List images.
     Ls {
         /// Data directory of the node.
@@ -175,6 +184,9 @@ pub struct NodeArgs {
     /// Do not run the built-in cluster DNS on this node.
     #[arg(long)]
     pub disable_dns: bool,
+    /// Do not run the built-in Ingress controller (ports 80 and 443) on this node.
+    #[arg(long)]
+    pub disable_ingress: bool,
     /// Do not enforce NetworkPolicies on this node.
     #[arg(long)]
     pub disable_network_policy: bool,
@@ -214,6 +226,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ImageAction::Import { data_dir, name, files } => {
                     skiff_runtime::cli::image_import(&skiff_runtime::cli::runtime_root(&data_dir), &files, name.as_deref(), &mut out)
                 }
+                ImageAction::Pull { data_dir, reference } => skiff_runtime::cli::image_pull(
+                    &skiff_runtime::cli::runtime_root(&data_dir),
+                    &data_dir.join("registries.yaml"),
+                    &reference,
+                    &mut out,
+                ),
                 ImageAction::Ls { data_dir } => skiff_runtime::cli::image_ls(&skiff_runtime::cli::runtime_root(&data_dir), &mut out),
                 ImageAction::Rm { data_dir, images } => {
                     skiff_runtime::cli::image_rm(&skiff_runtime::cli::runtime_root(&data_dir), &images, &mut out)

@@ -139,6 +139,7 @@ pub fn network_options(args: &crate::cli::NodeArgs) -> Option<skiff_kubelet::net
         proxy: !args.disable_kube_proxy,
         dns: !args.disable_dns,
         policy: !args.disable_network_policy,
+        ingress: !args.disable_ingress,
     })
 }
 

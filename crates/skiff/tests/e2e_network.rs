@@ -1,8 +1,8 @@
 //! Cluster networking across three nodes, each a network namespace with its own address on
 //! a test LAN: a server (with its agent) on node 1 and `skiff agent`s on nodes 2 and 3.
 //! Pod to pod across nodes over VXLAN, a Service by ClusterIP and by DNS name, NodePort from
-//! a node, a NetworkPolicy that blocks and then allows, connectivity kept across an agent
-//! restart, and routes removed with a node.
+//! a node, Ingress by host through any node, a LoadBalancer Service on the node addresses,
+//! a NetworkPolicy that blocks and then allows, and routes removed with a node.
 //!
 //! Needs root and busybox-static.
 
@@ -142,6 +142,41 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
     let out = lab.output(2, "busybox", &["timeout", "5", "busybox", "wget", "-q", "-O", "-", &format!("http://{}:{node_port}/", lab.address(3))])?;
     assert!(out.status.success(), "NodePort: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("web"));
+
+    // Ingress: two hosts to two Services, served on every node's port 80.
+    cluster.ok(&["label", "pod", "web2", "tier=two"])?;
+    let only2 = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "only2"},
+                    "spec": {"selector": {"tier": "two"}, "ports": [{"port": 80, "targetPort": 8080}]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], only2)?;
+    let ing = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "hosts"},
+                  "spec": {"rules": [
+                    {"host": "a.test", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}},
+                    {"host": "b.test", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "only2", "port": {"number": 80}}}}]}}]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], ing)?;
+    let via_ingress = |host: &str, node: usize| -> Option<String> {
+        let url = format!("http://{}/", lab.address(node));
+        let out = lab.output(3, "busybox", &["timeout", "5", "busybox", "wget", "-q", "-O", "-", "--header", &format!("Host: {host}"), &url]).ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    cluster.eventually(Duration::from_secs(30), "b.test to route to web2 through node 1's ingress", || {
+        via_ingress("b.test", 1).as_deref() == Some("web2")
+    })?;
+    assert!(via_ingress("a.test", 2).is_some_and(|b| b.starts_with("web")), "a.test through node 2");
+    cluster.eventually(Duration::from_secs(20), "the Ingress status to carry an address", || {
+        cluster.ok(&["get", "ingress", "hosts", "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}"]).is_ok_and(|ip| !ip.is_empty())
+    })?;
+
+    // A LoadBalancer Service is published on the nodes' addresses and answers there.
+    let lb = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
+                 "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 8081, "targetPort": 8080}]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], lb)?;
+    cluster.eventually(Duration::from_secs(30), "the LoadBalancer to get the node addresses", || {
+        cluster.ok(&["get", "service", "lb", "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}"]).is_ok_and(|ips| ips.split_whitespace().count() == 3)
+    })?;
+    cluster.eventually(Duration::from_secs(20), "the LoadBalancer address to answer", || {
+        let url = format!("http://{}:8081/", lab.address(2));
+        lab.output(3, "busybox", &["timeout", "5", "busybox", "wget", "-q", "-O", "-", &url]).is_ok_and(|o| o.status.success())
+    })?;
 
     // A NetworkPolicy blocks, then allows.
     let deny = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-deny"},

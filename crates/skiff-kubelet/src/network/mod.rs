@@ -31,11 +31,13 @@ pub struct NetworkOptions {
     pub dns: bool,
     /// Enforce NetworkPolicies.
     pub policy: bool,
+    /// Serve Ingresses on the node's ports 80 and 443.
+    pub ingress: bool,
 }
 
 impl Default for NetworkOptions {
     fn default() -> Self {
-        Self { backend: Backend::Vxlan, proxy: true, dns: true, policy: true }
+        Self { backend: Backend::Vxlan, proxy: true, dns: true, policy: true, ingress: true }
     }
 }
 
@@ -75,8 +77,11 @@ pub async fn run(shared: Arc<Shared>, network: Arc<ClusterNetwork>, options: Net
     let client = shared.client.clone();
     let nodes = watch::cache::<Node>(client.clone());
     tokio::spawn(sync_peers(nodes, pod_network.clone()));
-    if options.proxy || options.dns || options.policy {
-        let caches = services::Caches::start(client.clone(), options.policy || options.proxy);
+    if options.proxy || options.dns || options.policy || options.ingress {
+        let caches = services::Caches::start(client.clone(), options.policy || options.proxy, options.ingress);
+        if options.ingress {
+            tokio::spawn(services::run_ingress(shared.clone(), caches.clone()));
+        }
         if options.proxy {
             tokio::spawn(services::run_proxy(shared.clone(), caches.clone()));
         }

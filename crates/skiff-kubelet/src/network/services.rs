@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass, NetworkPolicy};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use skiff_net::ingress::{self, IngressConfig, IngressServer};
 use skiff_net::dns::{self, DnsConfig, DnsServer};
 use skiff_net::nft::NetlinkBackend;
 use skiff_net::policy::{self, PolicyEnforcer, PolicyInput, PolicyPod};
@@ -25,12 +28,17 @@ pub struct Caches {
     pods: Option<Arc<Cache<Pod>>>,
     namespaces: Option<Arc<Cache<Namespace>>>,
     policies: Option<Arc<Cache<NetworkPolicy>>>,
+    ingresses: Option<Arc<Cache<Ingress>>>,
+    secrets: Option<Arc<Cache<Secret>>>,
 }
 
 impl Caches {
-    /// Starts the watches; pods, namespaces and policies only when `with_pods`.
-    pub fn start(client: kube::Client, with_pods: bool) -> Self {
+    /// Starts the watches; pods, namespaces and policies only when `with_pods`, Ingresses
+    /// and Secrets only when `with_ingress`.
+    pub fn start(client: kube::Client, with_pods: bool, with_ingress: bool) -> Self {
         Self {
+            ingresses: with_ingress.then(|| Arc::new(watch::cache(client.clone()))),
+            secrets: with_ingress.then(|| Arc::new(watch::cache(client.clone()))),
             services: Arc::new(watch::cache(client.clone())),
             slices: Arc::new(watch::cache(client.clone())),
             pods: with_pods.then(|| Arc::new(watch::cache(client.clone()))),
@@ -199,5 +207,77 @@ pub async fn run_policy(shared: Arc<Shared>, caches: Caches) {
             Ok(Ok(_)) => {}
         }
         watch::next_change(&mut [&mut pods_changed, &mut ns_changed, &mut policies_changed]).await;
+    }
+}
+
+/// The ingress class this node serves.
+pub const INGRESS_CLASS: &str = "skiff";
+
+/// Serves Ingresses of class `skiff` (the default class) on the node's ports 80 and 443;
+/// control-plane nodes also create the IngressClass and publish Ingress status.
+pub async fn run_ingress(shared: Arc<Shared>, caches: Caches) {
+    let (Some(ingresses), Some(secrets)) = (caches.ingresses.clone(), caches.secrets.clone()) else { return };
+    if shared.config.control_plane {
+        let api: Api<IngressClass> = Api::all(shared.client.clone());
+        match api.create(&PostParams::default(), &ingress::ingress_class(INGRESS_CLASS, true)).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "could not create the skiff IngressClass"),
+        }
+    }
+    let config = IngressConfig { class_name: INGRESS_CLASS.into(), is_default_class: true, ..Default::default() };
+    let server = match IngressServer::bind(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "ingress controller could not start on this node");
+            return;
+        }
+    };
+    let handle = server.handle();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(server.run(stop_rx));
+    tracing::info!("ingress controller serving on :80 and :443");
+    let mut changed: Vec<tokio::sync::watch::Receiver<u64>> = vec![
+        caches.services.changed.clone(),
+        caches.slices.changed.clone(),
+        ingresses.changed.clone(),
+        secrets.changed.clone(),
+    ];
+    loop {
+        let all = watch::items(&ingresses.store);
+        let (routes, warnings) = ingress::build_routes(
+            &all,
+            &watch::items(&caches.services.store),
+            &watch::items(&caches.slices.store),
+            &watch::items(&secrets.store),
+            INGRESS_CLASS,
+            true,
+        );
+        for w in warnings {
+            tracing::debug!(warning = %w, "ingress");
+        }
+        handle.update(routes);
+        if shared.config.control_plane {
+            publish_status(&shared, &all).await;
+        }
+        let mut refs: Vec<&mut tokio::sync::watch::Receiver<u64>> = changed.iter_mut().collect();
+        watch::next_change(&mut refs).await;
+    }
+}
+
+/// Writes the node addresses into the status of our Ingresses that lack them.
+async fn publish_status(shared: &Shared, all: &[Ingress]) {
+    let status = ingress::ingress_status(&[shared.config.node_ip]);
+    for ing in all.iter().filter(|i| ingress::is_ours(i, INGRESS_CLASS, true)) {
+        let current = ing.status.as_ref().and_then(|s| s.load_balancer.as_ref());
+        if current == status.load_balancer.as_ref() {
+            continue;
+        }
+        let ns = ing.metadata.namespace.clone().unwrap_or_default();
+        let name = ing.metadata.name.clone().unwrap_or_default();
+        let api: Api<Ingress> = Api::namespaced(shared.client.clone(), &ns);
+        let patch = serde_json::json!({ "status": status });
+        if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::debug!(ingress = %format!("{ns}/{name}"), error = %e, "could not publish ingress status");
+        }
     }
 }

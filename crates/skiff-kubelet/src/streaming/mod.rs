@@ -193,4 +193,25 @@ pub trait StreamingBackend: Send + Sync + 'static {
 
     /// Connect to `port` on the pod's loopback, inside its network namespace.
     async fn port_forward(&self, namespace: &str, pod: &str, port: u16) -> Result<Box<dyn Duplex>>;
+
+    /// The Summary API document (`GET /stats/summary`).
+    async fn stats_summary(&self) -> Result<serde_json::Value> {
+        Err(StreamingError::Unsupported("stats summary".into()))
+    }
+
+    /// A Prometheus text exposition (`GET /metrics`, `/metrics/cadvisor`, `/metrics/resource`).
+    async fn metrics_text(&self, which: MetricsEndpoint) -> Result<String> {
+        Err(StreamingError::Unsupported(format!("metrics endpoint {which:?}")))
+    }
+}
+
+/// Which of the kubelet's Prometheus endpoints is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsEndpoint {
+    /// `/metrics`: the agent itself.
+    Kubelet,
+    /// `/metrics/cadvisor`: per-container usage.
+    Cadvisor,
+    /// `/metrics/resource`: the resource metrics metrics-server reads.
+    Resource,
 }

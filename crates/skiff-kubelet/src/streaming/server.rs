@@ -6,6 +6,7 @@
 //! - `GET|POST /attach/{ns}/{pod}[/{uid}]/{container}`
 //! - `GET|POST /portForward/{ns}/{pod}[/{uid}]`
 //! - `GET /healthz`
+//! - `GET /stats/summary`, `GET /metrics`, `/metrics/cadvisor`, `/metrics/resource`
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::spdy::session::Session;
-use super::{exec, logs, portforward, websocket, ExecOptions, StreamingBackend, StreamingError};
+use super::{exec, logs, portforward, websocket, ExecOptions, MetricsEndpoint, StreamingBackend, StreamingError};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -190,6 +191,25 @@ async fn route(backend: Arc<dyn StreamingBackend>, req: Request<Incoming>) -> Re
     let method_ok = matches!(*req.method(), Method::GET | Method::POST);
     match seg.as_slice() {
         ["healthz"] => Response::new(full("ok")),
+        ["stats", "summary"] if *req.method() == Method::GET => match backend.stats_summary().await {
+            Ok(v) => Response::builder().header("content-type", "application/json").body(full(v.to_string())).expect("valid response"),
+            Err(e) => error_response(&e),
+        },
+        ["metrics", rest @ ..] if *req.method() == Method::GET && rest.len() <= 1 => {
+            let which = match rest {
+                [] => MetricsEndpoint::Kubelet,
+                ["cadvisor"] => MetricsEndpoint::Cadvisor,
+                ["resource"] => MetricsEndpoint::Resource,
+                _ => return status(404, "NotFound", &format!("no metrics endpoint at {path}")),
+            };
+            match backend.metrics_text(which).await {
+                Ok(text) => Response::builder()
+                    .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                    .body(full(text))
+                    .expect("valid response"),
+                Err(e) => error_response(&e),
+            }
+        }
         ["containerLogs", ns, pod, container] if *req.method() == Method::GET => {
             container_logs(backend, ns.to_string(), pod.to_string(), container.to_string(), &query).await
         }

@@ -22,7 +22,6 @@ pub mod mount;
 pub mod projected;
 pub mod pvc;
 pub mod quantity;
-pub mod sa_volume;
 pub mod subpath;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +36,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use skiff_runtime::runtime::types::{Mount, MountKind};
 
 pub use error::{Error, SetUpError};
-pub use sa_volume::{inject_service_account_volume, service_account_volume};
+pub use skiff_api::service_account::{inject_service_account_volume, service_account_volume};
 
 use atomic_writer::{AtomicWriter, FileProjection};
 use configmap_secret::DEFAULT_MODE;

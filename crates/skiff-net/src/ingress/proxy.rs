@@ -1,0 +1,474 @@
+//! One proxied request: route lookup, redirects, header rewriting, endpoint choice with retry on
+//! connect failure, upgrade tunnels.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::body::ResponseBody;
+use super::matcher::{normalize_host, Lookup};
+use super::metrics::IngressMetrics;
+use super::pool::{Pool, Sender};
+use super::routes::{Backend, Routes};
+
+/// At most this many endpoints are tried for one request (connect failures only).
+const MAX_ENDPOINT_TRIES: usize = 4;
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// State shared by every connection of one server.
+pub(crate) struct Shared {
+    pub(crate) routes: Arc<RwLock<Routes>>,
+    /// One pool per worker thread (see `server.rs`); kept here for pruning on updates.
+    pub(crate) pools: Vec<Arc<Pool>>,
+    pub(crate) metrics: IngressMetrics,
+    /// Port put in https redirects (omitted when 443).
+    pub(crate) https_port: u16,
+    /// Longest wait for an endpoint's response headers.
+    pub(crate) upstream_timeout: Duration,
+}
+
+/// Per client connection facts, with header values prepared once per connection.
+pub(crate) struct ConnInfo {
+    pub(crate) peer: SocketAddr,
+    pub(crate) tls: bool,
+    /// The pool of the worker serving this connection: upstream connections stay on the
+    /// thread that drives them, so a request never wakes another thread.
+    pool: Arc<Pool>,
+    peer_ip: HeaderValue,
+    local_port: HeaderValue,
+}
+
+impl ConnInfo {
+    pub(crate) fn new(peer: SocketAddr, local: SocketAddr, tls: bool, pool: Arc<Pool>) -> Self {
+        ConnInfo {
+            peer,
+            tls,
+            pool,
+            peer_ip: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            local_port: HeaderValue::from(local.port()),
+        }
+    }
+
+    fn proto(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.tls { "https" } else { "http" })
+    }
+}
+
+/// hyper service entry point: never fails, every problem becomes a status code.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let resp = proxy(&shared, &conn, req).await;
+    shared.metrics.response(resp.status());
+    Ok(resp)
+}
+
+fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::local(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// What the routing decision needs to keep once the snapshot borrow ends.
+struct Target {
+    backend: Arc<Backend>,
+    /// The Ingress that routed the request (none for a default backend), for logs.
+    source: Option<Arc<str>>,
+    rewritten: Option<String>,
+    redirect: bool,
+}
+
+fn route(routes: &Routes, host: &str, uri: &Uri) -> Option<Target> {
+    let path = uri.path();
+    match routes.table.lookup(host, path) {
+        Lookup::Path(r) => Some(Target {
+            backend: r.backend.clone(),
+            source: Some(r.source.clone()),
+            rewritten: r.rewrite.as_ref().map(|rw| rw.apply(path, uri.query())),
+            redirect: r.ssl_redirect,
+        }),
+        Lookup::Default(b) => Some(Target {
+            backend: b.clone(),
+            source: None,
+            rewritten: None,
+            redirect: false,
+        }),
+        Lookup::NotFound => None,
+    }
+}
+
+async fn proxy(
+    shared: &Shared,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+) -> Response<ResponseBody> {
+    // HTTP/2 (and absolute-form HTTP/1) carry the host in the URI, HTTP/1 in Host.
+    let host_value = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
+    let host_str = host_value
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let host = normalize_host(host_str);
+    let target = {
+        let routes = shared
+            .routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        route(&routes, &host, req.uri())
+    };
+    let Some(target) = target else {
+        shared.metrics.not_found();
+        return local(StatusCode::NOT_FOUND, "404 page not found\n");
+    };
+
+    if target.redirect && !conn.tls && !req.uri().path().starts_with("/.well-known/acme-challenge/")
+    {
+        shared.metrics.redirect();
+        return redirect(&host, shared.https_port, req.uri());
+    }
+    if target.backend.endpoints.is_empty() {
+        shared.metrics.no_endpoints();
+        return local(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 service unavailable: no ready endpoints\n",
+        );
+    }
+
+    let upgrade = is_upgrade(&req);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let upgrade_value = if upgrade {
+        parts.headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(v) = upgrade_value {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, v);
+    }
+    // The client already got its `100 Continue` from our side of the exchange.
+    parts.headers.remove(header::EXPECT);
+    add_forwarded(&mut parts.headers, conn, host_value.as_ref());
+    if let Some(pq) = target.rewritten {
+        match PathAndQuery::try_from(pq) {
+            Ok(pq) => parts.uri = Uri::from(pq),
+            Err(_) => {
+                return local(
+                    StatusCode::BAD_REQUEST,
+                    "400 bad request: rewritten path is invalid\n",
+                )
+            }
+        }
+    } else if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(pq);
+    }
+    parts.version = Version::HTTP_11;
+    let req = Request::from_parts(parts, body);
+
+    let Some((result, tx, addr)) = send(shared, &conn.pool, &target.backend, req).await else {
+        return local(
+            StatusCode::BAD_GATEWAY,
+            "502 bad gateway: no endpoint accepted the connection\n",
+        );
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(status) => {
+            tracing::debug!(ingress = ?target.source, backend = %target.backend.name, endpoint = %addr, %status, "upstream failed");
+            let text = if status == StatusCode::GATEWAY_TIMEOUT {
+                "504 gateway timeout\n"
+            } else {
+                "502 bad gateway\n"
+            };
+            return local(status, text);
+        }
+    };
+
+    match client_upgrade {
+        Some(client_up) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let mut resp = resp;
+            let upstream_up = hyper::upgrade::on(&mut resp);
+            shared.metrics.upgrade();
+            let peer = conn.peer;
+            tokio::spawn(async move {
+                match tokio::join!(client_up, upstream_up) {
+                    (Ok(c), Ok(u)) => {
+                        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+                        let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                    }
+                    (c, u) => {
+                        tracing::debug!(%peer, client = c.is_ok(), upstream = u.is_ok(), "upgrade failed")
+                    }
+                }
+                drop(tx);
+            });
+            let (parts, _) = resp.into_parts();
+            Response::from_parts(parts, ResponseBody::empty())
+        }
+        Some(_) => {
+            // The endpoint declined the upgrade; the connection carried upgrade headers, so it
+            // is not reused.
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, ResponseBody::upstream_unpooled(body))
+        }
+        None => {
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(
+                parts,
+                ResponseBody::upstream(body, conn.pool.clone(), addr, tx),
+            )
+        }
+    }
+}
+
+/// Outcome of [`send`]: the response (or the status to answer with), the connection it came
+/// on and the endpoint.
+type Sent = (Result<Response<Incoming>, StatusCode>, Sender, SocketAddr);
+
+/// Sends `req` to one of the backend's endpoints. Endpoints are tried in round-robin order
+/// while connecting fails; once a connection accepted the request it is never retried
+/// elsewhere, since the endpoint may have acted on it. `None` when no endpoint could be
+/// reached at all.
+async fn send(
+    shared: &Shared,
+    pool: &Pool,
+    backend: &Backend,
+    mut req: Request<Incoming>,
+) -> Option<Sent> {
+    let metrics = &shared.metrics;
+    let mut first = true;
+    'endpoints: for (idx, addr) in backend.candidates(MAX_ENDPOINT_TRIES) {
+        if !first {
+            metrics.retry();
+        }
+        first = false;
+        loop {
+            let (mut tx, pooled) = match pool.take(addr) {
+                Some(tx) => (tx, true),
+                None => match pool.connect(addr).await {
+                    Ok(tx) => (tx, false),
+                    Err(e) => {
+                        metrics.upstream_connect_error();
+                        backend.mark_down(idx);
+                        tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "connect failed");
+                        continue 'endpoints;
+                    }
+                },
+            };
+            // A connection returned at end of body may not have gone idle yet; waiting is
+            // cheap, and an error means it closed meanwhile.
+            if pooled && !tx.is_ready() && tx.ready().await.is_err() {
+                continue;
+            }
+            match tokio::time::timeout(shared.upstream_timeout, tx.try_send_request(req)).await {
+                Ok(Ok(resp)) => return Some((Ok(resp), tx, addr)),
+                Ok(Err(mut e)) => match e.take_message() {
+                    // Not written: the connection was closing. Safe to resend.
+                    Some(r) if pooled => {
+                        req = r;
+                        metrics.retry();
+                    }
+                    Some(r) => {
+                        // A fresh connection that dies before the request is written counts
+                        // as a connect failure.
+                        req = r;
+                        metrics.upstream_connect_error();
+                        backend.mark_down(idx);
+                        continue 'endpoints;
+                    }
+                    None => {
+                        metrics.upstream_error();
+                        tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e.error(), "upstream request failed");
+                        return Some((Err(StatusCode::BAD_GATEWAY), tx, addr));
+                    }
+                },
+                Err(_) => {
+                    metrics.upstream_timeout();
+                    return Some((Err(StatusCode::GATEWAY_TIMEOUT), tx, addr));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn redirect(host: &str, https_port: u16, uri: &Uri) -> Response<ResponseBody> {
+    let pq = uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    let location = if https_port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{https_port}{pq}")
+    };
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = StatusCode::PERMANENT_REDIRECT;
+    match HeaderValue::try_from(location) {
+        Ok(v) => {
+            resp.headers_mut().insert(header::LOCATION, v);
+            resp
+        }
+        Err(_) => local(StatusCode::BAD_REQUEST, "400 bad request\n"),
+    }
+}
+
+/// An HTTP/1.1 request asking for a protocol switch (`Connection: upgrade` + `Upgrade`).
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+fn has_token(v: &HeaderValue, token: &str) -> bool {
+    v.to_str()
+        .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .unwrap_or(false)
+}
+
+/// Removes headers that describe one hop only (RFC 9110 section 7.6.1), including those the
+/// Connection header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.remove(header::CONNECTION) {
+        // Rare: extra names listed in Connection beyond keep-alive/close/upgrade.
+        if let Ok(s) = conn.to_str() {
+            for name in s.split(',').map(str::trim) {
+                if !matches!(
+                    name.to_ascii_lowercase().as_str(),
+                    "keep-alive" | "close" | "upgrade" | ""
+                ) {
+                    if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                        headers.remove(n);
+                    }
+                }
+            }
+        }
+    }
+    for name in [
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// X-Forwarded-* and X-Real-IP. X-Forwarded-For is appended to (as nginx's
+/// `$proxy_add_x_forwarded_for`) so a chain of proxies stays visible; the others describe this
+/// hop and overwrite whatever the client sent.
+fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&HeaderValue>) {
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => {
+            HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
+                .unwrap_or_else(|_| conn.peer_ip.clone())
+        }
+        _ => conn.peer_ip.clone(),
+    };
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
+    headers.insert(X_REAL_IP.clone(), conn.peer_ip.clone());
+    headers.insert(X_FORWARDED_PROTO.clone(), conn.proto());
+    headers.insert(X_FORWARDED_PORT.clone(), conn.local_port.clone());
+    if let Some(h) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), h.clone());
+        // HTTP/2 requests have no Host header; HTTP/1 backends need one, and the spec of this
+        // proxy is to preserve the client's host.
+        if !headers.contains_key(header::HOST) {
+            headers.insert(header::HOST, h.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_including_connection_listed_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn forwarded_headers_append_for_and_overwrite_the_rest() {
+        let pool = Arc::new(Pool::new(1, Duration::from_secs(1), Duration::from_secs(1)));
+        let conn = ConnInfo::new(
+            "10.0.0.7:5555".parse().unwrap(),
+            "0.0.0.0:443".parse().unwrap(),
+            true,
+            pool,
+        );
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("gopher"));
+        add_forwarded(&mut h, &conn, Some(&HeaderValue::from_static("a.test:443")));
+        assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
+        assert_eq!(h["x-real-ip"], "10.0.0.7");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["x-forwarded-host"], "a.test:443");
+        assert_eq!(h["host"], "a.test:443");
+    }
+
+    #[test]
+    fn redirect_keeps_path_and_query_and_names_odd_ports() {
+        let uri: Uri = "/a/b?c=d".parse().unwrap();
+        let r = redirect("a.test", 443, &uri);
+        assert_eq!(r.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(r.headers()["location"], "https://a.test/a/b?c=d");
+        let r = redirect("a.test", 8443, &uri);
+        assert_eq!(r.headers()["location"], "https://a.test:8443/a/b?c=d");
+    }
+}
