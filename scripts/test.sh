@@ -8,6 +8,11 @@ need_apt=()
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # Test images for the container runtime are built from Debian's static busybox.
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
+# Multi-node network tests build their machines as network namespaces (ip, nsenter).
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v nsenter >/dev/null || need_apt+=(util-linux)
+# Registry pull tests run Debian's registry (distribution) on loopback.
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 if ((${#need_apt[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi

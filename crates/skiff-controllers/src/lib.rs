@@ -30,6 +30,7 @@ pub mod revisions;
 pub mod runtime;
 pub mod schedule;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 pub mod volume;
 
@@ -96,6 +97,7 @@ async fn run_controllers(client: kube::Client, config: Config) {
     set.spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
     set.spawn(endpoints::run(client.clone()));
     set.spawn(nodeipam::run(client.clone()));
+    set.spawn(servicelb::run(client.clone()));
     set.spawn(job::run(client.clone()));
     set.spawn(cronjob::run(client.clone()));
     set.spawn(daemonset::run(client.clone()));

@@ -474,7 +474,8 @@ impl Runtime for LocalRuntime {
     fn pull_image_with(&self, reference: &str, auth: Option<&RegistryAuth>) -> Result<ImageInfo> {
         use crate::image::registry::{self, RegistriesConfig, RegistryError};
         // Read per pull so that edits to registries.yaml apply without a restart.
-        let config = RegistriesConfig::load(&registry::registries_yaml_for_runtime_root(&self.cfg.root))?;
+        let config =
+            RegistriesConfig::load(&registry::registries_yaml_for_runtime_root(&self.cfg.root))?;
         match registry::pull(&self.images, reference, &config, auth) {
             Ok(r) => Ok(info(&r)),
             // An air-gapped node (images imported from tarballs) cannot reach any registry;

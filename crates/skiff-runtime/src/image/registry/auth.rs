@@ -201,8 +201,7 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         rest = rest[end..].trim_start();
         let mut params = BTreeMap::new();
         // auth-params: key=value or key="quoted, with \" escapes", comma separated.
-        loop {
-            let Some(eq) = rest.find('=') else { break };
+        while let Some(eq) = rest.find('=') {
             let key = rest[..eq].trim();
             if key.is_empty() || key.contains(|c: char| c.is_whitespace() || c == ',') {
                 break; // the next challenge's scheme
@@ -309,7 +308,10 @@ mod tests {
         let hub = RegistryAuth::from_docker_config_json(json, "docker.io")
             .unwrap()
             .unwrap();
-        assert_eq!((hub.username.as_str(), hub.password.as_str()), ("hub", "pw"));
+        assert_eq!(
+            (hub.username.as_str(), hub.password.as_str()),
+            ("hub", "pw")
+        );
         let reg = RegistryAuth::from_docker_config_json(json, "reg.example:5000")
             .unwrap()
             .unwrap();
@@ -321,9 +323,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(g.username, "g");
-        assert!(RegistryAuth::from_docker_config_json(json, "a.b.corp.example")
-            .unwrap()
-            .is_none());
+        assert!(
+            RegistryAuth::from_docker_config_json(json, "a.b.corp.example")
+                .unwrap()
+                .is_none()
+        );
         let t = RegistryAuth::from_docker_config_json(json, "tok.example")
             .unwrap()
             .unwrap();

@@ -238,7 +238,9 @@ impl<'c, 'a> Session<'c, 'a> {
                     self.authorization = Some(c.basic_header());
                     Ok(())
                 }
-                _ => Err(self.denied("registry requires basic auth and no credentials are configured".into())),
+                _ => Err(self.denied(
+                    "registry requires basic auth and no credentials are configured".into(),
+                )),
             },
             Some(Challenge::Bearer {
                 realm,
@@ -249,9 +251,7 @@ impl<'c, 'a> Session<'c, 'a> {
                 self.authorization = Some(format!("Bearer {token}"));
                 Ok(())
             }
-            None => Err(self.denied(format!(
-                "401 with unsupported challenge {header:?}"
-            ))),
+            None => Err(self.denied(format!("401 with unsupported challenge {header:?}"))),
         }
     }
 
@@ -263,23 +263,22 @@ impl<'c, 'a> Session<'c, 'a> {
         service: Option<&str>,
         scope: Option<&str>,
     ) -> Result<String, RegistryError> {
-        let realm_endpoint = Endpoint::parse(realm, false).map_err(|r| {
-            self.denied(format!("token realm {realm:?} is not a URL: {r}"))
-        })?;
-        let agent = self
-            .client
-            .agent(&realm_endpoint.host, &self.registry)?;
+        let realm_endpoint = Endpoint::parse(realm, false)
+            .map_err(|r| self.denied(format!("token realm {realm:?} is not a URL: {r}")))?;
+        let agent = self.client.agent(&realm_endpoint.host, &self.registry)?;
         let own_scope = format!("repository:{}:pull", self.repository);
-        let mut req = agent
-            .get(realm)
-            .query("scope", scope.unwrap_or(&own_scope));
+        let mut req = agent.get(realm).query("scope", scope.unwrap_or(&own_scope));
         if let Some(s) = service {
             req = req.query("service", s);
         }
         // Credentials travel in clear only where the operator chose plain HTTP for the
         // registry itself; a token server on http:// behind an HTTPS registry gets none.
         let may_send = realm_endpoint.base.starts_with("https://") || self.endpoint.plain_http();
-        if let Some(c) = self.creds.as_ref().filter(|c| !c.username.is_empty() && may_send) {
+        if let Some(c) = self
+            .creds
+            .as_ref()
+            .filter(|c| !c.username.is_empty() && may_send)
+        {
             req = req.header("Authorization", &c.basic_header());
         }
         let resp = req.call().map_err(|e| RegistryError::Transport {
@@ -330,6 +329,7 @@ impl<'c, 'a> Session<'c, 'a> {
     }
 
     /// Fetches a manifest or index by tag or digest; returns its bytes and `Content-Type`.
+    /// A `Docker-Content-Digest` header, when sent, must match the bytes.
     pub fn manifest(
         &mut self,
         tag_or_digest: &str,
@@ -364,6 +364,11 @@ impl<'c, 'a> Session<'c, 'a> {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or(v).trim().to_string());
+        let announced = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v.trim()).ok());
         let bytes = resp
             .into_body()
             .with_config()
@@ -374,6 +379,18 @@ impl<'c, 'a> Session<'c, 'a> {
                 url,
                 source: Box::new(e),
             })?;
+        if let Some(want) = announced {
+            let actual = Digest::of_bytes(&bytes);
+            if actual != want {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.endpoint.host.clone(),
+                    reference: self.reference.clone(),
+                    what: "manifest",
+                    expected: want.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
         Ok((bytes, content_type))
     }
 
@@ -386,7 +403,10 @@ impl<'c, 'a> Session<'c, 'a> {
         what: &'static str,
         dest: &Path,
     ) -> Result<(), RegistryError> {
-        let url = format!("{}/v2/{}/blobs/{digest}", self.endpoint.base, self.repository);
+        let url = format!(
+            "{}/v2/{}/blobs/{digest}",
+            self.endpoint.base, self.repository
+        );
         let resp = self.get(&url, None)?;
         let status = resp.status().as_u16();
         if status == 404 {
@@ -441,11 +461,11 @@ impl<'c, 'a> Session<'c, 'a> {
             source: Box::new(ureq::Error::Io(e)),
         })?;
         let (actual, writer) = out.finish();
-        let file = writer
+        // No fsync: this is staging; the store copies what it keeps.
+        writer
             .into_inner()
             .map_err(|e| e.into_error())
             .map_err(io_err("write download"))?;
-        file.sync_all().map_err(io_err("sync download"))?;
         if copied != size {
             return Err(RegistryError::SizeMismatch {
                 registry: self.endpoint.host.clone(),

@@ -182,10 +182,7 @@ impl RegistriesConfig {
     /// the registry's own HTTPS endpoint unless a mirror already is that host (a mirror
     /// entry listing the registry itself with `http://` is how k3s marks it insecure).
     pub fn endpoints(&self, registry: &str) -> Vec<Endpoint> {
-        let mirror = self
-            .mirrors
-            .get(registry)
-            .or_else(|| self.mirrors.get("*"));
+        let mirror = self.mirrors.get(registry).or_else(|| self.mirrors.get("*"));
         let mut out: Vec<Endpoint> = mirror
             .map(|m| {
                 m.endpoint
@@ -232,7 +229,10 @@ impl RegistriesConfig {
         host: &str,
         registry: &str,
     ) -> Result<Option<RegistryAuth>, RegistryError> {
-        let Some(auth) = self.host_config(host, registry).and_then(|c| c.auth.as_ref()) else {
+        let Some(auth) = self
+            .host_config(host, registry)
+            .and_then(|c| c.auth.as_ref())
+        else {
             return Ok(None);
         };
         if let (Some(u), Some(p)) = (&auth.username, &auth.password) {

@@ -146,8 +146,7 @@ fn pull_from(
     }
     write_file(&staging.blob(&resolved.digest), &resolved.bytes)?;
     let m = &resolved.manifest;
-    let blobs = std::iter::once((&m.config, "config"))
-        .chain(m.layers.iter().map(|l| (l, "layer")));
+    let blobs = std::iter::once((&m.config, "config")).chain(m.layers.iter().map(|l| (l, "layer")));
     let mut fetched = 0u64;
     for (desc, what) in blobs {
         let dest = staging.blob(&desc.digest);
@@ -158,7 +157,12 @@ fn pull_from(
         session.blob(&desc.digest, desc.size, what, &dest)?;
         fetched += desc.size;
     }
-    write_layout(&staging.0, &resolved.digest, &resolved.media_type, resolved.bytes.len())?;
+    write_layout(
+        &staging.0,
+        &resolved.digest,
+        &resolved.media_type,
+        resolved.bytes.len(),
+    )?;
     let mut records = store
         .import(
             &staging.0,

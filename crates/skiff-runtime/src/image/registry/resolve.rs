@@ -47,8 +47,9 @@ fn valid_component(c: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|&x| x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-'))
+        && b.iter().all(|&x| {
+            x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-')
+        })
 }
 
 fn valid_tag(t: &str) -> bool {
@@ -143,7 +144,10 @@ pub struct Resolved {
 /// Fetches the manifest for `reference`, following indexes to this node's platform, and
 /// checks that the config and every layer have media types the store can unpack (so that
 /// nothing is downloaded for an image that could not be stored).
-pub fn resolve(session: &mut Session, reference: &ImageReference) -> Result<Resolved, RegistryError> {
+pub fn resolve(
+    session: &mut Session,
+    reference: &ImageReference,
+) -> Result<Resolved, RegistryError> {
     let registry = session.host().to_string();
     let name = session.reference().to_string();
     let invalid = |reason: String| RegistryError::InvalidManifest {
@@ -176,7 +180,12 @@ pub fn resolve(session: &mut Session, reference: &ImageReference) -> Result<Reso
         }
         // Registries that serve OCI content as application/json are common; the
         // document's own mediaType (or its shape) decides then.
-        let known = [OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST];
+        let known = [
+            OCI_INDEX,
+            DOCKER_MANIFEST_LIST,
+            OCI_MANIFEST,
+            DOCKER_MANIFEST,
+        ];
         let media_type = match content_type {
             Some(ct) if known.contains(&ct.as_str()) || ct.contains("manifest.v1") => ct,
             other => sniff_media_type(&bytes)
@@ -197,7 +206,10 @@ pub fn resolve(session: &mut Session, reference: &ImageReference) -> Result<Reso
             OCI_MANIFEST | DOCKER_MANIFEST => {
                 let manifest: Manifest = serde_json::from_slice(&bytes)
                     .map_err(|e| invalid(format!("manifest {digest}: {e}")))?;
-                if !matches!(manifest.config.media_type.as_str(), OCI_CONFIG | DOCKER_CONFIG) {
+                if !matches!(
+                    manifest.config.media_type.as_str(),
+                    OCI_CONFIG | DOCKER_CONFIG
+                ) {
                     return Err(unsupported(
                         format!("config of manifest {digest}"),
                         &manifest.config.media_type,

@@ -1,0 +1,322 @@
+//! skiff-podbench: pod startup latency and node agent footprint (issue 5's benchmark).
+//!
+//! ```text
+//! cargo build --release -p skiff -p skiff-bench
+//! sudo target/release/skiff-podbench [--pods 100] [--rate 30] [--secs 3]
+//! ```
+//!
+//! Runs a control plane (`skiff server --disable-agent`) and a separate `skiff agent` in a
+//! network namespace of its own (pods get real veths and addresses; nothing changes in the
+//! root namespace), imports a busybox image, then:
+//! 1. creates N pods at once and measures create -> Ready as seen through a watch;
+//! 2. creates pods at R per second for S seconds, same measurement;
+//! 3. reads the agent's RSS and CPU use over 10 s idle with 0 and with N pods running.
+//!
+//! Prints figures; asserts nothing. Needs root and busybox-static.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{watcher, WatchStreamExt};
+use tokio::sync::Mutex;
+
+const IMAGE: &str = "skiff.bench/busybox:1";
+const NETNS: &str = "skiff-podbench";
+
+struct Opts {
+    pods: usize,
+    rate: usize,
+    secs: usize,
+}
+
+fn opts() -> Opts {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |name: &str, default: usize| {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    Opts { pods: get("--pods", 100), rate: get("--rate", 30), secs: get("--secs", 3) }
+}
+
+fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let st = Command::new(args[0]).args(&args[1..]).status()?;
+    if !st.success() {
+        bail!("{args:?} failed");
+    }
+    Ok(())
+}
+
+/// The bench's network namespace, removed on drop.
+struct Netns;
+
+impl Netns {
+    fn create() -> anyhow::Result<Self> {
+        let _ = Command::new("ip").args(["netns", "del", NETNS]).status();
+        sh(&["ip", "netns", "add", NETNS])?;
+        sh(&["ip", "-n", NETNS, "link", "set", "lo", "up"])?;
+        sh(&["ip", "-n", NETNS, "link", "add", "eth0", "type", "dummy"])?;
+        sh(&["ip", "-n", NETNS, "addr", "add", "192.168.253.1/24", "dev", "eth0"])?;
+        sh(&["ip", "-n", NETNS, "link", "set", "eth0", "up"])?;
+        Ok(Netns)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", NETNS]).status();
+    }
+}
+
+fn spawn_in_netns(binary: &Path, args: &[&str], log: &Path) -> anyhow::Result<Child> {
+    let file = std::fs::File::create(log)?;
+    Ok(Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{NETNS}"))
+        .arg("--")
+        .arg(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()?)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// RSS (MiB) and CPU (% of one core) of `pid` over `secs` seconds.
+fn footprint(pid: u32, secs: u64) -> (f64, f64) {
+    let hz = 100.0; // USER_HZ on Linux
+    let t0 = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(secs));
+    let t1 = cpu_ticks(pid);
+    (rss_kib(pid) as f64 / 1024.0, (t1 - t0) as f64 / hz / secs as f64 * 100.0)
+}
+
+fn shim_rss_mib() -> (usize, f64) {
+    let mut count = 0;
+    let mut kib = 0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains("skiff-podbench") && String::from_utf8_lossy(&cmd).contains("\0shim\0") {
+            count += 1;
+            kib += rss_kib(pid);
+        }
+    }
+    (count, kib as f64 / 1024.0)
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"bench": "podbench"}},
+        "spec": {"terminationGracePeriodSeconds": 0, "automountServiceAccountToken": false,
+                 "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}]}
+    }))
+    .expect("valid pod")
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Creates pods by `schedule` (name, delay from start) and returns create -> Ready latencies.
+async fn measure(client: &kube::Client, schedule: Vec<(String, Duration)>) -> anyhow::Result<Vec<f64>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let ready: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let wanted = schedule.len();
+    let watch_ready = ready.clone();
+    let watch_api = api.clone();
+    let watching = tokio::spawn(async move {
+        let mut stream = watcher(watch_api, watcher::Config::default().labels("bench=podbench")).applied_objects().boxed();
+        while let Some(Ok(p)) = stream.next().await {
+            if is_ready(&p) {
+                let mut r = watch_ready.lock().await;
+                r.entry(p.metadata.name.clone().unwrap_or_default()).or_insert_with(Instant::now);
+                if r.len() >= wanted {
+                    break;
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the watch start
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (name, at) in schedule {
+        let api = api.clone();
+        let created = created.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(start + at)).await;
+            created.lock().await.insert(name.clone(), Instant::now());
+            api.create(&PostParams::default(), &pod(&name)).await.map(|_| ())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    tokio::time::timeout(Duration::from_secs(180), watching).await.context("pods did not all become Ready in 180 s")??;
+    let created = created.lock().await;
+    let ready = ready.lock().await;
+    let mut lat: Vec<f64> = created
+        .iter()
+        .filter_map(|(n, c)| ready.get(n).map(|r| r.duration_since(*c).as_secs_f64() * 1000.0))
+        .collect();
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok(lat)
+}
+
+async fn delete_all(client: &kube::Client) -> anyhow::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("bench=podbench")).await?;
+    for _ in 0..600 {
+        if api.list(&ListParams::default().labels("bench=podbench")).await?.items.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("pods were not deleted within 60 s")
+}
+
+fn main() -> anyhow::Result<()> {
+    // Enter the bench namespace before any thread exists: a thread's network namespace is
+    // inherited by the threads and processes it creates, so every client connection and
+    // child process below lives there.
+    let netns = Netns::create()?;
+    let ns = std::fs::File::open(format!("/run/netns/{NETNS}"))?;
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).context("entering the bench namespace")?;
+    let result = tokio::runtime::Runtime::new()?.block_on(bench());
+    drop(netns);
+    result
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let o = opts();
+    let exe = std::env::current_exe()?;
+    let skiff: PathBuf = exe.with_file_name("skiff");
+    anyhow::ensure!(skiff.exists(), "build the release skiff binary first ({} missing)", skiff.display());
+    let dir = tempfile::Builder::new().prefix("skiff-podbench-").tempdir()?;
+    let server_dir = dir.path().join("server");
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let mut server = spawn_in_netns(
+        &skiff,
+        &["server", "--data-dir", server_dir.to_str().unwrap(), "--disable-agent", "--bind-address", "0.0.0.0",
+          "--advertise-address", "192.168.253.1", "--controller-manager-port", "0", "--scheduler-port", "0"],
+        &dir.path().join("server.log"),
+    )?;
+    let kubeconfig = server_dir.join("kubeconfig.yaml");
+    for _ in 0..200 {
+        if kubeconfig.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let archive = dir.path().join("busybox.tar");
+    skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
+    let out = Command::new(&skiff).args(["image", "import", "--data-dir"]).arg(&agent_dir).arg(&archive).output()?;
+    anyhow::ensure!(out.status.success(), "image import: {}", String::from_utf8_lossy(&out.stderr));
+    let mut agent = spawn_in_netns(
+        &skiff,
+        &["agent", "--kubeconfig", kubeconfig.to_str().unwrap(), "--data-dir", agent_dir.to_str().unwrap(),
+          "--node-name", "bench", "--node-ip", "192.168.253.1", "--kubelet-healthz-port", "0", "--disable-ingress"],
+        &dir.path().join("agent.log"),
+    )?;
+    let result = run(&o, &kubeconfig, agent.id()).await;
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = Command::new(&skiff).args(["killall", "--data-dir"]).arg(&agent_dir).status();
+    if let Err(e) = &result {
+        eprintln!("agent log: {}", dir.path().join("agent.log").display());
+        let _ = dir.keep();
+        return Err(anyhow::anyhow!("{e:#}"));
+    }
+    result
+}
+
+async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32) -> anyhow::Result<()> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    let client = kube::Client::try_from(cfg)?;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    for _ in 0..600 {
+        if let Ok(n) = nodes.get("bench").await {
+            let ready = n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            if ready && n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Warm-up: one pod (first image use, network setup).
+    let warm = measure(&client, vec![("warmup".into(), Duration::ZERO)]).await?;
+    delete_all(&client).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (rss0, cpu0) = footprint(agent_pid, 10);
+
+    let burst: Vec<(String, Duration)> = (0..o.pods).map(|i| (format!("burst-{i}"), Duration::ZERO)).collect();
+    let t = Instant::now();
+    let lat = measure(&client, burst).await?;
+    let burst_wall = t.elapsed();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (rss_n, cpu_n) = footprint(agent_pid, 10);
+    let (shims, shim_rss) = shim_rss_mib();
+    delete_all(&client).await?;
+
+    let step = Duration::from_secs_f64(1.0 / o.rate as f64);
+    let steady: Vec<(String, Duration)> = (0..o.rate * o.secs).map(|i| (format!("steady-{i}"), step * i as u32)).collect();
+    let lat2 = measure(&client, steady).await?;
+    delete_all(&client).await?;
+
+    println!("pod startup (create -> Ready seen through a watch; image present; pod network on)");
+    println!("  warm-up single pod: {:.0} ms", warm.first().copied().unwrap_or(f64::NAN));
+    println!(
+        "  burst of {} pods at once: p50 {:.0} ms  p99 {:.0} ms  max {:.0} ms  (all Ready after {:.1} s)",
+        lat.len(),
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(f64::NAN),
+        burst_wall.as_secs_f64()
+    );
+    println!(
+        "  {} pods/s for {} s ({} pods): p50 {:.0} ms  p99 {:.0} ms",
+        o.rate,
+        o.secs,
+        lat2.len(),
+        percentile(&lat2, 0.5),
+        percentile(&lat2, 0.99)
+    );
+    println!("agent process (skiff agent, without its shims)");
+    println!("  idle, 0 pods: RSS {rss0:.1} MiB, CPU {cpu0:.2}% of a core (10 s)");
+    println!("  idle, {} pods: RSS {rss_n:.1} MiB, CPU {cpu_n:.2}% of a core (10 s)", o.pods);
+    println!("  shims: {shims} processes, {shim_rss:.1} MiB RSS in total");
+    Ok(())
+}
