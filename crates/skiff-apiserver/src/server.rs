@@ -125,13 +125,11 @@ async fn handle(
             return http::error(&err);
         }
     };
-    let user = cert_user.or_else(|| {
-        parts
-            .headers
-            .get("authorization")
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| srv.bearer_user(h))
-    });
+    let auth_header = parts.headers.get("authorization").and_then(|h| h.to_str().ok());
+    let mut user = cert_user.or_else(|| auth_header.and_then(|h| srv.bearer_user(h)));
+    if let (None, Some(h)) = (&user, auth_header) {
+        user = crate::bootstrap_token::authenticate(&srv, h).await;
+    }
     let request = Request {
         method: parts.method,
         path: parts.uri.path().to_string(),

@@ -10,7 +10,9 @@
 //! May call no other skiff crate (it talks HTTP to the API server).
 #![forbid(unsafe_code)]
 
+pub mod bootstrap_signer;
 pub mod client;
+pub mod csr;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -46,12 +48,16 @@ pub struct Config {
     pub rediscover_every: Duration,
     /// Node heartbeat grace and check period.
     pub node_timings: node_lifecycle::Timings,
+    /// Directory with the cluster CA (`ca.crt`, `ca.key`) that signs approved CSRs.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl Config {
     /// Defaults with the given kubeconfig.
     pub fn new(kubeconfig: PathBuf) -> Self {
-        Self { kubeconfig, rediscover_every: Duration::from_secs(5), node_timings: Default::default() }
+        // The server writes its kubeconfig to `<data-dir>/kubeconfig.yaml` and its CA to `<data-dir>/tls`.
+        let tls_dir = kubeconfig.parent().map(|d| d.join("tls"));
+        Self { kubeconfig, rediscover_every: Duration::from_secs(5), node_timings: Default::default(), tls_dir }
     }
 }
 
@@ -106,5 +112,7 @@ async fn run_controllers(client: kube::Client, config: Config) {
     set.spawn(volume::run(client.clone()));
     set.spawn(hpa::run(client.clone(), std::sync::Arc::new(hpa::PodMetricsSource::new(client.clone()))));
     set.spawn(serviceaccount::run(client.clone(), serviceaccount::ca_from_kubeconfig(&config.kubeconfig)));
+    set.spawn(csr::run(client.clone(), config.tls_dir.clone()));
+    set.spawn(bootstrap_signer::run(client.clone(), config.kubeconfig.clone()));
     while set.join_next().await.is_some() {}
 }

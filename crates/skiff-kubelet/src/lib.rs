@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bootstrap;
 pub mod config;
 pub mod env;
 pub mod events;

@@ -153,25 +153,52 @@ fn local_address_towards(server: &str) -> Option<IpAddr> {
     socket.local_addr().ok().map(|a| a.ip())
 }
 
-/// `skiff agent`: this machine as a node of the cluster the kubeconfig points at.
+/// `skiff agent`: this machine as a node of a cluster, joined with a token (TLS bootstrap:
+/// the node gets its own client and serving certificates through CSRs) or, for tests and
+/// single-user setups, with a kubeconfig.
 pub async fn run_agent(args: crate::cli::AgentArgs) -> anyhow::Result<()> {
-    let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("reading {} (pass the server's kubeconfig with --kubeconfig)", args.kubeconfig.display()))?;
-    let server = kc.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()).unwrap_or_default();
+    let node_name = args.node.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname);
+    let (kubeconfig, server, serving) = match (&args.kubeconfig, &args.server, &args.token) {
+        (Some(kubeconfig), _, _) => {
+            let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+                .with_context(|| format!("reading {}", kubeconfig.display()))?;
+            let server = kc.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()).unwrap_or_default();
+            (kubeconfig.clone(), server, None)
+        }
+        (None, Some(server), Some(token)) => {
+            let node_ip = args.node.node_ip.or_else(|| local_address_towards(server));
+            let options = skiff_kubelet::bootstrap::JoinOptions {
+                server: server.clone(),
+                token: token.clone(),
+                ca_pin: args.ca_pin.clone(),
+                data_dir: args.data_dir.join("agent"),
+                node_name: node_name.clone(),
+                node_ips: node_ip.into_iter().collect(),
+                ..Default::default()
+            };
+            let creds = skiff_kubelet::bootstrap::join(options)
+                .await
+                .map_err(|e| anyhow::anyhow!("joining {server}: {e}"))?;
+            eprintln!("skiff agent: joined {server} as system:node:{node_name}");
+            let serving = Some((creds.serving_cert_pem, creds.serving_key_pem, creds.ca_pem));
+            (creds.kubeconfig_path, server.clone(), serving)
+        }
+        _ => anyhow::bail!("say how to reach the cluster: --server URL --token TOKEN (from `skiff token create`), or --kubeconfig FILE"),
+    };
     let node_ip = match args.node.node_ip.or_else(|| local_address_towards(&server)) {
         Some(ip) => ip,
         None => anyhow::bail!("cannot tell this node's address from {server:?}: pass --node-ip"),
     };
     let options = AgentOptions {
         data_dir: args.data_dir.clone(),
-        node_name: args.node.node_name.clone().unwrap_or_else(skiff_kubelet::config::hostname),
+        node_name,
         node_ip,
         control_plane: false,
-        kubeconfig: args.kubeconfig.clone(),
+        kubeconfig,
         kubelet_port: args.node.kubelet_port,
         healthz_port: args.node.kubelet_healthz_port,
         network: crate::server::network_options(&args.node),
-        serving: None,
+        serving,
     };
     eprintln!("skiff agent: node {} at {node_ip}, server {server}", options.node_name);
     let (tx, rx) = tokio::sync::watch::channel(false);

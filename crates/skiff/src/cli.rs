@@ -44,11 +44,30 @@ pub enum Command {
     /// Per-container supervisor started by the node agent (internal).
     #[command(hide = true)]
     Shim,
+    /// Join tokens for agents.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Print the admin kubeconfig of a data dir.
     Kubeconfig {
         /// Data directory of the server.
         #[arg(long, default_value = "/var/lib/skiff")]
         data_dir: PathBuf,
+    },
+}
+
+/// Token actions.
+#[derive(Subcommand, Debug)]
+pub enum TokenAction {
+    /// Create a bootstrap token and print the command that joins an agent with it.
+    Create {
+        /// Data directory of the server.
+        #[arg(long, default_value = "/var/lib/skiff")]
+        data_dir: PathBuf,
+        /// Lifetime, e.g. `24h`, `90m`, `0` for never expiring.
+        #[arg(long, default_value = "24h")]
+        ttl: String,
     },
 }
 
@@ -205,9 +224,19 @@ pub struct AgentArgs {
     /// Where the agent keeps its state.
     #[arg(long, default_value = "/var/lib/skiff")]
     pub data_dir: PathBuf,
-    /// Credentials for the API server (an admin or node kubeconfig).
+    /// The server to join, e.g. `https://10.0.0.1:6443` (with --token).
+    #[arg(long, env = "SKIFF_URL")]
+    pub server: Option<String>,
+    /// Join token from `skiff token create` on the server.
+    #[arg(long, env = "SKIFF_TOKEN")]
+    pub token: Option<String>,
+    /// `sha256:<hex>` of the server CA's public key (printed by `skiff token create`);
+    /// without it the CA is trusted on the token's signature alone.
     #[arg(long)]
-    pub kubeconfig: PathBuf,
+    pub ca_pin: Option<String>,
+    /// Use this kubeconfig instead of joining with a token (an admin kubeconfig, say).
+    #[arg(long, conflicts_with = "token")]
+    pub kubeconfig: Option<PathBuf>,
     /// Settings of the node.
     #[command(flatten)]
     pub node: NodeArgs,
@@ -241,6 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Killall { data_dir } => crate::agent::killall(&data_dir),
         Command::Shim => anyhow::bail!("`skiff shim` is started by the node agent, not by hand"),
+        Command::Token { action: TokenAction::Create { data_dir, ttl } } => crate::token::print_new_token(&data_dir, &ttl).await,
         Command::Kubeconfig { data_dir } => {
             let path = data_dir.join("kubeconfig.yaml");
             let text = std::fs::read_to_string(&path).map_err(|e| {

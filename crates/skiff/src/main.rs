@@ -5,6 +5,7 @@ mod agent;
 mod cli;
 mod health;
 mod server;
+mod token;
 
 use clap::Parser;
 

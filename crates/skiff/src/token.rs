@@ -26,3 +26,34 @@ pub async fn create_token(kubeconfig: &Path, ttl: Duration) -> anyhow::Result<St
 pub fn ca_pin(ca_pem: &str) -> anyhow::Result<String> {
     skiff_kubelet::bootstrap::ca_pin(ca_pem).context("computing the CA pin")
 }
+
+/// Parses `24h`, `90m`, `30s` or `0`.
+pub fn parse_ttl(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (num, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = num.parse().map_err(|_| anyhow::anyhow!("bad --ttl {text:?}: use e.g. 24h, 90m, 30s or 0"))?;
+    let secs = match unit {
+        "h" => n * 3600,
+        "m" => n * 60,
+        "s" | "" => n,
+        _ => anyhow::bail!("bad --ttl {text:?}: use e.g. 24h, 90m, 30s or 0"),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// `skiff token create`: makes a token with the server's admin kubeconfig and prints how
+/// an agent joins with it.
+pub async fn print_new_token(data_dir: &Path, ttl: &str) -> anyhow::Result<()> {
+    let kubeconfig = data_dir.join("kubeconfig.yaml");
+    anyhow::ensure!(kubeconfig.exists(), "no kubeconfig at {} (is the server's --data-dir right, and has it started?)", kubeconfig.display());
+    let token = create_token(&kubeconfig, parse_ttl(ttl)?).await?;
+    let ca = std::fs::read_to_string(data_dir.join("tls").join("ca.crt")).unwrap_or_default();
+    println!("{token}");
+    if let Ok(pin) = ca_pin(&ca) {
+        eprintln!("join an agent with:\n  skiff agent --server https://<this server>:6443 --token {token} --ca-pin {pin}");
+    }
+    Ok(())
+}

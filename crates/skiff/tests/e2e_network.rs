@@ -1,5 +1,6 @@
 //! Cluster networking across three nodes, each a network namespace with its own address on
-//! a test LAN: a server (with its agent) on node 1 and `skiff agent`s on nodes 2 and 3.
+//! a test LAN: a server (with its agent) on node 1 and `skiff agent`s on nodes 2 (joined
+//! with a token: TLS bootstrap) and 3 (admin kubeconfig).
 //! Pod to pod across nodes over VXLAN, a Service by ClusterIP and by DNS name, NodePort from
 //! a node, Ingress by host through any node, a LoadBalancer Service on the node addresses,
 //! a NetworkPolicy that blocks and then allows, and routes removed with a node.
@@ -34,7 +35,13 @@ impl Drop for Agent {
     }
 }
 
-fn start_agent(lab: &NetLab, i: usize, kubeconfig: &std::path::Path, root: &std::path::Path) -> Result<Agent> {
+/// How an agent reaches the cluster: an admin kubeconfig, or a join token (TLS bootstrap).
+enum Join<'a> {
+    Kubeconfig(&'a std::path::Path),
+    Token { server: String, token: String },
+}
+
+fn start_agent(lab: &NetLab, i: usize, join: Join<'_>, root: &std::path::Path) -> Result<Agent> {
     let data_dir = root.join(format!("agent{i}"));
     std::fs::create_dir_all(&data_dir)?;
     let archive = root.join("busybox.tar");
@@ -46,12 +53,16 @@ fn start_agent(lab: &NetLab, i: usize, kubeconfig: &std::path::Path, root: &std:
     anyhow::ensure!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
     let node = format!("node{i}");
     let ip = lab.address(i);
-    let child = lab.spawn(
-        i,
-        common::skiff_binary().to_str().unwrap(),
-        &["agent", "--kubeconfig", kubeconfig.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap(), "--node-name", &node, "--node-ip", &ip, "--kubelet-healthz-port", "0"],
-        &root.join(format!("agent{i}.log")),
-    )?;
+    let mut args: Vec<String> = vec!["agent".into()];
+    match join {
+        Join::Kubeconfig(k) => args.extend(["--kubeconfig".into(), k.display().to_string()]),
+        Join::Token { server, token } => args.extend(["--server".into(), server, "--token".into(), token]),
+    }
+    for a in ["--data-dir", data_dir.to_str().unwrap(), "--node-name", &node, "--node-ip", &ip, "--kubelet-healthz-port", "0"] {
+        args.push(a.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = lab.spawn(i, common::skiff_binary().to_str().unwrap(), &args, &root.join(format!("agent{i}.log")))?;
     Ok(Agent { child, data_dir })
 }
 
@@ -92,8 +103,17 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
     let kubeconfig = root.join("agent.kubeconfig");
     let text = std::fs::read_to_string(cluster.kubeconfig())?;
     std::fs::write(&kubeconfig, text.replace("127.0.0.1", &server_ip))?;
-    let _agent2 = start_agent(&lab, 2, &kubeconfig, &root)?;
-    let mut agent3 = Some(start_agent(&lab, 3, &kubeconfig, &root)?);
+    // Node 2 joins with a token (its own certificates through CSRs), node 3 with a kubeconfig.
+    let out = cluster
+        .command(common::skiff_binary())
+        .args(["token", "create", "--data-dir"])
+        .arg(cluster.data_dir())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let server = format!("https://{server_ip}:{}", cluster.port);
+    let _agent2 = start_agent(&lab, 2, Join::Token { server, token }, &root)?;
+    let mut agent3 = Some(start_agent(&lab, 3, Join::Kubeconfig(&kubeconfig), &root)?);
 
     cluster.eventually(Duration::from_secs(60), "three Ready nodes with pod CIDRs", || {
         let out = cluster.ok(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.spec.podCIDR} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
@@ -118,6 +138,13 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
         let body = wget(&cluster, "client", &format!("http://{ip}:8080/"));
         assert_eq!(body.as_deref().map(str::trim), Some(format!("web{i}").as_str()), "client -> web{i} at {ip}");
     }
+
+    // The token-joined node serves logs and exec with its own serving certificate.
+    cluster.eventually(Duration::from_secs(20), "exec into a pod on node 2", || {
+        cluster.ok(&["exec", "web2", "--", "cat", "/var/www/index.html"]).is_ok_and(|o| o.trim() == "web2")
+    })?;
+    let csrs = cluster.ok(&["get", "csr", "-o", "jsonpath={.items[*].spec.signerName}"])?;
+    assert!(csrs.contains("kubernetes.io/kube-apiserver-client-kubelet") && csrs.contains("kubernetes.io/kubelet-serving"), "{csrs}");
 
     // A Service by ClusterIP and by DNS name reaches the pods on every node.
     cluster.ok(&["create", "service", "nodeport", "web", "--tcp=80:8080"])?;

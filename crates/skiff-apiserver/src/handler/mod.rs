@@ -27,7 +27,7 @@ pub async fn handle(srv: &Server, req: Request) -> Response {
     match route::parse(&req.path) {
         Route::Health(kind) => health(&kind, &req),
         Route::Version => http::json(200, &version()),
-        _ if req.user.is_none() => http::error(&ApiError::unauthorized()),
+        _ if req.user.is_none() && !crate::bootstrap_token::is_public_cluster_info(&req) => http::error(&ApiError::unauthorized()),
         Route::Metrics => http::raw(200, "text/plain; version=0.0.4", srv.metrics.render()),
         Route::Snapshot => snapshot(srv, &req).await,
         Route::CoreVersions => discovery::core_versions(srv, &req),
@@ -174,6 +174,9 @@ async fn resource(srv: &Server, req: &Request, rp: ResourcePath) -> Result<Respo
 /// authenticated user may only ask about themselves (self reviews), as upstream's
 /// `system:basic-user` allows. Discovery and OpenAPI are open to all authenticated users.
 fn authorize(req: &Request, served: &Served, rp: &ResourcePath, verb: &str) -> Result<(), ApiError> {
+    if req.user.is_none() && crate::bootstrap_token::is_public_cluster_info(req) {
+        return Ok(());
+    }
     let Some(user) = req.user.as_ref() else { return Err(ApiError::unauthorized()) };
     if user.is_admin() {
         return Ok(());
@@ -186,6 +189,9 @@ fn authorize(req: &Request, served: &Served, rp: &ResourcePath, verb: &str) -> R
         Some(s) => format!("{}/{s}", served.info.plural),
         None => served.info.plural.clone(),
     };
+    if crate::node_authz::allows(user, &served.info.group, &resource, verb) {
+        return Ok(());
+    }
     let mut msg = format!(
         "{} is forbidden: User \"{}\" cannot {verb} resource \"{resource}\" in API group \"{}\"",
         match &rp.name {

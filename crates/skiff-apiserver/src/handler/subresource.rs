@@ -187,7 +187,9 @@ pub async fn handle(
 /// Which admission mode a subresource write uses.
 fn sub_write_mode(sub: &str) -> Option<&'static str> {
     match sub {
-        "status" => Some("status"),
+        // merge_sub already limited an approval write to status.conditions; admission must
+        // keep that status instead of restoring the old one as for spec writes.
+        "status" | "approval" => Some("status"),
         _ => Some("other"),
     }
 }

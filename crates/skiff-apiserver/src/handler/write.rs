@@ -93,6 +93,7 @@ pub async fn create(srv: &Server, req: &Request, served: &Served, ns: Option<&st
     check_type(served, &obj)?;
     check_namespace(&obj, ns)?;
     strict_check(served, req, &obj)?;
+    crate::bootstrap_token::stamp_csr_requester(served, req, &mut obj);
     let warnings = unknown_field_warnings(served, req, &obj);
     let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
     let created = create_object(srv, served, &mut obj, ns, dry_run(req), Some(&mgr)).await?;
