@@ -196,7 +196,8 @@ mod tests {
         assert!(text.contains("machine_cpu_cores 2\n"), "{text}");
         // Every sample line has a name, optional labels and a numeric value.
         for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let value = line.rsplit(' ').nth(1).unwrap_or(line.rsplit(' ').next().unwrap());
+            let after_name = line.rfind('}').map(|i| &line[i + 1..]).unwrap_or_else(|| line.split_once(' ').unwrap().1);
+            let value = after_name.split_whitespace().next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
     }
