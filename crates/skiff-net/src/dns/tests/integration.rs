@@ -54,9 +54,23 @@ fn fake_answer(query: &[u8], limit: usize) -> Vec<u8> {
 }
 
 async fn fake_upstream() -> FakeUpstream {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // The UDP port picked by the kernel may be taken for TCP by someone else: try again.
+    let (udp, tcp) = {
+        let mut attempt = 0;
+        loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let addr = udp.local_addr().unwrap();
+            match TcpListener::bind(addr).await {
+                Ok(tcp) => break (udp, tcp),
+                Err(e) if attempt < 50 => {
+                    attempt += 1;
+                    let _ = e;
+                }
+                Err(e) => panic!("no port free for both UDP and TCP: {e}"),
+            }
+        }
+    };
     let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
     let (uq, tq) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let uq2 = uq.clone();
     let udp_task = tokio::spawn(async move {
