@@ -190,6 +190,13 @@ impl Cluster {
         self.dir.path().join("data")
     }
 
+    /// kubectl's discovery cache for this cluster. kubectl keys its cache by host and port,
+    /// and test servers reuse ports, so a shared cache would show one cluster's resources
+    /// (CRDs, say) to another.
+    pub fn kubectl_cache(&self) -> PathBuf {
+        self.dir.path().join("kubectl-cache")
+    }
+
     /// The admin kubeconfig.
     pub fn kubeconfig(&self) -> PathBuf {
         self.data_dir().join("kubeconfig.yaml")
@@ -229,6 +236,8 @@ impl Cluster {
             .command(bin)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.kubectl_cache())
             .args(args)
             .stdin(Stdio::null())
             .output()?)
@@ -242,6 +251,8 @@ impl Cluster {
             .command(bin)
             .arg("--kubeconfig")
             .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.kubectl_cache())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
