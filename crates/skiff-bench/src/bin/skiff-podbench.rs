@@ -59,11 +59,15 @@ impl Netns {
     fn create() -> anyhow::Result<Self> {
         let _ = Command::new("ip").args(["netns", "del", NETNS]).status();
         sh(&["ip", "netns", "add", NETNS])?;
+        let guard = Netns;
         sh(&["ip", "-n", NETNS, "link", "set", "lo", "up"])?;
-        sh(&["ip", "-n", NETNS, "link", "add", "eth0", "type", "dummy"])?;
+        // The node's "NIC": one end of a veth pair kept inside the namespace (no dummy
+        // driver needed), so the node has a routable address of its own.
+        sh(&["ip", "-n", NETNS, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"])?;
+        sh(&["ip", "-n", NETNS, "link", "set", "eth1", "up"])?;
         sh(&["ip", "-n", NETNS, "addr", "add", "192.168.253.1/24", "dev", "eth0"])?;
         sh(&["ip", "-n", NETNS, "link", "set", "eth0", "up"])?;
-        Ok(Netns)
+        Ok(guard)
     }
 }
 
