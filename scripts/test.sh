@@ -11,6 +11,8 @@ dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
 # Multi-node network tests build their machines as network namespaces (ip, nsenter).
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
+# The nftables tests read the ruleset back with `nft` (skiff itself programs netlink).
+command -v nft >/dev/null || need_apt+=(nftables)
 # Registry pull tests run Debian's registry (distribution) on loopback.
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 if ((${#need_apt[@]})); then

@@ -55,34 +55,29 @@ impl Cluster {
 
     /// Start with extra server arguments.
     pub fn start_with(binary: &Path, extra: &[&str]) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?;
-        let mut c = Cluster {
-            binary: binary.to_path_buf(),
-            dir,
-            child: None,
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            agent: false,
-            netns: None,
-            port: free_port(),
-        };
+        let mut c = Self::unstarted(binary, extra, false, None)?;
         c.spawn()?;
         Ok(c)
+    }
+
+    /// A cluster on a fresh temp dir, not yet running.
+    fn unstarted(binary: &Path, extra: &[&str], agent: bool, netns: Option<&str>) -> Result<Self> {
+        Ok(Cluster {
+            binary: binary.to_path_buf(),
+            dir: tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            agent,
+            netns: netns.map(str::to_string),
+            port: free_port(),
+        })
     }
 
     /// Start a server that also runs its node agent, so pods run as real containers.
     /// Dropping the cluster stops the server and then removes every container it started
     /// (`skiff killall`).
     pub fn start_with_agent(binary: &Path, extra: &[&str]) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?;
-        let mut c = Cluster {
-            binary: binary.to_path_buf(),
-            dir,
-            child: None,
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            agent: true,
-            netns: None,
-            port: free_port(),
-        };
+        let mut c = Self::unstarted(binary, extra, true, None)?;
         c.extra_args.extend(["--kubelet-port".to_string(), free_port().to_string(), "--kubelet-healthz-port".into(), "0".into()]);
         if !extra.contains(&"--flannel-backend") {
             c.extra_args.extend(["--flannel-backend".to_string(), "none".into()]);
@@ -95,16 +90,7 @@ impl Cluster {
     /// netns add`), reachable from other namespaces on its addresses; kubectl runs there too.
     /// Networking is on unless `extra` says otherwise.
     pub fn start_in_netns(binary: &Path, netns: &str, extra: &[&str]) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("skiff-e2e-").tempdir()?;
-        let mut c = Cluster {
-            binary: binary.to_path_buf(),
-            dir,
-            child: None,
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            agent: true,
-            netns: Some(netns.to_string()),
-            port: free_port(),
-        };
+        let mut c = Self::unstarted(binary, extra, true, Some(netns))?;
         c.extra_args.extend(["--kubelet-port".to_string(), "10250".into(), "--kubelet-healthz-port".into(), "0".into()]);
         c.spawn()?;
         Ok(c)
