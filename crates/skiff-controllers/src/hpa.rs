@@ -6,9 +6,10 @@
 //! written to the target's scale subresource, so any kind with `/scale` can be autoscaled.
 //!
 //! Metrics come through [`MetricsSource`]; [`PodMetricsSource`] reads
-//! `metrics.k8s.io/v1beta1` PodMetrics and, while that API is not served (test seam), the
-//! annotations `skiff.dev/fake-cpu-usage` / `skiff.dev/fake-memory-usage` on pods (whole-pod
-//! usage as a quantity, e.g. `250m`, `64Mi`).
+//! `metrics.k8s.io/v1beta1` PodMetrics, which the API server serves from the kubelets' usage.
+//! As a test seam, pods carrying the annotations `skiff.dev/fake-cpu-usage` /
+//! `skiff.dev/fake-memory-usage` (whole-pod usage as a quantity, e.g. `250m`, `64Mi`) are
+//! measured by those instead, so tests on fake nodes can drive the autoscaler.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -49,8 +50,7 @@ pub trait MetricsSource: Send + Sync {
     fn usage<'a>(&'a self, ns: &'a str, selector: &'a str, pods: &'a [Pod], resource: &'a str) -> BoxFuture<'a, Result<PodUsage, Error>>;
 }
 
-/// `metrics.k8s.io/v1beta1` PodMetrics, falling back to the fake-usage annotations when that
-/// API cannot be read.
+/// `metrics.k8s.io/v1beta1` PodMetrics, or the fake-usage annotations when the pods carry them.
 pub struct PodMetricsSource {
     client: kube::Client,
 }
@@ -71,10 +71,14 @@ pub fn annotation_usage(pods: &[Pod], resource: &str) -> PodUsage {
 impl MetricsSource for PodMetricsSource {
     fn usage<'a>(&'a self, ns: &'a str, selector: &'a str, pods: &'a [Pod], resource: &'a str) -> BoxFuture<'a, Result<PodUsage, Error>> {
         Box::pin(async move {
+            let fake = annotation_usage(pods, resource);
+            if !fake.is_empty() {
+                return Ok(fake);
+            }
             let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics"), "pods");
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
             match api.list(&ListParams::default().labels(selector)).await {
-                Ok(list) if !list.items.is_empty() => Ok(list
+                Ok(list) => Ok(list
                     .items
                     .iter()
                     .map(|m| {
@@ -87,7 +91,11 @@ impl MetricsSource for PodMetricsSource {
                         (m.name_any(), total)
                     })
                     .collect()),
-                _ => Ok(annotation_usage(pods, resource)),
+                // No usage: the autoscaler reports FailedGetResourceMetric and keeps the scale.
+                Err(e) => {
+                    tracing::debug!(namespace = ns, error = %e, "hpa: reading metrics.k8s.io failed");
+                    Ok(PodUsage::new())
+                }
             }
         })
     }

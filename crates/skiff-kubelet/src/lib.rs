@@ -18,6 +18,7 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod stats;
 pub mod stream_backend;
 pub mod streaming;
 pub mod volumes;
@@ -134,7 +135,10 @@ impl Kubelet {
                 let listener = tokio::net::TcpListener::bind(addr)
                     .await
                     .map_err(|e| Error::Other(format!("binding the kubelet port {addr}: {e}")))?;
-                let backend = Arc::new(stream_backend::RuntimeBackend::new(self.shared.runtime.clone()));
+                let backend = Arc::new(
+                    stream_backend::RuntimeBackend::new(self.shared.runtime.clone())
+                        .with_node(self.shared.config.node_name.clone(), self.shared.config.root.clone()),
+                );
                 Some(tokio::spawn(streaming::serve(listener, tls, backend, shutdown.clone())))
             }
             None => None,

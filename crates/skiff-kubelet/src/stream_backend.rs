@@ -3,11 +3,6 @@
 //! this needs no state of its own and works right after an agent restart. It also serves the
 //! node's resource usage (Summary API and Prometheus endpoints) from a [`stats::Collector`].
 
-// The stats module belongs at the crate root; it is declared here until `lib.rs` (owned by
-// another change in flight) declares `pub mod stats;` and this line goes away.
-#[path = "stats/mod.rs"]
-pub mod stats;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -18,6 +13,7 @@ use skiff_runtime::runtime::{ContainerInfo, ExecRequest, Phase};
 use skiff_runtime::Runtime;
 
 use crate::pods::naming;
+use crate::stats;
 use crate::streaming::{Duplex, ExecOptions, ExecProcess, MetricsEndpoint, Result, StreamingBackend, StreamingError};
 
 /// Serves logs, exec and port-forward from the node's runtime.

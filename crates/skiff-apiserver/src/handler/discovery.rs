@@ -67,13 +67,17 @@ pub fn groups(srv: &Server, req: &Request) -> Response {
     if let Some(ct) = aggregated_type(req) {
         return aggregated(srv, false, &ct);
     }
-    let groups: Vec<Value> =
+    let mut groups: Vec<Value> =
         srv.resources.groups().iter().filter(|g| !g.is_empty()).map(|g| group_entry(srv, g)).collect();
+    groups.push(super::metrics_api::group_entry());
     http::json(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
 }
 
 /// `/apis/{group}`
 pub fn group(srv: &Server, group: &str) -> Response {
+    if group == super::metrics_api::GROUP {
+        return http::json(200, &super::metrics_api::api_group());
+    }
     if srv.resources.versions(group).is_empty() {
         return http::error(&skiff_api::ApiError::new(404, "NotFound", "the server could not find the requested resource"));
     }
@@ -85,6 +89,9 @@ pub fn group(srv: &Server, group: &str) -> Response {
 
 /// `/api/v1`, `/apis/{group}/{version}`
 pub fn resource_list(srv: &Server, group: &str, version: &str) -> Response {
+    if group == super::metrics_api::GROUP && version == super::metrics_api::VERSION {
+        return http::json(200, &super::metrics_api::resource_list());
+    }
     let served = srv.resources.in_group_version(group, version);
     if served.is_empty() {
         return http::error(&skiff_api::ApiError::new(404, "NotFound", "the server could not find the requested resource"));
@@ -176,6 +183,9 @@ fn aggregated(srv: &Server, core: bool, version: &str) -> Response {
         }
         let meta = if core { json!({"creationTimestamp": null}) } else { json!({"name": g, "creationTimestamp": null}) };
         items.push(json!({"metadata": meta, "versions": versions}));
+    }
+    if !core {
+        items.push(super::metrics_api::aggregated_item());
     }
     let body = json!({
         "kind": "APIGroupDiscoveryList",

@@ -5,6 +5,7 @@ pub mod crd;
 pub mod delete;
 pub mod discovery;
 pub mod eviction;
+pub mod metrics_api;
 pub mod openapi;
 pub mod proxy;
 pub mod read;
@@ -37,6 +38,10 @@ pub async fn handle(srv: &Server, req: Request) -> Response {
         Route::OpenApiV2 => openapi::v2(srv, &req),
         Route::OpenApiV3Index => openapi::v3_index(srv),
         Route::OpenApiV3 { group, version } => openapi::v3(srv, &group, &version),
+        Route::Resource(rp) if rp.group == metrics_api::GROUP => match metrics_api::handle(srv, &req, &rp).await {
+            Ok(r) => r,
+            Err(e) => http::error(&e),
+        },
         Route::Resource(rp) => match resource(srv, &req, rp).await {
             Ok(r) => r,
             Err(e) => http::error(&e),

@@ -191,11 +191,9 @@ fn dial_error(t: &KubeletTarget, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("error dialing backend: dial tcp {}:{}: {e}", t.host, t.port))
 }
 
-async fn forward(srv: &Server, req: &Request, target: &KubeletTarget, path_and_query: &str) -> Result<Response, ApiError> {
-    // An upgrade over HTTP/2 has no connection to take over; refuse before bothering the kubelet.
-    if !req.header("upgrade").is_empty() && req.upgrade.lock().expect("not poisoned").is_none() {
-        return Err(ApiError::bad_request("this request cannot be upgraded (use HTTP/1.1 for streaming)"));
-    }
+/// An HTTP/1.1 connection (upgrades allowed) to a kubelet, over TLS with the cluster CA and
+/// the kubelet-client identity; shared by this proxy and the metrics API.
+pub(crate) async fn connect(srv: &Server, target: &KubeletTarget) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, ApiError> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls(srv)?));
     let server_name = match target.host.parse::<IpAddr>() {
         Ok(ip) => ServerName::IpAddress(ip.into()),
@@ -211,7 +209,7 @@ async fn forward(srv: &Server, req: &Request, target: &KubeletTarget, path_and_q
         Ok(Err(e)) => return Err(dial_error(target, e)),
         Err(_) => return Err(dial_error(target, "i/o timeout")),
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls))
+    let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tls))
         .await
         .map_err(|e| dial_error(target, e))?;
     tokio::spawn(async move {
@@ -219,6 +217,15 @@ async fn forward(srv: &Server, req: &Request, target: &KubeletTarget, path_and_q
             tracing::debug!(error = %e, "kubelet connection ended");
         }
     });
+    Ok(sender)
+}
+
+async fn forward(srv: &Server, req: &Request, target: &KubeletTarget, path_and_query: &str) -> Result<Response, ApiError> {
+    // An upgrade over HTTP/2 has no connection to take over; refuse before bothering the kubelet.
+    if !req.header("upgrade").is_empty() && req.upgrade.lock().expect("not poisoned").is_none() {
+        return Err(ApiError::bad_request("this request cannot be upgraded (use HTTP/1.1 for streaming)"));
+    }
+    let mut sender = connect(srv, target).await?;
     let mut out = hyper::Request::builder()
         .method(req.method.clone())
         .uri(path_and_query)
