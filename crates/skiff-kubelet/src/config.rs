@@ -37,6 +37,8 @@ pub struct Config {
     pub resync_interval: Duration,
     /// Maximum pods (110, as upstream).
     pub max_pods: u32,
+    /// Container log rotation (10Mi, 5 files, checked every 10 s, as upstream).
+    pub log_rotation: crate::log_rotation::Policy,
 }
 
 impl Config {
@@ -57,6 +59,7 @@ impl Config {
             status_report_interval: Duration::from_secs(60),
             resync_interval: Duration::from_secs(1),
             max_pods: 110,
+            log_rotation: crate::log_rotation::Policy::default(),
         }
     }
 }

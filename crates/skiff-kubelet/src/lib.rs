@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod env;
 pub mod events;
+pub mod log_rotation;
 pub mod netns;
 pub mod network;
 pub mod node;
@@ -129,6 +130,7 @@ impl Kubelet {
         tracing::info!(node = %self.shared.config.node_name, "node registered");
         let heartbeat = tokio::spawn(node::heartbeat(self.shared.clone()));
         let pods = tokio::spawn(pods::manager::run(self.shared.clone()));
+        let rotation = tokio::spawn(log_rotation::run(self.shared.runtime.clone(), self.shared.config.log_rotation));
         let streaming = match self.streaming_tls.clone() {
             Some(tls) => {
                 let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.shared.config.kubelet_port));
@@ -150,6 +152,7 @@ impl Kubelet {
         let _ = shutdown.wait_for(|stop| *stop).await;
         heartbeat.abort();
         pods.abort();
+        rotation.abort();
         for task in [streaming, healthz].into_iter().flatten() {
             task.abort();
         }

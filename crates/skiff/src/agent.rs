@@ -28,6 +28,8 @@ pub struct AgentOptions {
     pub healthz_port: u16,
     /// The node's network services; `None` gives pods only loopback.
     pub network: Option<skiff_kubelet::network::NetworkOptions>,
+    /// When container logs are rotated.
+    pub log_rotation: skiff_kubelet::log_rotation::Policy,
     /// Serving certificate and key of the agent's HTTPS server and the CA whose client
     /// certificates it accepts (PEM), when the server issued them.
     pub serving: Option<(String, String, String)>,
@@ -84,6 +86,7 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
     config.control_plane = options.control_plane;
     config.kubelet_port = options.kubelet_port;
     config.healthz_port = options.healthz_port;
+    config.log_rotation = options.log_rotation;
     let addresses: Arc<dyn skiff_kubelet::PodAddresses> = match options.network {
         Some(_) => cluster_network.clone(),
         None => Arc::new(NoPodNetwork),
@@ -199,6 +202,7 @@ pub async fn run_agent(args: crate::cli::AgentArgs) -> anyhow::Result<()> {
         healthz_port: args.node.kubelet_healthz_port,
         network: crate::server::network_options(&args.node),
         serving,
+        log_rotation: args.node.log_rotation(),
     };
     eprintln!("skiff agent: node {} at {node_ip}, server {server}", options.node_name);
     let (tx, rx) = tokio::sync::watch::channel(false);

@@ -216,6 +216,35 @@ pub struct NodeArgs {
     /// address of the interface that reaches the server).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
+    /// Rotate a container's log once it is larger than this (a quantity, e.g. `10Mi`).
+    #[arg(long, default_value = "10Mi", value_parser = parse_byte_quantity)]
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the current one included (at least 2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: u32,
+    /// How often container log sizes are checked for rotation, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub container_log_monitor_interval: u64,
+}
+
+impl NodeArgs {
+    /// The container log rotation these flags ask for.
+    pub fn log_rotation(&self) -> skiff_kubelet::log_rotation::Policy {
+        skiff_kubelet::log_rotation::Policy {
+            max_size: self.container_log_max_size,
+            max_files: self.container_log_max_files as usize,
+            interval: std::time::Duration::from_secs(self.container_log_monitor_interval),
+        }
+    }
+}
+
+/// A byte count written as a Kubernetes quantity (`10Mi`, `512Ki`, `1G`, `4096`).
+fn parse_byte_quantity(s: &str) -> Result<u64, String> {
+    skiff_kubelet::volumes::quantity::Quantity::parse(s)
+        .map(|q| q.value())
+        .filter(|v| *v > 0)
+        .and_then(|v| u64::try_from(v).ok())
+        .ok_or_else(|| format!("{s:?} is not a positive size such as 10Mi or 512Ki"))
 }
 
 /// `skiff agent`: a node that joins a server.

@@ -262,6 +262,18 @@ pub async fn stream_log(
                     return Ok(());
                 }
                 partial.extend_from_slice(&buf[..n]);
+            } else if rotated(&file, &path).await {
+                // The old file is complete once the new one exists: read its rest, go on
+                // in the new one from its start.
+                loop {
+                    let n = file.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    partial.extend_from_slice(&buf[..n]);
+                }
+                file = open(&path).await?;
+                offset = 0;
             } else {
                 tokio::time::sleep(FOLLOW_POLL).await;
                 continue;
@@ -285,6 +297,17 @@ pub async fn stream_log(
             return Ok(());
         }
         tracing::trace!(offset, "log follow");
+    }
+}
+
+/// Whether the log at `path` is a different file from `file` now: rotation renamed `file` away
+/// and the shim reopened the path. (While the path is missing the shim has not reopened yet
+/// and may still append to `file`.)
+async fn rotated(file: &tokio::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata().await, tokio::fs::metadata(path).await) {
+        (Ok(old), Ok(new)) => (old.dev(), old.ino()) != (new.dev(), new.ino()),
+        _ => false,
     }
 }
 
