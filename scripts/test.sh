@@ -13,6 +13,8 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v nsenter >/dev/null || need_apt+=(util-linux)
 # The nftables tests read the ruleset back with `nft` (skiff itself programs netlink).
 command -v nft >/dev/null || need_apt+=(nftables)
+# The network e2e checks Ingress TLS (SNI, certificate chain) with curl.
+command -v curl >/dev/null || need_apt+=(curl)
 # Registry pull tests run Debian's registry (distribution) on loopback.
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 if ((${#need_apt[@]})); then

@@ -63,6 +63,16 @@ fn target_port(sp: &ServicePort, pod: &Pod) -> Option<i32> {
     }
 }
 
+/// The pod's hostname when its subdomain is the Service `service` (upstream's rule for the
+/// endpoint hostname).
+fn pod_hostname_under(pod: &Pod, service: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    if spec.subdomain.as_deref() != Some(service) {
+        return None;
+    }
+    spec.hostname.clone().filter(|h| !h.is_empty())
+}
+
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
@@ -101,17 +111,24 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 Some(json!({"name": sp.name.clone().unwrap_or_default(), "port": port, "protocol": sp.protocol.clone().unwrap_or_else(|| "TCP".into())}))
             })
             .collect();
-        let addr = json!({
+        let mut addr = json!({
             "ip": ip,
             "nodeName": pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             "targetRef": {"kind": "Pod", "name": pod.name_any(), "namespace": ns, "uid": pod.uid()},
         });
-        slice_endpoints.push(json!({
+        let mut endpoint = json!({
             "addresses": [ip],
             "conditions": {"ready": ready, "serving": is_ready(pod) || publish_not_ready, "terminating": terminating},
             "nodeName": pod.spec.as_ref().and_then(|s| s.node_name.clone()),
             "targetRef": {"kind": "Pod", "name": pod.name_any(), "namespace": ns, "uid": pod.uid()},
-        }));
+        });
+        // A pod whose subdomain is this Service is named by its hostname in DNS
+        // (`<hostname>.<service>.<namespace>.svc`), as StatefulSet pods are.
+        if let Some(hostname) = pod_hostname_under(pod, &name) {
+            addr["hostname"] = json!(hostname);
+            endpoint["hostname"] = json!(hostname);
+        }
+        slice_endpoints.push(endpoint);
         if slice_ports.is_none() {
             slice_ports = Some(resolved.clone());
         }
@@ -171,4 +188,21 @@ async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let es_api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
     es_api.patch(&format!("{name}-skiff"), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&slice)).await?;
     Ok(Action::requeue(Duration::from_secs(60)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(hostname: Option<&str>, subdomain: Option<&str>) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "hostname": hostname, "subdomain": subdomain}})).unwrap()
+    }
+
+    #[test]
+    fn endpoint_hostname_only_under_the_pods_subdomain() {
+        assert_eq!(pod_hostname_under(&pod(Some("web-0"), Some("web")), "web").as_deref(), Some("web-0"));
+        assert_eq!(pod_hostname_under(&pod(Some("web-0"), Some("other")), "web"), None);
+        assert_eq!(pod_hostname_under(&pod(Some("web-0"), None), "web"), None);
+        assert_eq!(pod_hostname_under(&pod(None, Some("web")), "web"), None);
+    }
 }

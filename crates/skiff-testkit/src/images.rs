@@ -12,6 +12,7 @@ pub const APPLETS: &[&str] = &[
     "sh", "true", "false", "sleep", "cat", "echo", "nc", "httpd", "wget", "ls", "mkdir", "touch",
     "id", "hostname", "date", "dd", "head", "tail", "grep", "ps", "kill", "trap", "env", "pwd",
     "tty", "stty", "readlink", "tar", "xargs", "rm", "mv", "cp", "seq", "timeout", "nslookup",
+    "test", "usleep",
 ];
 
 /// A layer under construction.

@@ -2,8 +2,10 @@
 //! a test LAN: a server (with its agent) on node 1 and `skiff agent`s on nodes 2 (joined
 //! with a token: TLS bootstrap) and 3 (admin kubeconfig).
 //! Pod to pod across nodes over VXLAN, a Service by ClusterIP and by DNS name, NodePort from
-//! a node, Ingress by host through any node, a LoadBalancer Service on the node addresses,
-//! a NetworkPolicy that blocks and then allows, and routes removed with a node.
+//! a node, Ingress by host and by path through any node and with TLS from a Secret, a
+//! LoadBalancer Service on the node addresses, endpoints following readiness, headless and
+//! StatefulSet names, a NetworkPolicy that blocks and then allows, an agent crash and
+//! restart that keeps traffic flowing, and routes removed with a node.
 //!
 //! Needs root and busybox-static.
 
@@ -22,6 +24,14 @@ const IMAGE: &str = "skiff.test/busybox:1";
 struct Agent {
     child: Child,
     data_dir: std::path::PathBuf,
+}
+
+impl Agent {
+    /// SIGKILLs the agent, leaving its containers, routes and rules in place (a crash).
+    fn crash(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Agent {
@@ -112,7 +122,7 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
     anyhow::ensure!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let server = format!("https://{server_ip}:{}", cluster.port);
-    let _agent2 = start_agent(&lab, 2, Join::Token { server, token }, &root)?;
+    let mut agent2 = start_agent(&lab, 2, Join::Token { server: server.clone(), token: token.clone() }, &root)?;
     let mut agent3 = Some(start_agent(&lab, 3, Join::Kubeconfig(&kubeconfig), &root)?);
 
     cluster.eventually(Duration::from_secs(60), "three Ready nodes with pod CIDRs", || {
@@ -222,6 +232,30 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
     })?;
     cluster.ok(&["delete", "networkpolicy", "web-deny", "web-allow-client"])?;
 
+    ingress_paths_and_tls(&cluster, &lab, &root)?;
+    endpoints_follow_readiness(&cluster)?;
+    headless_and_statefulset_names(&cluster)?;
+
+    // The agent of node 2 crashes: traffic to its pod keeps flowing (the kernel holds the
+    // routes and rules), and once it is back nothing was restarted or rewired.
+    let web2_ip = cluster.ok(&["get", "pod", "web2", "-o", "jsonpath={.status.podIP}"])?;
+    agent2.crash();
+    assert_eq!(wget(&cluster, "client", &format!("http://{web2_ip}:8080/")).as_deref().map(str::trim), Some("web2"));
+    assert_eq!(wget(&cluster, "client", "http://only2/").as_deref().map(str::trim), Some("web2"), "Service while node 2's agent is down");
+    let restarted = start_agent(&lab, 2, Join::Token { server, token }, &root)?;
+    std::mem::forget(std::mem::replace(&mut agent2, restarted));
+    std::thread::sleep(Duration::from_secs(5));
+    for _ in 0..3 {
+        assert_eq!(wget(&cluster, "client", &format!("http://{web2_ip}:8080/")).as_deref().map(str::trim), Some("web2"), "after the agent restart");
+        assert_eq!(wget(&cluster, "client", "http://only2/").as_deref().map(str::trim), Some("web2"), "Service after the agent restart");
+    }
+    let from_node2 = cluster.ok(&["exec", "web2", "--", "timeout", "5", "wget", "-q", "-O", "-", "http://web1.default.pod.cluster.local:8080/"]);
+    let web1_ip = cluster.ok(&["get", "pod", "web1", "-o", "jsonpath={.status.podIP}"])?;
+    let from_node2 = from_node2.or_else(|_| cluster.ok(&["exec", "web2", "--", "timeout", "5", "wget", "-q", "-O", "-", &format!("http://{web1_ip}:8080/")]))?;
+    assert_eq!(from_node2.trim(), "web1", "node 2 -> node 1 after the restart");
+    let status = cluster.ok(&["get", "pod", "web2", "-o", "jsonpath={.status.podIP} {.status.containerStatuses[0].restartCount}"])?;
+    assert_eq!(status, format!("{web2_ip} 0"), "web2 kept its address and was not restarted");
+
     // Removing node 3 removes the routes to its pods on the others.
     let cidr3 = cluster.ok(&["get", "node", "node3", "-o", "jsonpath={.spec.podCIDR}"])?;
     let routes = lab.output(1, "ip", &["route"])?;
@@ -232,5 +266,127 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
         let routes = lab.output(1, "ip", &["route"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
         !routes.contains(&cidr3)
     })?;
+    Ok(())
+}
+
+/// An Ingress routing two paths of one host to two Services, over HTTP and over HTTPS with a
+/// certificate from a TLS Secret, chosen by SNI and verified against its CA.
+fn ingress_paths_and_tls(cluster: &Cluster, lab: &NetLab, root: &std::path::Path) -> Result<()> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ingress test CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca.pem(), ca_key)?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["c.test".to_string()])?.signed_by(&key, &issuer)?;
+    let (crt_path, key_path, ca_path) = (root.join("c.test.crt"), root.join("c.test.key"), root.join("ingress-ca.crt"));
+    std::fs::write(&crt_path, cert.pem())?;
+    std::fs::write(&key_path, key.serialize_pem())?;
+    std::fs::write(&ca_path, ca.pem())?;
+    cluster.ok(&["create", "secret", "tls", "c-test", "--cert", crt_path.to_str().unwrap(), "--key", key_path.to_str().unwrap()])?;
+    let ing = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "paths"},
+                  "spec": {"tls": [{"hosts": ["c.test"], "secretName": "c-test"}],
+                           "rules": [{"host": "c.test", "http": {"paths": [
+                    {"path": "/one", "pathType": "Exact", "backend": {"service": {"name": "only1", "port": {"number": 80}}}},
+                    {"path": "/two", "pathType": "Prefix", "backend": {"service": {"name": "only2", "port": {"number": 80}}}}]}}]}}"#;
+    let out = cluster.kubectl_stdin(&["apply", "-f", "-"], ing)?;
+    anyhow::ensure!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    // busybox httpd serves files by path: give the backends a file for each route.
+    // (Node 3 joined with a kubeconfig has no serving certificate, so no exec there.)
+    cluster.ok(&["exec", "web1", "--", "sh", "-c", "cp /var/www/index.html /var/www/one"])?;
+    cluster.ok(&["exec", "web2", "--", "sh", "-c", "mkdir -p /var/www/two && cp /var/www/index.html /var/www/two/x"])?;
+    cluster.ok(&["label", "pod", "web1", "tier=one"])?;
+    let only1 = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "only1"},
+                    "spec": {"selector": {"tier": "one"}, "ports": [{"port": 80, "targetPort": 8080}]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], only1)?;
+    let fetch = |scheme: &str, path: &str| -> Option<String> {
+        let port = if scheme == "https" { 443 } else { 80 };
+        let url = format!("{scheme}://c.test{path}");
+        let resolve = format!("c.test:{port}:{}", lab.address(1));
+        let args = ["-sS", "--max-time", "5", "--fail", "--cacert", ca_path.to_str().unwrap(), "--resolve", &resolve, &url];
+        let out = lab.output(3, "curl", &args).ok()?;
+        if !out.status.success() {
+            eprintln!("curl {url}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    cluster.eventually(Duration::from_secs(30), "https://c.test/two/x to reach web2", || {
+        fetch("https", "/two/x").is_some_and(|b| b == "web2")
+    })?;
+    // Plain HTTP to a TLS host is redirected to HTTPS (ingress-nginx's ssl-redirect default).
+    let resolve = format!("c.test:80:{}", lab.address(1));
+    let out = lab.output(3, "curl", &["-sS", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "--resolve", &resolve, "http://c.test/two/x"])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "308 https://c.test/two/x", "/two over HTTP");
+    cluster.eventually(Duration::from_secs(20), "https://c.test/one to reach web1", || fetch("https", "/one").is_some_and(|b| b == "web1"))?;
+    assert!(fetch("https", "/one/more").is_none(), "Exact /one must not match /one/more");
+    Ok(())
+}
+
+/// A Service's endpoints follow the readiness of its pod: no endpoint (connections refused)
+/// until the readiness probe passes, then traffic flows.
+fn endpoints_follow_readiness(cluster: &Cluster) -> Result<()> {
+    let pod = format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "gated", "labels": {{"app": "gated"}}}},
+            "spec": {{"nodeName": "node2", "terminationGracePeriodSeconds": 1,
+              "containers": [{{"name": "c", "image": "{IMAGE}",
+                "command": ["sh", "-c", "echo gated > /var/www/index.html; exec httpd -f -p 8080 -h /var/www"],
+                "readinessProbe": {{"exec": {{"command": ["test", "-f", "/tmp/ready"]}}, "periodSeconds": 1}}}}]}}}}"#
+    );
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &pod)?;
+    let svc = r#"{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gated"},
+                  "spec": {"selector": {"app": "gated"}, "ports": [{"port": 80, "targetPort": 8080}]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], svc)?;
+    cluster.eventually(Duration::from_secs(60), "the gated pod to run (not ready)", || {
+        cluster.ok(&["get", "pod", "gated", "-o", "jsonpath={.status.phase}"]).is_ok_and(|p| p == "Running")
+    })?;
+    let ready_addresses = || cluster.ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=gated", "-o", "jsonpath={.items[*].endpoints[?(@.conditions.ready==true)].addresses[0]}"]).unwrap_or_default();
+    assert_eq!(ready_addresses(), "", "an unready pod must not be a ready endpoint");
+    assert!(wget(cluster, "client", "http://gated/").is_none(), "the Service answered before its pod was ready");
+    cluster.ok(&["exec", "gated", "--", "touch", "/tmp/ready"])?;
+    let answered = cluster.eventually(Duration::from_secs(20), "the gated Service to answer once ready", || {
+        wget(cluster, "client", "http://gated/").is_some_and(|b| b.trim() == "gated")
+    });
+    if answered.is_err() {
+        eprintln!("gated pod status: {:?}", cluster.ok(&["get", "pod", "gated", "-o", "jsonpath={.status}"]));
+        eprintln!("endpoint slices: {:?}", cluster.ok(&["get", "endpointslices", "-o", "yaml"]));
+    }
+    answered?;
+    let ip = cluster.ok(&["get", "pod", "gated", "-o", "jsonpath={.status.podIP}"])?;
+    assert_eq!(ready_addresses(), ip);
+    // Unready again: the endpoint goes and connections are refused again.
+    cluster.ok(&["exec", "gated", "--", "rm", "/tmp/ready"])?;
+    cluster.eventually(Duration::from_secs(20), "the gated Service to stop answering", || wget(cluster, "client", "http://gated/").is_none())?;
+    Ok(())
+}
+
+/// A headless Service and a StatefulSet: each replica by its stable name.
+fn headless_and_statefulset_names(cluster: &Cluster) -> Result<()> {
+    let manifests = format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [
+            {{"apiVersion": "v1", "kind": "Service", "metadata": {{"name": "hl"}},
+              "spec": {{"clusterIP": "None", "selector": {{"app": "sts"}}, "ports": [{{"port": 8080}}]}}}},
+            {{"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {{"name": "sts"}},
+              "spec": {{"serviceName": "hl", "replicas": 2, "selector": {{"matchLabels": {{"app": "sts"}}}},
+                "template": {{"metadata": {{"labels": {{"app": "sts"}}}},
+                  "spec": {{"terminationGracePeriodSeconds": 1, "containers": [{{"name": "c", "image": "{IMAGE}",
+                    "command": ["sh", "-c", "echo $(hostname) > /var/www/index.html; exec httpd -f -p 8080 -h /var/www"]}}]}}}}}}}}]}}"#
+    );
+    let out = cluster.kubectl_stdin(&["apply", "-f", "-"], &manifests)?;
+    anyhow::ensure!(out.status.success(), "apply: {}", String::from_utf8_lossy(&out.stderr));
+    cluster.eventually(Duration::from_secs(90), "sts-1 to run", || {
+        cluster.ok(&["get", "pod", "sts-1", "-o", "jsonpath={.status.phase}"]).is_ok_and(|p| p == "Running")
+    })?;
+    cluster.eventually(Duration::from_secs(20), "sts-0.hl to resolve and answer", || {
+        wget(cluster, "client", "http://sts-0.hl:8080/").is_some_and(|b| b.trim() == "sts-0")
+    })?;
+    let full = wget(cluster, "client", "http://sts-1.hl.default.svc.cluster.local:8080/");
+    assert_eq!(full.as_deref().map(str::trim), Some("sts-1"));
+    // The headless name itself resolves to the pods (no virtual IP).
+    let lookup = cluster.ok(&["exec", "client", "--", "nslookup", "hl.default.svc.cluster.local"])?;
+    for pod in ["sts-0", "sts-1"] {
+        let ip = cluster.ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"])?;
+        assert!(lookup.contains(&ip), "{pod} ({ip}) missing from {lookup}");
+    }
     Ok(())
 }
