@@ -209,6 +209,12 @@ pub struct NodeArgs {
     /// Do not enforce NetworkPolicies on this node.
     #[arg(long)]
     pub disable_network_policy: bool,
+    /// Port of the service proxy's /healthz and /livez on all addresses (0 = off).
+    #[arg(long, default_value_t = 10256)]
+    pub kube_proxy_healthz_port: u16,
+    /// Port of the service proxy's Prometheus /metrics on localhost (0 = off).
+    #[arg(long, default_value_t = 10249)]
+    pub kube_proxy_metrics_port: u16,
     /// Name of this machine's node (default: the hostname).
     #[arg(long)]
     pub node_name: Option<String>,

@@ -141,6 +141,8 @@ pub fn network_options(args: &crate::cli::NodeArgs) -> Option<skiff_kubelet::net
         dns: !args.disable_dns,
         policy: !args.disable_network_policy,
         ingress: !args.disable_ingress,
+        proxy_healthz_port: args.kube_proxy_healthz_port,
+        proxy_metrics_port: args.kube_proxy_metrics_port,
     })
 }
 

@@ -232,6 +232,18 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
     })?;
     cluster.ok(&["delete", "networkpolicy", "web-deny", "web-allow-client"])?;
 
+    // The service proxy's status endpoints, as kube-proxy serves them.
+    let healthz = lab.output(3, "curl", &["-sS", "--max-time", "5", "-w", " %{http_code}", &format!("http://{}:10256/healthz", lab.address(2))])?;
+    let healthz = String::from_utf8_lossy(&healthz.stdout).into_owned();
+    assert!(healthz.ends_with(" 200") && healthz.contains("\"lastUpdated\":\"20"), "{healthz}");
+    let metrics = lab.output(1, "curl", &["-sS", "--max-time", "5", "http://127.0.0.1:10249/metrics"])?;
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    let syncs = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kubeproxy_sync_proxy_rules_duration_seconds_count "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(syncs.is_some_and(|n| n > 0), "{metrics}");
+
     ingress_paths_and_tls(&cluster, &lab, &root)?;
     endpoints_follow_readiness(&cluster)?;
     headless_and_statefulset_names(&cluster)?;

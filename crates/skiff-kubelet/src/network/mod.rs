@@ -4,6 +4,7 @@
 //! API and calls it.
 
 mod hook;
+pub mod proxy_health;
 mod services;
 mod watch;
 
@@ -33,11 +34,23 @@ pub struct NetworkOptions {
     pub policy: bool,
     /// Serve Ingresses on the node's ports 80 and 443.
     pub ingress: bool,
+    /// Port of the service proxy's `/healthz` on all addresses (10256; 0 = off).
+    pub proxy_healthz_port: u16,
+    /// Port of the service proxy's `/metrics` on localhost (10249; 0 = off).
+    pub proxy_metrics_port: u16,
 }
 
 impl Default for NetworkOptions {
     fn default() -> Self {
-        Self { backend: Backend::Vxlan, proxy: true, dns: true, policy: true, ingress: true }
+        Self {
+            backend: Backend::Vxlan,
+            proxy: true,
+            dns: true,
+            policy: true,
+            ingress: true,
+            proxy_healthz_port: 10256,
+            proxy_metrics_port: 10249,
+        }
     }
 }
 
@@ -83,7 +96,8 @@ pub async fn run(shared: Arc<Shared>, network: Arc<ClusterNetwork>, options: Net
             tokio::spawn(services::run_ingress(shared.clone(), caches.clone()));
         }
         if options.proxy {
-            tokio::spawn(services::run_proxy(shared.clone(), caches.clone()));
+            let ports = (options.proxy_healthz_port, options.proxy_metrics_port);
+            tokio::spawn(services::run_proxy(shared.clone(), caches.clone(), ports));
         }
         if options.dns {
             ensure_dns_service(&shared).await;

@@ -17,6 +17,7 @@ use skiff_net::nft::NetlinkBackend;
 use skiff_net::policy::{self, PolicyEnforcer, PolicyInput, PolicyPod};
 use skiff_net::proxy::{self, HostPort, ProxyConfig, ServiceProxy};
 
+use super::proxy_health::{self, Endpoints, ProxyHealth};
 use super::watch::{self, Cache};
 use crate::Shared;
 
@@ -90,7 +91,7 @@ fn host_ports(pods: &[Pod], node: &str) -> Vec<HostPort> {
 }
 
 /// Programs Services (and hostPorts) into the `skiff` nftables table after every change.
-pub async fn run_proxy(shared: Arc<Shared>, caches: Caches) {
+pub async fn run_proxy(shared: Arc<Shared>, caches: Caches, ports: (u16, u16)) {
     let node_ips: Vec<Ipv4Addr> = match shared.config.node_ip {
         std::net::IpAddr::V4(ip) => vec![ip],
         _ => Vec::new(),
@@ -106,10 +107,20 @@ pub async fn run_proxy(shared: Arc<Shared>, caches: Caches) {
             return;
         }
     };
+    let health = Arc::new(ProxyHealth::default());
+    let (healthz_port, metrics_port) = ports;
+    if healthz_port != 0 {
+        tokio::spawn(proxy_health::serve(health.clone(), SocketAddr::from(([0, 0, 0, 0], healthz_port)), Endpoints::Health));
+    }
+    if metrics_port != 0 {
+        tokio::spawn(proxy_health::serve(health.clone(), SocketAddr::from(([127, 0, 0, 1], metrics_port)), Endpoints::Metrics));
+    }
     let mut services_changed = caches.services.changed.clone();
     let mut slices_changed = caches.slices.changed.clone();
     let mut pods_changed = caches.pods.as_ref().map(|p| p.changed.clone());
     loop {
+        health.queued();
+        let started = std::time::Instant::now();
         let services = proxied_services(watch::items(&caches.services.store));
         let slices = watch::items(&caches.slices.store);
         let mut state = proxy::build_state(&services, &slices, &shared.config.node_name, &node_ips);
@@ -117,11 +128,21 @@ pub async fn run_proxy(shared: Arc<Shared>, caches: Caches) {
             state.host_ports = host_ports(&watch::items(&pods.store), &shared.config.node_name);
         }
         let p = proxy.clone();
-        match tokio::task::spawn_blocking(move || p.lock().expect("proxy lock").sync(&state)).await {
-            Ok(Ok(stats)) => tracing::debug!(?stats, "service rules synced"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "service rule sync failed; retrying on the next change"),
-            Err(e) => tracing::warn!(error = %e, "service rule sync panicked"),
-        }
+        let ok = match tokio::task::spawn_blocking(move || p.lock().expect("proxy lock").sync(&state)).await {
+            Ok(Ok(stats)) => {
+                tracing::debug!(?stats, "service rules synced");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "service rule sync failed; retrying on the next change");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "service rule sync panicked");
+                false
+            }
+        };
+        health.synced(ok, started.elapsed());
         match &mut pods_changed {
             Some(pc) => watch::next_change(&mut [&mut services_changed, &mut slices_changed, pc]).await,
             None => watch::next_change(&mut [&mut services_changed, &mut slices_changed]).await,
