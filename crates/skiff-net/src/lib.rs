@@ -3,6 +3,7 @@
 //! - [`pod_network`]: the node bridge, one veth per pod, IPAM from the node's pod CIDR,
 //!   routes between nodes (VXLAN or direct), all through rtnetlink.
 //! - [`ingress`]: the built-in Ingress controller (HTTP/1.1, HTTP/2, TLS with SNI).
+//! - [`conntrack`]: deleting stale UDP flows when Service backends change (ctnetlink).
 //! - [`nft`]: nftables programmed through nf_tables netlink (no `nft` binary needed).
 //! - [`dns`]: the cluster DNS server (Services, headless endpoints, SRV, PTR, forwarding).
 //! - [`policy`]: NetworkPolicy enforced in its own nftables table.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod conntrack;
 pub mod dns;
 pub mod ingress;
 pub mod nft;

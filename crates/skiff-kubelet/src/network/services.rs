@@ -118,6 +118,8 @@ pub async fn run_proxy(shared: Arc<Shared>, caches: Caches, ports: (u16, u16)) {
     let mut services_changed = caches.services.changed.clone();
     let mut slices_changed = caches.slices.changed.clone();
     let mut pods_changed = caches.pods.as_ref().map(|p| p.changed.clone());
+    let mut conntrack: Option<skiff_net::conntrack::Conntrack> = None;
+    let mut programmed = proxy::ProxyState::default();
     loop {
         health.queued();
         let started = std::time::Instant::now();
@@ -128,9 +130,16 @@ pub async fn run_proxy(shared: Arc<Shared>, caches: Caches, ports: (u16, u16)) {
             state.host_ports = host_ports(&watch::items(&pods.store), &shared.config.node_name);
         }
         let p = proxy.clone();
+        let wanted = state.clone();
         let ok = match tokio::task::spawn_blocking(move || p.lock().expect("proxy lock").sync(&state)).await {
             Ok(Ok(stats)) => {
                 tracing::debug!(?stats, "service rules synced");
+                let stale = proxy::stale::stale_udp(&programmed, &wanted);
+                programmed = wanted;
+                if !stale.is_empty() {
+                    let mut ct = conntrack.take();
+                    conntrack = tokio::task::spawn_blocking(move || flush_stale_udp(ct.take(), &stale)).await.unwrap_or(None);
+                }
                 true
             }
             Ok(Err(e)) => {
@@ -146,6 +155,29 @@ pub async fn run_proxy(shared: Arc<Shared>, caches: Caches, ports: (u16, u16)) {
         match &mut pods_changed {
             Some(pc) => watch::next_change(&mut [&mut services_changed, &mut slices_changed, pc]).await,
             None => watch::next_change(&mut [&mut services_changed, &mut slices_changed]).await,
+        }
+    }
+}
+
+/// Deletes the UDP conntrack entries `stale` selects, so the next datagram of those flows is
+/// balanced over the current backends; returns the socket for reuse (none after an error).
+fn flush_stale_udp(ct: Option<skiff_net::conntrack::Conntrack>, stale: &proxy::stale::StaleUdp) -> Option<skiff_net::conntrack::Conntrack> {
+    let mut ct = match ct.map_or_else(skiff_net::conntrack::Conntrack::new, Ok) {
+        Ok(ct) => ct,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open ctnetlink; stale UDP flows stay until they time out");
+            return None;
+        }
+    };
+    match ct.delete_udp(|f| stale.matches(f)) {
+        Ok(0) => Some(ct),
+        Ok(n) => {
+            tracing::debug!(flows = n, ?stale, "deleted stale UDP conntrack entries");
+            Some(ct)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "deleting stale UDP conntrack entries failed");
+            None
         }
     }
 }

@@ -11,6 +11,7 @@
 //! Calls only [`crate::nft`]; knows nothing about the API server.
 
 mod rules;
+pub mod stale;
 pub mod state;
 mod sync;
 
