@@ -17,6 +17,7 @@ pub mod digest;
 pub mod error;
 pub mod image;
 pub mod runtime;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 
