@@ -230,10 +230,24 @@ fn normalize_cap(c: &str) -> String {
     }
 }
 
+/// "All capabilities" as containerd means it for privileged containers: all those this
+/// process may hold (its bounding set), since asking for one beyond it fails the container.
+fn all_current_capabilities() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).ok();
+    ALL_CAPABILITIES
+        .iter()
+        .filter(|name| match (&bounding, name.parse::<caps::Capability>()) {
+            (Some(set), Ok(cap)) => set.contains(&cap),
+            _ => true,
+        })
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// The effective capability set after add/drop (`ALL` is understood in both).
 pub fn capabilities(cfg: &ContainerConfig) -> Vec<String> {
     if cfg.privileged {
-        return ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        return all_current_capabilities();
     }
     let drop: Vec<String> = cfg
         .capabilities_drop
@@ -252,7 +266,7 @@ pub fn capabilities(cfg: &ContainerConfig) -> Vec<String> {
     for add in &cfg.capabilities_add {
         let add = normalize_cap(add);
         if add == "CAP_ALL" {
-            return ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+            return all_current_capabilities();
         }
         if !caps.contains(&add) {
             caps.push(add);
