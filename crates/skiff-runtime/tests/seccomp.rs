@@ -145,6 +145,16 @@ fn unconfined_privileged_and_no_new_privs_variants() {
         assert_eq!(mask(&out, set), 0, "{set} in {out}");
     }
 
+    // A non-root user: the lent capabilities still let the filter in, then go.
+    let mut cfg = t.sh("nobody", PROBE);
+    cfg.seccomp = SeccompProfile::RuntimeDefault;
+    cfg.user = Some(skiff_runtime::runtime::User { uid: 65534, gid: Some(65534), additional_gids: vec![] });
+    let (code, out) = run(&t, &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(field(&out, "Seccomp"), "2", "{out}");
+    assert_eq!(mask(&out, "CapBnd") & SYS_ADMIN_BIT, 0, "{out}");
+    assert_eq!(mask(&out, "CapPrm") & SYS_ADMIN_BIT, 0, "{out}");
+
     // CAP_SYS_ADMIN granted on purpose opens the mount family, as upstream's default does.
     let mut cfg = t.sh("admin", "mount -t tmpfs none /tmp && echo mounted");
     cfg.seccomp = SeccompProfile::RuntimeDefault;
