@@ -547,7 +547,10 @@ mod tests {
         );
         cfg.no_new_privileges = true;
         let spec = build_spec(&cfg, &p, Path::new("/r"), &ns, "/c", Some(&profile)).unwrap();
-        assert_eq!(spec["process"]["capabilities"]["bounding"], json!(["CAP_CHOWN"]));
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"],
+            json!(["CAP_CHOWN"])
+        );
         assert!(spec.get("annotations").is_none());
     }
 }

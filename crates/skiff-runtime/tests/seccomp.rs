@@ -18,14 +18,20 @@ const SYS_ADMIN_BIT: u64 = 1 << 21;
 /// Runs a container to completion; returns its exit code and its output lines.
 fn run(t: &TestRuntime, cfg: &ContainerConfig) -> (i32, String) {
     if let Err(e) = t.rt.create_container(cfg) {
-        let log = std::fs::read_to_string(t.scratch.path(&format!("root/containers/{}/shim.log", cfg.id)));
+        let log = std::fs::read_to_string(
+            t.scratch
+                .path(&format!("root/containers/{}/shim.log", cfg.id)),
+        );
         panic!("{e}: {log:?}");
     }
     t.rt.start_container(&cfg.id).unwrap();
     let st = t.rt.wait_container(&cfg.id, WAIT).unwrap();
     let text = std::fs::read_to_string(t.rt.log_path(&cfg.id).unwrap()).unwrap();
     // CRI lines: "<time> <stream> <tag> <text>".
-    let out: Vec<&str> = text.lines().filter_map(|l| l.splitn(4, ' ').nth(3)).collect();
+    let out: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect();
     (st.exit_code.unwrap(), out.join("\n"))
 }
 
@@ -41,7 +47,8 @@ fn mask(out: &str, key: &str) -> u64 {
     u64::from_str_radix(field(out, key), 16).unwrap()
 }
 
-const PROBE: &str = "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapPrm|CapBnd|CapInh|CapAmb):' /proc/self/status; \
+const PROBE: &str =
+    "grep -E '^(Seccomp|NoNewPrivs|CapEff|CapPrm|CapBnd|CapInh|CapAmb):' /proc/self/status; \
     unshare -U true 2>&1; echo unshare=$?; ls / >/dev/null && echo ls=ok";
 
 #[test]
@@ -81,15 +88,17 @@ fn runtime_default_filters_the_container_and_its_execs() {
     let out = exec(PROBE);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(field(&text, "Seccomp"), "2", "{text}");
-    assert!(text.contains("unshare=1") && text.contains("ls=ok"), "{text}");
+    assert!(
+        text.contains("unshare=1") && text.contains("ls=ok"),
+        "{text}"
+    );
     assert_eq!(mask(&text, "CapBnd") & SYS_ADMIN_BIT, 0, "{text}");
     let out = exec("echo hi > /tmp/f && cat /tmp/f && ps | grep -c sleep");
     assert_eq!(out.exit_code, 0);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("hi\n"));
 
-    let child = t
-        .rt
-        .exec_command(&ExecRequest {
+    let child =
+        t.rt.exec_command(&ExecRequest {
             container_id: "rd-svc".into(),
             command: vec!["sh".into(), "-c".into(), PROBE.into()],
             tty: Some((24, 80)),
@@ -104,7 +113,8 @@ fn runtime_default_filters_the_container_and_its_execs() {
     let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     assert_eq!(field(&text, "Seccomp"), "2", "{text}");
     assert!(text.contains("unshare=1"), "{text}");
-    t.rt.stop_container("rd-svc", Duration::from_secs(1)).unwrap();
+    t.rt.stop_container("rd-svc", Duration::from_secs(1))
+        .unwrap();
 }
 
 #[test]
@@ -148,7 +158,11 @@ fn unconfined_privileged_and_no_new_privs_variants() {
     // A non-root user: the lent capabilities still let the filter in, then go.
     let mut cfg = t.sh("nobody", PROBE);
     cfg.seccomp = SeccompProfile::RuntimeDefault;
-    cfg.user = Some(skiff_runtime::runtime::User { uid: 65534, gid: Some(65534), additional_gids: vec![] });
+    cfg.user = Some(skiff_runtime::runtime::User {
+        uid: 65534,
+        gid: Some(65534),
+        additional_gids: vec![],
+    });
     let (code, out) = run(&t, &cfg);
     assert_eq!(code, 0, "{out}");
     assert_eq!(field(&out, "Seccomp"), "2", "{out}");
@@ -180,11 +194,16 @@ fn localhost_profiles_apply_their_actions_and_a_missing_one_fails_creation() {
         "lh",
         "grep Seccomp: /proc/self/status; mkdir /tmp/x 2>&1; echo mkdir=$?; touch /tmp/y && echo touch=ok",
     );
-    cfg.seccomp = SeccompProfile::Localhost { path: errno.clone() };
+    cfg.seccomp = SeccompProfile::Localhost {
+        path: errno.clone(),
+    };
     let (code, out) = run(&t, &cfg);
     assert_eq!(code, 0, "{out}");
     assert_eq!(field(&out, "Seccomp"), "2", "{out}");
-    assert!(out.contains("Permission denied") && out.contains("mkdir=1"), "{out}");
+    assert!(
+        out.contains("Permission denied") && out.contains("mkdir=1"),
+        "{out}"
+    );
     assert!(out.contains("touch=ok"), "{out}");
     // SCMP_ACT_KILL: the exec'd `chmod` dies of SIGSYS (31).
     let exec_kill = {
@@ -192,23 +211,32 @@ fn localhost_profiles_apply_their_actions_and_a_missing_one_fails_creation() {
         svc.seccomp = SeccompProfile::Localhost { path: errno };
         t.rt.create_container(&svc).unwrap();
         t.rt.start_container("lh-svc").unwrap();
-        let r = t
-            .rt
-            .exec_sync(&ExecRequest {
+        let r =
+            t.rt.exec_sync(&ExecRequest {
                 container_id: "lh-svc".into(),
-                command: ["busybox", "chmod", "600", "/etc/passwd"].map(String::from).to_vec(),
+                command: ["busybox", "chmod", "600", "/etc/passwd"]
+                    .map(String::from)
+                    .to_vec(),
                 ..Default::default()
             })
             .unwrap();
-        t.rt.stop_container("lh-svc", Duration::from_secs(1)).unwrap();
-        eprintln!("chmod exec: {} {:?} {:?}", r.exit_code, String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
+        t.rt.stop_container("lh-svc", Duration::from_secs(1))
+            .unwrap();
+        eprintln!(
+            "chmod exec: {} {:?} {:?}",
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        );
         r.exit_code
     };
     assert_eq!(exec_kill, 128 + 31);
 
     let missing = dir.join("missing.json");
     let mut cfg = t.sh("lh-missing", "true");
-    cfg.seccomp = SeccompProfile::Localhost { path: missing.clone() };
+    cfg.seccomp = SeccompProfile::Localhost {
+        path: missing.clone(),
+    };
     let err = t.rt.create_container(&cfg).unwrap_err();
     assert_eq!(
         err.to_string(),

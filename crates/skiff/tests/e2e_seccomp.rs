@@ -20,14 +20,22 @@ fn is_root() -> bool {
 
 fn apply(cluster: &Cluster, manifest: &str) -> Result<()> {
     let out = cluster.kubectl_stdin(&["apply", "-f", "-"], manifest)?;
-    anyhow::ensure!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
 /// A pod with the pod-level `seccompProfile` `pod_profile` (JSON or empty) and one container
 /// running `script` with `container_profile`.
 fn pod(name: &str, pod_profile: &str, container_profile: &str, script: &str) -> String {
-    let psc = if pod_profile.is_empty() { String::new() } else { format!(r#""securityContext": {{"seccompProfile": {pod_profile}}},"#) };
+    let psc = if pod_profile.is_empty() {
+        String::new()
+    } else {
+        format!(r#""securityContext": {{"seccompProfile": {pod_profile}}},"#)
+    };
     let csc = if container_profile.is_empty() {
         String::new()
     } else {
@@ -42,8 +50,19 @@ fn pod(name: &str, pod_profile: &str, container_profile: &str, script: &str) -> 
 
 /// `Seccomp:` of a process in the pod, through `kubectl exec`.
 fn seccomp_mode(cluster: &Cluster, pod: &str, pid: &str) -> Result<String> {
-    let out = cluster.ok(&["exec", pod, "--", "grep", "Seccomp:", &format!("/proc/{pid}/status")])?;
-    Ok(out.split_whitespace().nth(1).unwrap_or_default().to_string())
+    let out = cluster.ok(&[
+        "exec",
+        pod,
+        "--",
+        "grep",
+        "Seccomp:",
+        &format!("/proc/{pid}/status"),
+    ])?;
+    Ok(out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string())
 }
 
 #[test]
@@ -67,40 +86,94 @@ fn seccomp_profiles_from_the_pod_spec() -> Result<()> {
 
     let rd = r#"{"type": "RuntimeDefault"}"#;
     apply(&cluster, &pod("rd", rd, "", "sleep 3600"))?;
-    apply(&cluster, &pod("uc", rd, r#"{"type": "Unconfined"}"#, "sleep 3600"))?;
     apply(
         &cluster,
-        &pod("lh", "", r#"{"type": "Localhost", "localhostProfile": "profiles/no-mkdir.json"}"#, "sleep 3600"),
+        &pod("uc", rd, r#"{"type": "Unconfined"}"#, "sleep 3600"),
     )?;
     apply(
         &cluster,
-        &pod("missing", "", r#"{"type": "Localhost", "localhostProfile": "profiles/nope.json"}"#, "sleep 3600"),
+        &pod(
+            "lh",
+            "",
+            r#"{"type": "Localhost", "localhostProfile": "profiles/no-mkdir.json"}"#,
+            "sleep 3600",
+        ),
     )?;
-    cluster.ok(&["wait", "--for=condition=Ready", "pod/rd", "pod/uc", "pod/lh", "--timeout=90s"])?;
+    apply(
+        &cluster,
+        &pod(
+            "missing",
+            "",
+            r#"{"type": "Localhost", "localhostProfile": "profiles/nope.json"}"#,
+            "sleep 3600",
+        ),
+    )?;
+    cluster.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/rd",
+        "pod/uc",
+        "pod/lh",
+        "--timeout=90s",
+    ])?;
 
     // The API keeps the field as written.
     assert_eq!(
-        cluster.ok(&["get", "pod", "rd", "-o", "jsonpath={.spec.securityContext.seccompProfile.type}"])?,
+        cluster.ok(&[
+            "get",
+            "pod",
+            "rd",
+            "-o",
+            "jsonpath={.spec.securityContext.seccompProfile.type}"
+        ])?,
         "RuntimeDefault"
     );
     // RuntimeDefault: the container's process and exec'd processes are filtered; ordinary
     // commands work, a user namespace is refused.
     assert_eq!(seccomp_mode(&cluster, "rd", "1")?, "2");
     assert_eq!(seccomp_mode(&cluster, "rd", "self")?, "2");
-    let out = cluster.kubectl(&["exec", "rd", "--", "sh", "-c", "ls / >/dev/null && echo ls-ok; unshare -U true; echo rc=$?"])?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("ls-ok") && text.contains("rc=1") && text.contains("Operation not permitted"), "{text}");
+    let out = cluster.kubectl(&[
+        "exec",
+        "rd",
+        "--",
+        "sh",
+        "-c",
+        "ls / >/dev/null && echo ls-ok; unshare -U true; echo rc=$?",
+    ])?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("ls-ok") && text.contains("rc=1") && text.contains("Operation not permitted"),
+        "{text}"
+    );
 
     // The container's Unconfined wins over the pod's RuntimeDefault.
     assert_eq!(seccomp_mode(&cluster, "uc", "1")?, "0");
-    let out = cluster.ok(&["exec", "uc", "--", "sh", "-c", "unshare -U true; echo rc=$?"])?;
+    let out = cluster.ok(&[
+        "exec",
+        "uc",
+        "--",
+        "sh",
+        "-c",
+        "unshare -U true; echo rc=$?",
+    ])?;
     assert!(out.contains("rc=0"), "{out}");
 
     // Localhost: the profile's own rules.
     assert_eq!(seccomp_mode(&cluster, "lh", "1")?, "2");
     let out = cluster.kubectl(&["exec", "lh", "--", "sh", "-c", "mkdir /tmp/d; echo rc=$?"])?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("Operation not permitted") && text.contains("rc=1"), "{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Operation not permitted") && text.contains("rc=1"),
+        "{text}"
+    );
 
     // A missing Localhost profile: the container never gets created.
     let mut waiting = String::new();
@@ -110,10 +183,50 @@ fn seccomp_profiles_from_the_pod_spec() -> Result<()> {
             .unwrap_or_default();
         waiting.starts_with("CreateContainerError|")
     })?;
-    assert!(waiting.contains("cannot load seccomp profile") && waiting.contains("nope.json"), "{waiting}");
-    let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=missing", "-o", "jsonpath={.items[*].message}"])?;
+    assert!(
+        waiting.contains("cannot load seccomp profile") && waiting.contains("nope.json"),
+        "{waiting}"
+    );
+    let events = cluster.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=missing",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ])?;
     assert!(events.contains("nope.json"), "{events}");
 
-    cluster.ok(&["delete", "pod", "rd", "uc", "lh", "missing", "--wait=true", "--timeout=60s"])?;
+    // The API server refuses malformed profiles with upstream's field errors.
+    let out = cluster.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "bad",
+            r#"{"type": "Localhost"}"#,
+            r#"{"type": "Localhost", "localhostProfile": "../x.json"}"#,
+            "true",
+        ),
+    )?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("spec.securityContext.seccompProfile.localhostProfile: Required value: must be set when seccomp type is Localhost"),
+        "{err}"
+    );
+    assert!(
+        err.contains(r#"spec.containers[0].securityContext.seccompProfile.localhostProfile: Invalid value: "../x.json": must not contain '..'"#),
+        "{err}"
+    );
+
+    cluster.ok(&[
+        "delete",
+        "pod",
+        "rd",
+        "uc",
+        "lh",
+        "missing",
+        "--wait=true",
+        "--timeout=60s",
+    ])?;
     Ok(())
 }

@@ -51,8 +51,9 @@ pub enum CompileError {
     TooLarge(usize),
 }
 
-// Opcodes (linux/bpf_common.h).
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+// Opcodes (linux/bpf_common.h): class | size | mode, or class | op | source.
+/// BPF_LD (0x00) | BPF_W (0x00) | BPF_ABS (0x20).
+const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_ALU_AND_K: u16 = 0x04 | 0x50;
 const BPF_JMP_JA: u16 = 0x05;
 const BPF_JEQ_K: u16 = 0x05 | 0x10;
@@ -192,7 +193,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, CompileError> {
         if let Some(i) = rules.iter().position(|r| r.conds.is_empty()) {
             rules.truncate(i + 1);
         }
-        if rules.last().is_some_and(|r| r.conds.is_empty() && r.action == default) {
+        if rules
+            .last()
+            .is_some_and(|r| r.conds.is_empty() && r.action == default)
+        {
             rules.pop();
         }
     }
@@ -201,7 +205,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, CompileError> {
     Ok(Filter { program, flags })
 }
 
-fn generate(default: u32, by_nr: &BTreeMap<u32, Vec<Rule>>) -> Result<Vec<SockFilter>, CompileError> {
+fn generate(
+    default: u32,
+    by_nr: &BTreeMap<u32, Vec<Rule>>,
+) -> Result<Vec<SockFilter>, CompileError> {
     let mut asm = Asm::default();
     let bad_arch = asm.label();
     let dflt = asm.label();
@@ -258,8 +265,16 @@ type Label = usize;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Stmt { code: u16, k: u32 },
-    Jump { code: u16, k: u32, t: Label, f: Label },
+    Stmt {
+        code: u16,
+        k: u32,
+    },
+    Jump {
+        code: u16,
+        k: u32,
+        t: Label,
+        f: Label,
+    },
     Ja(Label),
     Place(Label),
 }
@@ -283,7 +298,10 @@ impl Asm {
     }
 
     fn load(&mut self, off: u32) {
-        self.ops.push(Op::Stmt { code: BPF_LD_W_ABS, k: off });
+        self.ops.push(Op::Stmt {
+            code: BPF_LD_W_ABS,
+            k: off,
+        });
     }
 
     fn ret(&mut self, k: u32) {
@@ -325,7 +343,11 @@ impl Asm {
         use LinuxSeccompOperator::*;
         match c.op {
             ScmpCmpEq | ScmpCmpNe => {
-                let (on_eq, on_ne) = if c.op == ScmpCmpEq { (pass, fail) } else { (fail, pass) };
+                let (on_eq, on_ne) = if c.op == ScmpCmpEq {
+                    (pass, fail)
+                } else {
+                    (fail, pass)
+                };
                 let low = self.label();
                 self.load(hi);
                 self.jump(BPF_JEQ_K, v_hi, low, on_ne);
@@ -338,18 +360,28 @@ impl Asm {
                 let (w_hi, w_lo) = ((c.value_two >> 32) as u32, c.value_two as u32);
                 let low = self.label();
                 self.load(hi);
-                self.ops.push(Op::Stmt { code: BPF_ALU_AND_K, k: m_hi });
+                self.ops.push(Op::Stmt {
+                    code: BPF_ALU_AND_K,
+                    k: m_hi,
+                });
                 self.jump(BPF_JEQ_K, w_hi, low, fail);
                 self.place(low);
                 self.load(lo);
-                self.ops.push(Op::Stmt { code: BPF_ALU_AND_K, k: m_lo });
+                self.ops.push(Op::Stmt {
+                    code: BPF_ALU_AND_K,
+                    k: m_lo,
+                });
                 self.jump(BPF_JEQ_K, w_lo, pass, fail);
             }
             ScmpCmpGt | ScmpCmpGe | ScmpCmpLt | ScmpCmpLe => {
                 // x > v  <=>  hi > v_hi, or hi == v_hi and lo > v_lo (unsigned), and
                 // x >= v likewise with lo >= v_lo; < and <= are their negations.
                 let strict = matches!(c.op, ScmpCmpGt | ScmpCmpLe);
-                let (yes, no) = if matches!(c.op, ScmpCmpGt | ScmpCmpGe) { (pass, fail) } else { (fail, pass) };
+                let (yes, no) = if matches!(c.op, ScmpCmpGt | ScmpCmpGe) {
+                    (pass, fail)
+                } else {
+                    (fail, pass)
+                };
                 let eq_hi = self.label();
                 let low = self.label();
                 self.load(hi);
@@ -392,7 +424,12 @@ impl Asm {
         for (i, op) in self.ops.iter().enumerate() {
             match *op {
                 Op::Place(_) => {}
-                Op::Stmt { code, k } => out.push(SockFilter { code, jt: 0, jf: 0, k }),
+                Op::Stmt { code, k } => out.push(SockFilter {
+                    code,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                }),
                 Op::Ja(t) => out.push(SockFilter {
                     code: BPF_JMP_JA,
                     jt: 0,
@@ -409,14 +446,29 @@ impl Asm {
                         (false, true) => 0,
                         (true, true) => 1,
                     };
-                    out.push(SockFilter { code, jt: jt as u8, jf: jf as u8, k });
+                    out.push(SockFilter {
+                        code,
+                        jt: jt as u8,
+                        jf: jf as u8,
+                        k,
+                    });
                     if lt {
                         let here = out.len();
-                        out.push(SockFilter { code: BPF_JMP_JA, jt: 0, jf: 0, k: (at[t] - (here + 1)) as u32 });
+                        out.push(SockFilter {
+                            code: BPF_JMP_JA,
+                            jt: 0,
+                            jf: 0,
+                            k: (at[t] - (here + 1)) as u32,
+                        });
                     }
                     if lf {
                         let here = out.len();
-                        out.push(SockFilter { code: BPF_JMP_JA, jt: 0, jf: 0, k: (at[f] - (here + 1)) as u32 });
+                        out.push(SockFilter {
+                            code: BPF_JMP_JA,
+                            jt: 0,
+                            jf: 0,
+                            k: (at[f] - (here + 1)) as u32,
+                        });
                     }
                 }
             }
@@ -450,13 +502,14 @@ impl Asm {
 /// Runs a program the way the kernel would, for tests: returns the action for a call.
 #[cfg(test)]
 pub(crate) fn evaluate(program: &[SockFilter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
-    let mut data = vec![0u8; 64];
+    let mut data = [0u8; 64];
     data[0..4].copy_from_slice(&nr.to_le_bytes());
     data[4..8].copy_from_slice(&arch.to_le_bytes());
     for (i, a) in args.iter().enumerate() {
         data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
     }
-    let word = |off: u32| u32::from_le_bytes(data[off as usize..off as usize + 4].try_into().unwrap());
+    let word =
+        |off: u32| u32::from_le_bytes(data[off as usize..off as usize + 4].try_into().unwrap());
     let (mut acc, mut pc) = (0u32, 0usize);
     loop {
         let ins = program[pc];
@@ -489,7 +542,12 @@ mod tests {
     }
 
     fn run(f: &Filter, name: &str, args: [u64; 6]) -> u32 {
-        evaluate(&f.program, AUDIT_ARCH_X86_64, syscalls::number(name).unwrap(), args)
+        evaluate(
+            &f.program,
+            AUDIT_ARCH_X86_64,
+            syscalls::number(name).unwrap(),
+            args,
+        )
     }
 
     #[test]
@@ -510,8 +568,14 @@ mod tests {
         assert_eq!(run(&f, "mount", [0; 6]), RET_KILL_PROCESS);
         assert_eq!(run(&f, "clone3", [0; 6]), RET_ERRNO | 38);
         // Foreign ABIs never reach the table.
-        assert_eq!(evaluate(&f.program, 0x4000_0003, 0, [0; 6]), RET_KILL_PROCESS);
-        assert_eq!(evaluate(&f.program, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT, [0; 6]), RET_KILL_PROCESS);
+        assert_eq!(
+            evaluate(&f.program, 0x4000_0003, 0, [0; 6]),
+            RET_KILL_PROCESS
+        );
+        assert_eq!(
+            evaluate(&f.program, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT, [0; 6]),
+            RET_KILL_PROCESS
+        );
     }
 
     #[test]
@@ -532,11 +596,27 @@ mod tests {
         })))
         .unwrap();
         for (name, nr) in syscalls::SYSCALLS {
-            let want = if *name == "personality" { RET_ERRNO | 1 } else { RET_LOG };
-            assert_eq!(evaluate(&f.program, AUDIT_ARCH_X86_64, *nr as u32, [3, 0, 0, 0, 0, 0]), want, "{name}");
+            let want = if *name == "personality" {
+                RET_ERRNO | 1
+            } else {
+                RET_LOG
+            };
+            assert_eq!(
+                evaluate(
+                    &f.program,
+                    AUDIT_ARCH_X86_64,
+                    *nr as u32,
+                    [3, 0, 0, 0, 0, 0]
+                ),
+                want,
+                "{name}"
+            );
         }
         assert_eq!(run(&f, "personality", [8, 0, 0, 0, 0, 0]), RET_ALLOW);
-        assert_eq!(evaluate(&f.program, AUDIT_ARCH_X86_64, 1000, [0; 6]), RET_ERRNO | 1);
+        assert_eq!(
+            evaluate(&f.program, AUDIT_ARCH_X86_64, 1000, [0; 6]),
+            RET_ERRNO | 1
+        );
     }
 
     #[test]
@@ -592,8 +672,10 @@ mod tests {
     fn notify_and_foreign_only_profiles_are_refused() {
         let e = compile(&profile(json!({"defaultAction": "SCMP_ACT_NOTIFY"}))).unwrap_err();
         assert!(e.to_string().contains("SCMP_ACT_NOTIFY"));
-        let e = compile(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"]})))
-            .unwrap_err();
+        let e = compile(&profile(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"]}),
+        ))
+        .unwrap_err();
         assert!(e.to_string().contains("X86_64"));
     }
 }

@@ -7,6 +7,7 @@
 
 use serde_json::{json, Value};
 
+#[rustfmt::skip]
 /// Allowed for every container. The kernel still checks permissions (capabilities, file
 /// modes) on these; the filter only decides whether the call is reachable at all.
 const ALWAYS: &[&str] = &[
@@ -84,6 +85,7 @@ const ALWAYS: &[&str] = &[
     "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
 ];
 
+#[rustfmt::skip]
 /// Calls reachable only with a capability: the capability already grants the power the
 /// call exposes, so the filter adds nothing by refusing it.
 const WITH_CAPABILITY: &[(&str, &[&str])] = &[
@@ -117,13 +119,8 @@ const WITH_CAPABILITY: &[(&str, &[&str])] = &[
 /// Namespace flags of `clone` (CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID,
 /// NEWNET): creating namespaces is what `unshare` is refused for, so `clone` may not do it
 /// either.
-const CLONE_NAMESPACE_FLAGS: u64 = 0x0002_0000
-    | 0x0200_0000
-    | 0x0400_0000
-    | 0x0800_0000
-    | 0x1000_0000
-    | 0x2000_0000
-    | 0x4000_0000;
+const CLONE_NAMESPACE_FLAGS: u64 =
+    0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000;
 
 /// `personality` values that keep the process an ordinary Linux one (PER_LINUX,
 /// PER_LINUX32, UNAME26 with either, and the query 0xffffffff); others can switch off
@@ -156,9 +153,11 @@ pub fn runtime_default(caps: &[String]) -> Value {
         // the C library falls back to clone, whose flags the filter can see.
         syscalls.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS}));
     }
-    syscalls.push(json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [
-        {"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}
-    ]}));
+    syscalls.push(
+        json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [
+            {"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"}
+        ]}),
+    );
     syscalls.push(json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
         "args": PERSONALITIES.iter().map(|p| json!({"index": 0, "value": p, "op": "SCMP_CMP_EQ"})).collect::<Vec<_>>()
     }));
@@ -188,7 +187,10 @@ mod tests {
 
     #[test]
     fn every_listed_name_is_an_x86_64_call() {
-        for name in ALWAYS.iter().chain(WITH_CAPABILITY.iter().flat_map(|(_, c)| c.iter())) {
+        for name in ALWAYS
+            .iter()
+            .chain(WITH_CAPABILITY.iter().flat_map(|(_, c)| c.iter()))
+        {
             assert!(number(name).is_some(), "{name}");
         }
     }
@@ -196,14 +198,39 @@ mod tests {
     #[test]
     fn ordinary_calls_pass_dangerous_ones_do_not() {
         let caps = crate::spec::DEFAULT_CAPABILITIES;
-        for ok in ["read", "openat", "execve", "wait4", "futex", "epoll_wait", "chroot"] {
+        for ok in [
+            "read",
+            "openat",
+            "execve",
+            "wait4",
+            "futex",
+            "epoll_wait",
+            "chroot",
+        ] {
             assert_eq!(verdict(caps, ok, [0; 6]), ALLOW, "{ok}");
         }
         for no in [
-            "mount", "umount2", "pivot_root", "unshare", "setns", "keyctl", "add_key",
-            "request_key", "bpf", "perf_event_open", "kexec_load", "init_module",
-            "finit_module", "delete_module", "reboot", "swapon", "swapoff",
-            "open_by_handle_at", "userfaultfd", "clock_settime", "settimeofday",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "unshare",
+            "setns",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "bpf",
+            "perf_event_open",
+            "kexec_load",
+            "init_module",
+            "finit_module",
+            "delete_module",
+            "reboot",
+            "swapon",
+            "swapoff",
+            "open_by_handle_at",
+            "userfaultfd",
+            "clock_settime",
+            "settimeofday",
             "io_uring_setup",
         ] {
             assert_eq!(verdict(caps, no, [0; 6]), EPERM, "{no}");
@@ -222,8 +249,14 @@ mod tests {
         assert_eq!(verdict(caps, "clone3", [0; 6]), 0x0005_0000 | ENOSYS);
         assert_eq!(verdict(caps, "socket", [2, 1, 0, 0, 0, 0]), ALLOW);
         assert_eq!(verdict(caps, "socket", [AF_VSOCK, 1, 0, 0, 0, 0]), EPERM);
-        assert_eq!(verdict(caps, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(verdict(caps, "personality", [0x0040000, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            verdict(caps, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(
+            verdict(caps, "personality", [0x0040000, 0, 0, 0, 0, 0]),
+            EPERM
+        );
     }
 
     #[test]
@@ -232,7 +265,10 @@ mod tests {
         for name in ["mount", "unshare", "setns", "clone3", "bpf"] {
             assert_eq!(verdict(&admin, name, [0; 6]), ALLOW, "{name}");
         }
-        assert_eq!(verdict(&admin, "clone", [0x1000_0011, 0, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            verdict(&admin, "clone", [0x1000_0011, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
         assert_eq!(verdict(&["CAP_SYS_TIME"], "clock_settime", [0; 6]), ALLOW);
         // Keyrings stay closed whatever the capabilities.
         assert_eq!(verdict(&admin, "keyctl", [0; 6]), EPERM);

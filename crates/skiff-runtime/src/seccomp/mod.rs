@@ -63,8 +63,9 @@ pub fn resolve(cfg: &ContainerConfig, caps: &[String]) -> Result<Option<Value>> 
     let doc = match &cfg.seccomp {
         SeccompProfile::Unconfined => return Ok(None),
         SeccompProfile::RuntimeDefault => runtime_default(caps),
-        SeccompProfile::Localhost { path } => load_localhost(path)
-            .map_err(|reason| err(&path.display().to_string(), reason))?,
+        SeccompProfile::Localhost { path } => {
+            load_localhost(path).map_err(|reason| err(&path.display().to_string(), reason))?
+        }
     };
     let name = match &cfg.seccomp {
         SeccompProfile::Localhost { path } => path.display().to_string(),
@@ -132,7 +133,10 @@ mod tests {
 
     #[test]
     fn unconfined_and_privileged_get_no_filter() {
-        assert_eq!(resolve(&cfg(SeccompProfile::Unconfined), &[]).unwrap(), None);
+        assert_eq!(
+            resolve(&cfg(SeccompProfile::Unconfined), &[]).unwrap(),
+            None
+        );
         let mut c = cfg(SeccompProfile::RuntimeDefault);
         c.privileged = true;
         assert_eq!(resolve(&c, &[]).unwrap(), None);
@@ -149,14 +153,25 @@ mod tests {
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
         )
         .unwrap();
-        let doc = resolve(&cfg(SeccompProfile::Localhost { path: good }), &[]).unwrap().unwrap();
+        let doc = resolve(&cfg(SeccompProfile::Localhost { path: good }), &[])
+            .unwrap()
+            .unwrap();
         assert_eq!(doc["defaultAction"], "SCMP_ACT_ALLOW");
 
         let missing = dir.join("missing.json");
-        let e = resolve(&cfg(SeccompProfile::Localhost { path: missing.clone() }), &[]).unwrap_err();
+        let e = resolve(
+            &cfg(SeccompProfile::Localhost {
+                path: missing.clone(),
+            }),
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
-            format!("container c1: cannot load seccomp profile {:?}: no such file or directory", missing.display().to_string())
+            format!(
+                "container c1: cannot load seccomp profile {:?}: no such file or directory",
+                missing.display().to_string()
+            )
         );
         let bad = dir.join("bad.json");
         std::fs::write(&bad, r#"{"defaultAction":"SCMP_ACT_MAYBE"}"#).unwrap();

@@ -38,7 +38,8 @@ impl Confinement {
             profile: path.display().to_string(),
             reason,
         };
-        let profile: Option<&LinuxSeccomp> = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let profile: Option<&LinuxSeccomp> =
+            spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         let filter = profile
             .map(seccomp::compile)
             .transpose()
@@ -50,7 +51,10 @@ impl Confinement {
             .map(|list| {
                 list.split(',')
                     .filter(|c| !c.is_empty())
-                    .map(|c| c.parse::<Capability>().map_err(|e| err(format!("{c}: {e}"))))
+                    .map(|c| {
+                        c.parse::<Capability>()
+                            .map_err(|e| err(format!("{c}: {e}")))
+                    })
                     .collect::<Result<Vec<_>>>()
             })
             .transpose()?
@@ -76,9 +80,16 @@ impl ConfiningExecutor {
         }
         // The bounding set first: dropping from it needs CAP_SETPCAP, which may itself be
         // one of the lent capabilities and so still effective here.
-        for set in [CapSet::Bounding, CapSet::Ambient, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+        for set in [
+            CapSet::Bounding,
+            CapSet::Ambient,
+            CapSet::Inheritable,
+            CapSet::Effective,
+            CapSet::Permitted,
+        ] {
             for &cap in &c.temporary {
-                caps::drop(None, set, cap).map_err(|e| format!("drop {cap} from {set:?} set: {e}"))?;
+                caps::drop(None, set, cap)
+                    .map_err(|e| format!("drop {cap} from {set:?} set: {e}"))?;
             }
         }
         Ok(())

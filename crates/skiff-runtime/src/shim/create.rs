@@ -16,8 +16,8 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
-use super::confine::Confinement;
 use super::client::{socket_path_via, write_status, SOCKET_NAME, STATUS_FILE};
+use super::confine::Confinement;
 use super::log::{timestamp, LineSplitter, Stream};
 use super::CreateArgs;
 use crate::cgroups;
