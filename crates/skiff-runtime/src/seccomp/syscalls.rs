@@ -387,10 +387,13 @@ pub const SYSCALLS: &[(&str, i64)] = &[
 
 /// The number of a system call, if x86_64 has it.
 pub fn number(name: &str) -> Option<u32> {
-    SYSCALLS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, nr)| *nr as u32)
+    // Profiles name hundreds of calls and every container compiles one: index once.
+    static INDEX: std::sync::OnceLock<std::collections::HashMap<&'static str, u32>> =
+        std::sync::OnceLock::new();
+    INDEX
+        .get_or_init(|| SYSCALLS.iter().map(|(n, nr)| (*n, *nr as u32)).collect())
+        .get(name)
+        .copied()
 }
 
 #[cfg(test)]
