@@ -125,6 +125,16 @@ pub enum Error {
     /// A spec or argument is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A container's seccomp profile cannot be loaded or compiled.
+    #[error("container {id}: cannot load seccomp profile {profile:?}: {reason}")]
+    Seccomp {
+        /// The container id.
+        id: String,
+        /// The profile (`RuntimeDefault` or the Localhost file's path).
+        profile: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.

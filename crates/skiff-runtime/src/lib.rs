@@ -3,7 +3,8 @@
 //! Owns the image store ([`image`]: import, verification, unpack into overlayfs snapshots,
 //! GC), pod sandboxes (namespaces pinned by bind mounts), containers run by one
 //! single-threaded `skiff shim` process each ([`shim`], which drives youki's
-//! `libcontainer`), CRI-format container logs, exec and cgroup stats. The node agent uses it
+//! `libcontainer`), seccomp profiles compiled to BPF without libseccomp ([`seccomp`]),
+//! CRI-format container logs, exec and cgroup stats. The node agent uses it
 //! through the [`Runtime`] trait; the `skiff` binary wires `skiff shim` to [`shim::main`] and
 //! `skiff image` to [`cli`]. It calls no other skiff crate.
 
@@ -17,6 +18,7 @@ pub mod digest;
 pub mod error;
 pub mod image;
 pub mod runtime;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 

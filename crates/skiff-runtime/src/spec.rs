@@ -230,10 +230,24 @@ fn normalize_cap(c: &str) -> String {
     }
 }
 
+/// "All capabilities" as containerd means it for privileged containers: all those this
+/// process may hold (its bounding set), since asking for one beyond it fails the container.
+fn all_current_capabilities() -> Vec<String> {
+    let bounding = caps::read(None, caps::CapSet::Bounding).ok();
+    ALL_CAPABILITIES
+        .iter()
+        .filter(|name| match (&bounding, name.parse::<caps::Capability>()) {
+            (Some(set), Ok(cap)) => set.contains(&cap),
+            _ => true,
+        })
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// The effective capability set after add/drop (`ALL` is understood in both).
 pub fn capabilities(cfg: &ContainerConfig) -> Vec<String> {
     if cfg.privileged {
-        return ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        return all_current_capabilities();
     }
     let drop: Vec<String> = cfg
         .capabilities_drop
@@ -252,7 +266,7 @@ pub fn capabilities(cfg: &ContainerConfig) -> Vec<String> {
     for add in &cfg.capabilities_add {
         let add = normalize_cap(add);
         if add == "CAP_ALL" {
-            return ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+            return all_current_capabilities();
         }
         if !caps.contains(&add) {
             caps.push(add);
@@ -276,15 +290,27 @@ pub struct NamespaceSetup {
 }
 
 /// Builds the OCI runtime spec (`config.json`) for a container whose root filesystem is
-/// mounted at `rootfs`.
+/// mounted at `rootfs`; `seccomp` is its resolved `linux.seccomp` profile, if any.
 pub fn build_spec(
     cfg: &ContainerConfig,
     process: &ResolvedProcess,
     rootfs: &Path,
     ns: &NamespaceSetup,
     cgroups_path: &str,
+    seccomp: Option<&Value>,
 ) -> Result<Value> {
-    let caps = capabilities(cfg);
+    let mut caps = capabilities(cfg);
+    // Without no_new_privs, the shim needs these to install the filter; it drops them
+    // before exec (see `crate::seccomp`).
+    let temporary: Vec<&str> = match seccomp {
+        Some(_) if !cfg.no_new_privileges => crate::seccomp::INSTALL_CAPABILITIES
+            .iter()
+            .copied()
+            .filter(|c| !caps.iter().any(|have| have == c))
+            .collect(),
+        _ => Vec::new(),
+    };
+    caps.extend(temporary.iter().map(|c| c.to_string()));
     let gid = primary_gid(&process.user, rootfs);
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
@@ -362,6 +388,9 @@ pub fn build_spec(
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
     }
+    if let Some(profile) = seccomp {
+        linux["seccomp"] = profile.clone();
+    }
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -378,6 +407,10 @@ pub fn build_spec(
         "mounts": mounts,
         "linux": linux,
     });
+    if !temporary.is_empty() {
+        spec["annotations"] =
+            json!({ crate::seccomp::TEMPORARY_CAPS_ANNOTATION: temporary.join(",") });
+    }
     // The uts namespace is the sandbox's when joined; its hostname was set there.
     if !ns.join.iter().any(|(k, _)| *k == "uts") {
         spec["hostname"] = json!(hostname);
@@ -481,12 +514,43 @@ mod tests {
             join: vec![("network", "/x/net".into())],
             ..Default::default()
         };
-        let spec = build_spec(&cfg, &p, Path::new("/r"), &ns, "/skiff/c1").unwrap();
+        let spec = build_spec(&cfg, &p, Path::new("/r"), &ns, "/skiff/c1", None).unwrap();
         let nss = spec["linux"]["namespaces"].as_array().unwrap();
         assert!(nss
             .iter()
             .any(|n| n["type"] == "network" && n["path"] == "/x/net"));
         assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 1 << 24);
         assert_eq!(spec["root"]["readonly"], true);
+        assert!(spec["linux"].get("seccomp").is_none());
+    }
+
+    #[test]
+    fn seccomp_borrows_install_capabilities_unless_no_new_privs() {
+        let mut cfg = ContainerConfig {
+            id: "c1".into(),
+            capabilities_drop: v(&["ALL"]),
+            capabilities_add: v(&["CHOWN"]),
+            ..Default::default()
+        };
+        let p = resolve_process(&cfg, &image(&[], &["sh"]), Path::new("/nonexistent")).unwrap();
+        let profile = json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        let ns = NamespaceSetup::default();
+        let spec = build_spec(&cfg, &p, Path::new("/r"), &ns, "/c", Some(&profile)).unwrap();
+        assert_eq!(spec["linux"]["seccomp"], profile);
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"],
+            json!(["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_SETPCAP"])
+        );
+        assert_eq!(
+            spec["annotations"][crate::seccomp::TEMPORARY_CAPS_ANNOTATION],
+            "CAP_SYS_ADMIN,CAP_SETPCAP"
+        );
+        cfg.no_new_privileges = true;
+        let spec = build_spec(&cfg, &p, Path::new("/r"), &ns, "/c", Some(&profile)).unwrap();
+        assert_eq!(
+            spec["process"]["capabilities"]["bounding"],
+            json!(["CAP_CHOWN"])
+        );
+        assert!(spec.get("annotations").is_none());
     }
 }

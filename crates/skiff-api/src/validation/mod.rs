@@ -21,6 +21,7 @@ mod kinds;
 mod meta;
 pub mod names;
 mod pod;
+mod seccomp;
 mod service;
 mod update;
 mod workloads;

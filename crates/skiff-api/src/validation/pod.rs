@@ -11,6 +11,7 @@ use super::names::{
     is_env_var_name, is_qualified_name, is_valid_label_value, is_valid_port_name,
     is_valid_port_num,
 };
+use super::seccomp::validate_seccomp_profile;
 use super::{
     child, get_arr, get_i64, get_obj, get_str, index, key, push_msgs, str_or_empty, FieldError,
 };
@@ -145,6 +146,9 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
         get_arr(spec, "tolerations"),
         &child(path, "tolerations"),
     ));
+    if let Some(sc) = spec.get("securityContext") {
+        validate_seccomp_profile(sc, &child(path, "securityContext"), &mut errs);
+    }
     errs
 }
 
@@ -280,6 +284,9 @@ fn validate_container(
     init: bool,
     errs: &mut Vec<FieldError>,
 ) {
+    if let Some(sc) = c.get("securityContext") {
+        validate_seccomp_profile(sc, &child(path, "securityContext"), errs);
+    }
     let name = str_or_empty(c, "name");
     let name_path = child(path, "name");
     if name.is_empty() {

@@ -328,6 +328,17 @@ impl PodWorker {
             },
             None => Vec::new(),
         };
+        let seccomp_dir = self.shared.config.root.join("seccomp");
+        let seccomp = match super::spec::seccomp_profile(&self.pod, c.security_context.as_ref(), &seccomp_dir) {
+            Ok(s) => s,
+            Err(message) => {
+                self.shared.events.pod(&self.pod, path, Kind::Warning, "Failed", format!("Error: {message}"));
+                let st = self.containers.entry(c.name.clone()).or_default();
+                st.backoff.on_exit(now, Duration::ZERO);
+                st.waiting = Some(("CreateContainerConfigError".into(), message));
+                return;
+            }
+        };
         // The previous attempt becomes `last`; the one before it goes away.
         let (attempt, stale) = {
             let st = self.containers.entry(c.name.clone()).or_default();
@@ -343,7 +354,7 @@ impl PodWorker {
         if let Some(old) = stale {
             let _ = blocking(&self.shared.runtime, move |rt| rt.remove_container(&old)).await;
         }
-        let config = super::spec::container_config(&self.pod, c, attempt, &image_id, env, mounts);
+        let config = super::spec::container_config(&self.pod, c, attempt, &image_id, env, mounts, seccomp);
         let id = config.id.clone();
         let created = {
             let cfg = config.clone();

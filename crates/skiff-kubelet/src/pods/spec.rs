@@ -1,8 +1,10 @@
 //! Translating a pod's container spec into the runtime's [`ContainerConfig`].
 
+use std::path::{Component, Path};
+
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use skiff_api::quantity::Quantity;
-use skiff_runtime::runtime::{ContainerConfig, Mount, Resources, User};
+use skiff_runtime::runtime::{ContainerConfig, Mount, Resources, SeccompProfile, User};
 
 use super::naming;
 
@@ -63,7 +65,33 @@ fn effective_user(pod: &Pod, sc: Option<&SecurityContext>) -> Option<User> {
     }
 }
 
-/// Everything the runtime needs to create attempt `attempt` of container `c` of `pod`.
+/// The container's seccomp profile: its own `securityContext.seccompProfile`, else the
+/// pod's, else Unconfined (the kubelet's default while `seccompDefault` is off). Localhost
+/// profiles are files under `seccomp_dir` (`<agent root>/seccomp`, the counterpart of
+/// `/var/lib/kubelet/seccomp`); a path leaving that directory is refused.
+pub fn seccomp_profile(pod: &Pod, sc: Option<&SecurityContext>, seccomp_dir: &Path) -> Result<SeccompProfile, String> {
+    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
+    let profile = sc.and_then(|s| s.seccomp_profile.as_ref()).or_else(|| psc.and_then(|p| p.seccomp_profile.as_ref()));
+    let Some(profile) = profile else {
+        return Ok(SeccompProfile::Unconfined);
+    };
+    match profile.type_.as_str() {
+        "RuntimeDefault" => Ok(SeccompProfile::RuntimeDefault),
+        "Unconfined" => Ok(SeccompProfile::Unconfined),
+        "Localhost" => {
+            let rel = profile.localhost_profile.as_deref().unwrap_or_default();
+            let descending = !rel.is_empty() && Path::new(rel).components().all(|c| matches!(c, Component::Normal(_)));
+            if !descending {
+                return Err(format!("invalid localhostProfile {rel:?}: must be a relative path within the seccomp profile root"));
+            }
+            Ok(SeccompProfile::Localhost { path: seccomp_dir.join(rel) })
+        }
+        other => Err(format!("unsupported seccomp profile type {other:?}")),
+    }
+}
+
+/// Everything the runtime needs to create attempt `attempt` of container `c` of `pod`
+/// (`seccomp` from [`seccomp_profile`]).
 pub fn container_config(
     pod: &Pod,
     c: &Container,
@@ -71,6 +99,7 @@ pub fn container_config(
     image: &str,
     env: Vec<(String, String)>,
     mounts: Vec<Mount>,
+    seccomp: SeccompProfile,
 ) -> ContainerConfig {
     let meta = &pod.metadata;
     let uid = meta.uid.as_deref().unwrap_or_default();
@@ -96,6 +125,7 @@ pub fn container_config(
         capabilities_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
         capabilities_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
         no_new_privileges: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        seccomp,
         rlimits: Vec::new(),
         resources: resources(c),
         log_path: None,
@@ -134,6 +164,28 @@ mod tests {
         assert_eq!(r.cpu_shares, Some(102));
         assert_eq!(r.cpu_quota, Some(100_000));
         assert_eq!(r.memory_limit, Some(64 * 1024 * 1024));
+    }
+
+    #[test]
+    fn seccomp_profile_from_container_then_pod() {
+        let pod = |v: serde_json::Value| -> Pod { serde_json::from_value(v).unwrap() };
+        let sc = |v: serde_json::Value| -> SecurityContext { serde_json::from_value(v).unwrap() };
+        let dir = Path::new("/agent/seccomp");
+        let bare = pod(serde_json::json!({"spec": {"containers": []}}));
+        assert_eq!(seccomp_profile(&bare, None, dir), Ok(SeccompProfile::Unconfined));
+        let p = pod(serde_json::json!({"spec": {"containers": [], "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}}));
+        assert_eq!(seccomp_profile(&p, None, dir), Ok(SeccompProfile::RuntimeDefault));
+        let own = sc(serde_json::json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/a.json"}}));
+        assert_eq!(
+            seccomp_profile(&p, Some(&own), dir),
+            Ok(SeccompProfile::Localhost { path: "/agent/seccomp/profiles/a.json".into() })
+        );
+        let unconf = sc(serde_json::json!({"seccompProfile": {"type": "Unconfined"}}));
+        assert_eq!(seccomp_profile(&p, Some(&unconf), dir), Ok(SeccompProfile::Unconfined));
+        for bad in ["../x.json", "/etc/x.json", ""] {
+            let s = sc(serde_json::json!({"seccompProfile": {"type": "Localhost", "localhostProfile": bad}}));
+            assert!(seccomp_profile(&bare, Some(&s), dir).is_err(), "{bad}");
+        }
     }
 
     #[test]

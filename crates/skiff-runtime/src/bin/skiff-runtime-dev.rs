@@ -30,7 +30,7 @@ fn main() {
         Some("mkimage") => mkimage(&args[1..]),
         _ => {
             eprintln!(
-                "usage: skiff-runtime-dev shim ... | image import|ls|rm --root DIR ... | bench --root DIR --image REF [-n N] [-c C] | create-many ... | mkimage --out FILE [--tag REF]"
+                "usage: skiff-runtime-dev shim ... | image import|ls|rm --root DIR ... | bench --root DIR --image REF [-n N] [-c C] [--seccomp runtime-default] | create-many ... | mkimage --out FILE [--tag REF]"
             );
             2
         }
@@ -90,6 +90,12 @@ fn bench(args: &[String]) -> i32 {
         cgroup_parent: "/skiff-bench".into(),
     };
     let rt = LocalRuntime::new(cfg, Arc::new(LoopbackOnly)).expect("open runtime");
+    // `--seccomp runtime-default` measures the cost of the filter (compile in the shim,
+    // install before exec).
+    let seccomp = match flag(args, "--seccomp").as_deref() {
+        Some("runtime-default") => skiff_runtime::runtime::SeccompProfile::RuntimeDefault,
+        _ => skiff_runtime::runtime::SeccompProfile::Unconfined,
+    };
     let concurrency: usize = flag(args, "-c")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
@@ -101,6 +107,7 @@ fn bench(args: &[String]) -> i32 {
             id: id.clone(),
             image: image.clone(),
             command: vec!["/bin/true".into()],
+            seccomp: seccomp.clone(),
             ..Default::default()
         };
         rt.create_container(&c).expect("create");

@@ -170,6 +170,7 @@ impl LocalRuntime {
     }
 
     fn build(&self, dir: &Path, config: &ContainerConfig) -> Result<Record> {
+        let seccomp = crate::seccomp::resolve(config, &spec::capabilities(config))?;
         let image = self.images.get(&config.image)?;
         self.images.lease(&config.id, &image)?;
         let image_cfg = self.images.config(&image)?;
@@ -216,7 +217,14 @@ impl LocalRuntime {
             self.cfg.cgroup_parent.trim_end_matches('/'),
             config.id
         );
-        let spec = spec::build_spec(config, &process, &rootfs, &ns, &cgroups_path)?;
+        let spec = spec::build_spec(
+            config,
+            &process,
+            &rootfs,
+            &ns,
+            &cgroups_path,
+            seccomp.as_ref(),
+        )?;
         let spec_path = dir.join("bundle/config.json");
         std::fs::write(
             &spec_path,

@@ -110,6 +110,23 @@ pub struct User {
     pub additional_gids: Vec<u32>,
 }
 
+/// Which system calls a container may make (`securityContext.seccompProfile`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum SeccompProfile {
+    /// No filter (Kubernetes' default when no profile is set).
+    #[default]
+    Unconfined,
+    /// skiff's built-in allow-list, adjusted to the container's capabilities.
+    RuntimeDefault,
+    /// An OCI-format profile (`linux.seccomp` JSON) read from this file when the container
+    /// is created.
+    Localhost {
+        /// Absolute path of the profile.
+        path: PathBuf,
+    },
+}
+
 /// What a container runs and how it is confined.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -152,6 +169,9 @@ pub struct ContainerConfig {
     /// Set `no_new_privs` (`allowPrivilegeEscalation: false`).
     #[serde(default)]
     pub no_new_privileges: bool,
+    /// Seccomp profile; ignored for privileged containers, which run unconfined.
+    #[serde(default)]
+    pub seccomp: SeccompProfile,
     /// Resource limits.
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,

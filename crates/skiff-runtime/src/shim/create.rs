@@ -17,6 +17,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
 use super::client::{socket_path_via, write_status, SOCKET_NAME, STATUS_FILE};
+use super::confine::Confinement;
 use super::log::{timestamp, LineSplitter, Stream};
 use super::CreateArgs;
 use crate::cgroups;
@@ -121,9 +122,11 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
             message: e.to_string(),
         }
     };
+    let confinement = Confinement::from_bundle(&args.id, &args.bundle)?;
     let builder = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
         .with_root_path(&args.lc_root)
         .map_err(lc_err("set state root"))?
+        .with_executor(confinement.executor())
         .with_stdin(OwnedFd::from(null))
         .with_stdout(out_w)
         .with_stderr(err_w)

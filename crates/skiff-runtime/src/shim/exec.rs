@@ -17,6 +17,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::confine::Confinement;
 use super::ExecArgs;
 use crate::error::{Error, IoContext, Result, SysContext};
 
@@ -67,9 +68,11 @@ fn exec(args: &ExecArgs) -> Result<i32> {
     if let Some(size) = args.tty {
         return exec_tty(args, size, stdin, stdout, stderr, env);
     }
+    let confinement = Confinement::from_bundle(&args.id, &bundle_of(args)?)?;
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
         .with_root_path(&args.lc_root)
         .map_err(lc("set state root"))?
+        .with_executor(confinement.executor())
         .with_stdin(stdin)
         .with_stdout(stdout)
         .with_stderr(stderr)
@@ -172,11 +175,10 @@ fn exec_tty(
 
     // With a terminal, libcontainer takes the whole process from a file rather than from
     // builder arguments: start from the container's own process and override.
-    let state_path = args.lc_root.join(&args.id).join("state.json");
-    let state: Value = read_json(&state_path)?;
-    let bundle = state["bundle"].as_str().unwrap_or_default();
-    let spec_path = Path::new(bundle).join("config.json");
+    let bundle = bundle_of(args)?;
+    let spec_path = bundle.join("config.json");
     let spec: Value = read_json(&spec_path)?;
+    let confinement = Confinement::from_bundle(&args.id, &bundle)?;
     let mut process = spec["process"].clone();
     process["terminal"] = json!(true);
     process["args"] = json!(args.command);
@@ -219,6 +221,7 @@ fn exec_tty(
         .with_root_path(&args.lc_root)
         .map_err(lc("set state root"))?
         .with_console_socket(Some(&socket_path))
+        .with_executor(confinement.executor())
         .validate_id()
         .map_err(lc("validate id"))?
         .as_tenant()
@@ -236,6 +239,13 @@ fn exec_tty(
     let reaper = Reaper::new(pid)?;
     relay(stdin, stdout, &master, &reaper);
     Ok(reaper.wait())
+}
+
+/// The container's bundle directory, from libcontainer's state.
+fn bundle_of(args: &ExecArgs) -> Result<PathBuf> {
+    let state_path = args.lc_root.join(&args.id).join("state.json");
+    let state: Value = read_json(&state_path)?;
+    Ok(PathBuf::from(state["bundle"].as_str().unwrap_or_default()))
 }
 
 fn read_json(path: &Path) -> Result<Value> {

@@ -18,6 +18,7 @@
 //! The agent side of these protocols is [`client`].
 
 pub mod client;
+mod confine;
 mod create;
 mod exec;
 pub mod log;
