@@ -17,15 +17,20 @@
 //!
 //! The agent side of these protocols is [`client`].
 
+mod attach;
 pub mod client;
 mod create;
 mod exec;
+mod fds;
 pub mod log;
 mod sandbox;
 
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+
+/// Flags without a value.
+const SWITCHES: &[&str] = &["--host-network", "--stdin", "--stdin-once", "--terminal"];
 
 /// Arguments of `shim create`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +47,12 @@ pub struct CreateArgs {
     pub lc_root: PathBuf,
     /// The container's cgroups path, for OOM detection.
     pub cgroups_path: String,
+    /// Give the container a stdin pipe that attach sessions write to.
+    pub stdin: bool,
+    /// Close that stdin when the first attach session ends.
+    pub stdin_once: bool,
+    /// Run the container on a pseudo-terminal whose master the shim holds.
+    pub terminal: bool,
 }
 
 /// Arguments of `shim exec`.
@@ -62,6 +73,8 @@ pub struct ExecArgs {
     /// Run the process on a new pseudo-terminal, relayed to the shim's stdin/stdout, with
     /// this initial size (rows, columns).
     pub tty: Option<(u16, u16)>,
+    /// A FIFO to read terminal sizes from (`ROWS COLS` lines), with `tty`.
+    pub resize: Option<PathBuf>,
     /// Command and arguments.
     pub command: Vec<String>,
 }
@@ -80,9 +93,11 @@ pub struct SandboxArgs {
 /// A parsed shim command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShimCommand {
-    /// `create --id ID --bundle DIR --state-dir DIR --log FILE --lc-root DIR --cgroup PATH`
+    /// `create --id ID --bundle DIR --state-dir DIR --log FILE --lc-root DIR --cgroup PATH
+    /// [--stdin] [--stdin-once] [--terminal]`
     Create(CreateArgs),
-    /// `exec --id ID --lc-root DIR [--cwd DIR] [--env K=V]... [--uid N] [--gid N] [--tty ROWSxCOLS] -- CMD...`
+    /// `exec --id ID --lc-root DIR [--cwd DIR] [--env K=V]... [--uid N] [--gid N]
+    /// [--tty ROWSxCOLS [--resize FIFO]] -- CMD...`
     Exec(ExecArgs),
     /// `sandbox --ns-dir DIR --hostname NAME [--host-network]`
     Sandbox(SandboxArgs),
@@ -105,6 +120,15 @@ impl ShimCommand {
                 ] {
                     v.push(k.into());
                     v.push(val);
+                }
+                for (on, switch) in [
+                    (a.stdin, "--stdin"),
+                    (a.stdin_once, "--stdin-once"),
+                    (a.terminal, "--terminal"),
+                ] {
+                    if on {
+                        v.push(switch.into());
+                    }
                 }
             }
             ShimCommand::Exec(a) => {
@@ -129,6 +153,9 @@ impl ShimCommand {
                 }
                 if let Some((rows, cols)) = a.tty {
                     v.extend(["--tty".into(), format!("{rows}x{cols}")]);
+                }
+                if let Some(p) = &a.resize {
+                    v.extend(["--resize".into(), p.display().to_string()]);
                 }
                 v.push("--".into());
                 v.extend(a.command.iter().cloned());
@@ -165,7 +192,7 @@ impl ShimCommand {
                 command = rest[i + 1..].to_vec();
                 break;
             }
-            if a == "--host-network" {
+            if SWITCHES.contains(&a.as_str()) {
                 switches.push(a.clone());
                 i += 1;
                 continue;
@@ -194,6 +221,9 @@ impl ShimCommand {
                 log_path: need("--log")?.into(),
                 lc_root: need("--lc-root")?.into(),
                 cgroups_path: need("--cgroup")?,
+                stdin: switches.iter().any(|s| s == "--stdin"),
+                stdin_once: switches.iter().any(|s| s == "--stdin-once"),
+                terminal: switches.iter().any(|s| s == "--terminal"),
             })),
             "exec" => {
                 if command.is_empty() {
@@ -219,6 +249,7 @@ impl ShimCommand {
                                 })
                         })
                         .transpose()?,
+                    resize: get("--resize").map(PathBuf::from),
                     command,
                 }))
             }
@@ -270,6 +301,9 @@ mod tests {
                 log_path: "/l".into(),
                 lc_root: "/r".into(),
                 cgroups_path: "/skiff/c1".into(),
+                stdin: true,
+                stdin_once: false,
+                terminal: true,
             }),
             ShimCommand::Exec(ExecArgs {
                 id: "c1".into(),
@@ -279,6 +313,7 @@ mod tests {
                 uid: Some(1),
                 gid: None,
                 tty: Some((24, 80)),
+                resize: Some("/s/exec-1.resize".into()),
                 command: vec!["sh".into(), "-c".into(), "exit 3".into()],
             }),
             ShimCommand::Sandbox(SandboxArgs {
