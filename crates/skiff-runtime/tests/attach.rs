@@ -74,7 +74,10 @@ fn stdin_once_pipes_and_live_output() {
     stdin.write_all(b"a\n").unwrap();
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    assert_eq!(line, "out:a\n", "output printed before the attach is not replayed");
+    assert_eq!(
+        line, "out:a\n",
+        "output printed before the attach is not replayed"
+    );
     line.clear();
     err.read_line(&mut line).unwrap();
     assert_eq!(line, "err:a\n");
@@ -87,7 +90,12 @@ fn stdin_once_pipes_and_live_output() {
     let st = t.rt.wait_container("once", WAIT).unwrap();
     assert_eq!((st.phase, st.exit_code), (Phase::Exited, Some(0)));
     let log = log_text(&t, "once");
-    for want in ["stdout F before", "stdout F out:a", "stderr F err:a", "stdout F eof"] {
+    for want in [
+        "stdout F before",
+        "stdout F out:a",
+        "stderr F err:a",
+        "stdout F eof",
+    ] {
         assert!(log.contains(want), "{want:?} in {log}");
     }
     // An exited container cannot be attached to.
@@ -104,14 +112,24 @@ fn stdin_stays_open_across_sessions_without_stdin_once() {
     t.rt.start_container("keep").unwrap();
     for word in ["one", "two"] {
         let s = t.rt.attach(&all("keep")).unwrap();
-        s.stdin.as_ref().unwrap().write_all(format!("{word}\n").as_bytes()).unwrap();
+        s.stdin
+            .as_ref()
+            .unwrap()
+            .write_all(format!("{word}\n").as_bytes())
+            .unwrap();
         let mut line = String::new();
-        BufReader::new(s.stdout.as_ref().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(s.stdout.as_ref().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         assert_eq!(line, format!("out:{word}\n"));
         s.control.end();
     }
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(t.rt.container_status("keep").unwrap().phase, Phase::Running, "stdin is still open");
+    assert_eq!(
+        t.rt.container_status("keep").unwrap().phase,
+        Phase::Running,
+        "stdin is still open"
+    );
     // A container without stdin gives no stdin, only output.
     let mut cfg = t.sh("nostdin", "while true; do echo tick; sleep 0.2; done");
     cfg.stdin = false;
@@ -121,7 +139,9 @@ fn stdin_stays_open_across_sessions_without_stdin_once() {
     assert!(s.stdin.is_none());
     let rx = read_until(s.stdout.unwrap(), "tick\n");
     assert!(got(&rx).contains("tick\n"));
-    let st = t.rt.stop_container("nostdin", Duration::from_secs(1)).unwrap();
+    let st =
+        t.rt.stop_container("nostdin", Duration::from_secs(1))
+            .unwrap();
     assert_eq!(st.phase, Phase::Exited);
     s.control.wait();
 }
@@ -177,16 +197,24 @@ fn terminal_container_is_resized_through_a_restarted_runtime() {
     let st = t.rt.stop_container("term", Duration::from_secs(1)).unwrap();
     assert_eq!(st.phase, Phase::Exited);
     let log = log_text(&t, "term");
-    for want in ["stdout F is-a-tty", "stdout F TERM=xterm", "stdout F size 33 111"] {
+    for want in [
+        "stdout F is-a-tty",
+        "stdout F TERM=xterm",
+        "stdout F size 33 111",
+    ] {
         assert!(log.contains(want), "{want:?} in {log:?}");
     }
-    assert!(!log.contains('\r'), "terminal line ends are logged without CR: {log:?}");
+    assert!(
+        !log.contains('\r'),
+        "terminal line ends are logged without CR: {log:?}"
+    );
 }
 
 #[test]
 fn exec_terminal_follows_resizes() {
     let t = TestRuntime::new("exec-resize");
-    t.rt.create_container(&t.sh("svc", "while true; do sleep 1; done")).unwrap();
+    t.rt.create_container(&t.sh("svc", "while true; do sleep 1; done"))
+        .unwrap();
     t.rt.start_container("svc").unwrap();
     let exec = t
         .rt
@@ -227,5 +255,8 @@ fn exec_terminal_follows_resizes() {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".resize"))
         .collect();
-    assert!(leftovers.is_empty(), "the resize fifo is removed: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "the resize fifo is removed: {leftovers:?}"
+    );
 }

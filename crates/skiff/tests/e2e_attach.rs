@@ -168,7 +168,7 @@ impl Terminal {
     }
 
     /// Ends the session with `quit` and waits for kubectl (and `script`) to exit.
-    fn quit(mut self) -> Result<String> {
+    fn quit(&mut self) -> Result<String> {
         self.input.write_all(b"quit\n")?;
         let start = Instant::now();
         loop {
@@ -183,6 +183,16 @@ impl Terminal {
                 bail!("kubectl did not exit after quit; output {:?}", self.output.lock().unwrap());
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // On a failed check: closing script's pty hangs up kubectl too.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -311,7 +311,9 @@ impl Runtime for FakeRuntime {
                 .get(&id)
                 .ok_or_else(|| not_found("container", &id))?;
             if c.status.phase != Phase::Running {
-                return Err(Error::InvalidState(format!("container {id} is not running")));
+                return Err(Error::InvalidState(format!(
+                    "container {id} is not running"
+                )));
             }
             let tty = c.config.tty;
             let io = |e: std::io::Error| Error::Io {
@@ -340,10 +342,19 @@ impl Runtime for FakeRuntime {
             let reader = theirs.try_clone().map_err(io)?;
             let who = id.clone();
             std::thread::spawn(move || {
-                for line in std::io::BufReader::new(reader).lines().map_while(|l| l.ok()) {
-                    let mut w = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok());
+                for line in std::io::BufReader::new(reader)
+                    .lines()
+                    .map_while(|l| l.ok())
+                {
+                    let mut w = line
+                        .split_whitespace()
+                        .skip(1)
+                        .filter_map(|x| x.parse().ok());
                     if let (Some(r), Some(c)) = (w.next(), w.next()) {
-                        resizes.lock().expect("fake resizes lock").push((who.clone(), r, c));
+                        resizes
+                            .lock()
+                            .expect("fake resizes lock")
+                            .push((who.clone(), r, c));
                     }
                 }
             });
@@ -435,7 +446,12 @@ mod tests {
         rt.exit("c", 3, None);
         waited.join().unwrap();
         assert_eq!(rt.resizes(), vec![("c".to_string(), 30, 100)]);
-        assert!(rt.attach(&AttachRequest { container_id: "c".into(), ..Default::default() }).is_err());
+        assert!(rt
+            .attach(&AttachRequest {
+                container_id: "c".into(),
+                ..Default::default()
+            })
+            .is_err());
         let s = rt.container_status("c").unwrap();
         assert_eq!(
             (s.phase, s.exit_code, s.reason.as_deref()),

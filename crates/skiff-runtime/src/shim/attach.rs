@@ -164,7 +164,9 @@ impl Attachments {
     pub(super) fn service(&mut self, ready: &[usize], master: Option<&OwnedFd>) {
         let mut ended = Vec::new();
         for &i in ready {
-            let Some(s) = self.sessions.get_mut(i) else { continue };
+            let Some(s) = self.sessions.get_mut(i) else {
+                continue;
+            };
             let mut buf = [0u8; 512];
             match (&s.conn).read(&mut buf) {
                 Ok(0) => ended.push(i),

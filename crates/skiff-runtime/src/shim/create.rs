@@ -372,7 +372,11 @@ impl Supervisor<'_> {
                     Source::Session(i) => sessions.push(i),
                 }
             }
-            let master = self.attach.terminal.then_some(()).and(self.out.as_ref().map(|(fd, _)| fd));
+            let master = self
+                .attach
+                .terminal
+                .then_some(())
+                .and(self.out.as_ref().map(|(fd, _)| fd));
             self.attach.service(&sessions, master);
         }
     }

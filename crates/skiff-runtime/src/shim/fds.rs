@@ -119,7 +119,10 @@ mod tests {
         nix::unistd::read(fds[0].as_raw_fd(), &mut got).unwrap();
         assert_eq!(&got, b"hi");
         drop(fds);
-        assert!(write_nonblocking(&w, b"x").is_err(), "reader gone is an error");
+        assert!(
+            write_nonblocking(&w, b"x").is_err(),
+            "reader gone is an error"
+        );
         assert_eq!(parse_size(" 24 80\n"), Some((24, 80)));
         assert_eq!(parse_size("24"), None);
     }

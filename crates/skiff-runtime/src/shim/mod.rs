@@ -6,12 +6,14 @@
 //! still single-threaded. Subcommands:
 //!
 //! - `create`: creates the container with libcontainer, then stays its parent: it reaps it,
-//!   writes its stdout/stderr to a CRI log file, serves `start`/`stop`/`kill`/`wait`/`status`/`reopen`
-//!   requests on a unix socket in the container's state directory, and records the exit
-//!   status (and OOM kills) in `status.json` before cleaning up the cgroup and exiting;
+//!   writes its stdout/stderr (or its terminal's output) to a CRI log file, holds its stdin
+//!   pipe or terminal master, serves `start`/`stop`/`kill`/`wait`/`status`/`reopen`/`attach`
+//!   requests on a unix socket in the container's state directory (attach sessions: see
+//!   `attach.rs`), and records the exit status (and OOM kills) in `status.json` before
+//!   cleaning up the cgroup and exiting;
 //! - `exec`: runs a process inside a running container (its namespaces and cgroup) with the
-//!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`), and exits
-//!   with the process's exit code;
+//!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`, resized from
+//!   the sizes written to a FIFO, `--resize`), and exits with the process's exit code;
 //! - `sandbox`: creates the network, IPC and UTS namespaces of a pod and pins them with bind
 //!   mounts, then exits.
 //!
