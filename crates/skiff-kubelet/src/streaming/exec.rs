@@ -371,6 +371,26 @@ mod tests {
         assert_eq!(d.push(br#"{"Width":1,"Height":2}"#), vec![TerminalSize { width: 1, height: 2 }]);
     }
 
+    /// A client that hangs up stops the wait for a process that would never end (an attach
+    /// session to a long-running container): its resources go with the connection.
+    #[tokio::test]
+    async fn a_departed_client_ends_the_wait() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (reader, writer) = super::super::websocket::split(server);
+        let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
+        let exit: super::super::ExitFuture = Box::pin(async move {
+            let _notify_on_drop = dropped_tx;
+            std::future::pending::<()>().await;
+            Ok(0)
+        });
+        let proc = ExecProcess { stdin: None, stdout: None, stderr: None, resize: None, exit };
+        let opts = ExecOptions { stdin: true, stdout: true, stderr: false, tty: true };
+        let served = tokio::spawn(serve_websocket(reader, writer, "v5.channel.k8s.io", opts, Ok(proc)));
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), served).await.expect("serving ends").unwrap();
+        assert!(dropped_rx.await.is_err(), "the exit future was dropped");
+    }
+
     #[test]
     fn query_flags() {
         let q = |s: &[(&str, &str)]| s.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
