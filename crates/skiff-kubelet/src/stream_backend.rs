@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use skiff_runtime::runtime::{ContainerInfo, ExecRequest, Phase};
+use skiff_runtime::runtime::{AttachRequest, ContainerInfo, ExecRequest, Phase, SessionControl};
 use skiff_runtime::Runtime;
 
 use crate::pods::naming;
 use crate::stats;
-use crate::streaming::{Duplex, ExecOptions, ExecProcess, MetricsEndpoint, Result, StreamingBackend, StreamingError};
+use crate::streaming::{
+    BoxRead, BoxWrite, Duplex, ExecOptions, ExecProcess, MetricsEndpoint, ResizeFn, Result, StreamingBackend, StreamingError,
+    TerminalSize,
+};
 
 /// Serves logs, exec and port-forward from the node's runtime.
 pub struct RuntimeBackend {
@@ -91,6 +94,15 @@ impl RuntimeBackend {
     }
 }
 
+/// Ends an attach session when dropped.
+struct EndSession(SessionControl);
+
+impl Drop for EndSession {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 #[async_trait]
 impl StreamingBackend for RuntimeBackend {
     async fn log_file(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> Result<PathBuf> {
@@ -123,8 +135,15 @@ impl StreamingBackend for RuntimeBackend {
             tty: opts.tty.then_some((24, 80)),
             ..Default::default()
         };
-        let std_cmd = self.runtime.exec_command(&request).map_err(|e| StreamingError::Runtime(e.to_string()))?;
-        let mut cmd = tokio::process::Command::from(std_cmd);
+        let prepared = self.runtime.exec_streaming(&request).map_err(|e| StreamingError::Runtime(e.to_string()))?;
+        let resize = prepared.resize.map(|r| {
+            Box::new(move |size: TerminalSize| {
+                if let Err(e) = r.resize(size.height, size.width) {
+                    tracing::debug!(error = %e, "exec resize failed");
+                }
+            }) as ResizeFn
+        });
+        let mut cmd = tokio::process::Command::from(prepared.command);
         cmd.stdin(if opts.stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(if opts.stdout || opts.tty { Stdio::piped() } else { Stdio::null() })
             .stderr(if opts.stderr && !opts.tty { Stdio::piped() } else { Stdio::null() })
@@ -137,7 +156,53 @@ impl StreamingBackend for RuntimeBackend {
             let status = child.wait().await.map_err(StreamingError::io("waiting for exec"))?;
             Ok(status.code().unwrap_or(137))
         });
-        Ok(ExecProcess { stdin, stdout, stderr, resize: None, exit })
+        Ok(ExecProcess { stdin, stdout, stderr, resize, exit })
+    }
+
+    async fn attach(&self, namespace: &str, pod: &str, container: &str, opts: ExecOptions) -> Result<ExecProcess> {
+        let target = self.running(namespace, pod, container).await?;
+        let request = AttachRequest {
+            container_id: target.config.id.clone(),
+            stdin: opts.stdin,
+            stdout: opts.stdout || opts.tty,
+            stderr: opts.stderr,
+        };
+        let rt = self.runtime.clone();
+        let session = tokio::task::spawn_blocking(move || rt.attach(&request))
+            .await
+            .map_err(|e| StreamingError::Runtime(e.to_string()))?
+            .map_err(|e| StreamingError::Runtime(e.to_string()))?;
+        let io = |what: &'static str| StreamingError::io(format!("attaching to {container}: {what}"));
+        let stdin = match session.stdin {
+            // A terminal master is not a pipe; its (rare, short) writes go to the blocking pool.
+            Some(f) if session.tty => Some(Box::new(tokio::fs::File::from_std(f)) as BoxWrite),
+            Some(f) => Some(Box::new(tokio::net::unix::pipe::Sender::from_file(f).map_err(io("stdin"))?) as BoxWrite),
+            None => None,
+        };
+        let reader = |f: Option<std::fs::File>, what: &'static str| -> Result<Option<BoxRead>> {
+            f.map(|f| tokio::net::unix::pipe::Receiver::from_file(f).map(|r| Box::new(r) as BoxRead).map_err(io(what)))
+                .transpose()
+        };
+        let stdout = reader(session.stdout, "stdout")?;
+        let stderr = reader(session.stderr, "stderr")?;
+        let control = session.control;
+        let resize = match (session.tty, control.try_clone()) {
+            (true, Ok(c)) => Some(Box::new(move |size: TerminalSize| {
+                if let Err(e) = c.resize(size.height, size.width) {
+                    tracing::debug!(error = %e, "attach resize failed");
+                }
+            }) as ResizeFn),
+            _ => None,
+        };
+        let ender = control.try_clone().map_err(io("session"))?;
+        // The session lasts until the container exits and its output is drained (the shim
+        // then closes it); dropping this future first (the client went away) ends it here.
+        let exit = Box::pin(async move {
+            let _end = EndSession(ender);
+            let _ = tokio::task::spawn_blocking(move || control.wait()).await;
+            Ok(0)
+        });
+        Ok(ExecProcess { stdin, stdout, stderr, resize, exit })
     }
 
     async fn port_forward(&self, namespace: &str, pod: &str, port: u16) -> Result<Box<dyn Duplex>> {

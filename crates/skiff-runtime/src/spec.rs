@@ -143,6 +143,10 @@ pub fn resolve_process(
         env.retain(|e| !e.starts_with(&prefix));
         env.push(format!("{k}={v}"));
     }
+    // A terminal needs a type; containerd and Docker set xterm unless one is given.
+    if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
     let cwd = cfg
         .working_dir
         .clone()
@@ -394,7 +398,7 @@ pub fn build_spec(
     let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": cfg.tty,
             "user": {"uid": process.user.uid, "gid": gid, "additionalGids": process.user.additional_gids},
             "args": process.args,
             "env": process.env,

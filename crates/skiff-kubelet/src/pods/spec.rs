@@ -131,6 +131,9 @@ pub fn container_config(
         log_path: None,
         labels: naming::container_labels(uid, ns, name, &c.name, attempt),
         env,
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
     }
 }
 
@@ -186,6 +189,20 @@ mod tests {
             let s = sc(serde_json::json!({"seccompProfile": {"type": "Localhost", "localhostProfile": bad}}));
             assert!(seccomp_profile(&bare, Some(&s), dir).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn stdin_and_tty_reach_the_runtime() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "uid": "u"}})).unwrap();
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c", "stdin": true, "stdinOnce": true, "tty": true
+        }))
+        .unwrap();
+        let cfg = container_config(&pod, &c, 0, "img", Vec::new(), Vec::new(), SeccompProfile::Unconfined);
+        assert!(cfg.stdin && cfg.stdin_once && cfg.tty);
+        let plain: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let cfg = container_config(&pod, &plain, 0, "img", Vec::new(), Vec::new(), SeccompProfile::Unconfined);
+        assert!(!cfg.stdin && !cfg.stdin_once && !cfg.tty);
     }
 
     #[test]

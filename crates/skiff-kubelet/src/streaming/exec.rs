@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::spdy::session::{Session, StreamWriter};
 use super::websocket::{Message, WsReader, WsWriter};
@@ -76,6 +76,9 @@ pub struct Channels {
     pub resize: Option<mpsc::UnboundedReceiver<Bytes>>,
     /// Report the outcome as a v1 `Status` (v4+) rather than plain text.
     pub status_json: bool,
+    /// Resolves (with an error: the sender is dropped) once the client's connection is
+    /// gone; the process is then no longer waited for, which ends an attach session.
+    pub gone: Option<oneshot::Receiver<()>>,
 }
 
 /// The `Status` upstream's kubelet writes on the error channel for an exit code.
@@ -181,7 +184,16 @@ pub async fn run(proc: Result<ExecProcess>, mut ch: Channels) {
             sink.finish().await;
         }));
     }
-    let code = exit.await;
+    let code = match ch.gone.take() {
+        Some(gone) => tokio::select! {
+            code = exit => code,
+            _ = gone => {
+                tracing::debug!("exec/attach: client went away");
+                return;
+            }
+        },
+        None => exit.await,
+    };
     for t in tasks {
         let _ = t.await;
     }
@@ -213,7 +225,9 @@ pub async fn serve_websocket(mut reader: WsReader, writer: WsWriter, protocol: &
     // Upstream announces readiness with an empty message on the lowest output channel.
     let first = if opts.stdout { STDOUT } else if opts.stderr { STDERR } else { ERROR };
     let _ = writer.binary(&[first]).await;
+    let (gone_tx, gone_rx) = oneshot::channel::<()>();
     let demux = tokio::spawn(async move {
+        let _gone = gone_tx;
         let mut stdin_tx = Some(stdin_tx);
         while let Ok(Some(msg)) = reader.next().await {
             let data = match msg {
@@ -241,6 +255,7 @@ pub async fn serve_websocket(mut reader: WsReader, writer: WsWriter, protocol: &
         error: Sink::Ws(writer.clone(), ERROR),
         resize: opts.tty.then_some(resize_rx),
         status_json: true,
+        gone: Some(gone_rx),
     };
     run(proc, ch).await;
     let _ = writer.close(1000).await;
@@ -298,6 +313,13 @@ where
             rx
         })
     };
+    // The session's stream queue ends when the connection does: that is the client going.
+    let (gone_tx, gone_rx) = oneshot::channel::<()>();
+    let mut incoming = std::mem::replace(&mut session.incoming, mpsc::channel(1).1);
+    tokio::spawn(async move {
+        while incoming.recv().await.is_some() {}
+        drop(gone_tx);
+    });
     let error = streams.remove("error").expect("error stream is always expected");
     let stdout = streams.remove("stdout").map(|s| Sink::Spdy(s.writer));
     let stderr = streams.remove("stderr").map(|s| Sink::Spdy(s.writer));
@@ -308,6 +330,7 @@ where
         stderr,
         error: Sink::Spdy(error.writer),
         status_json: protocol == "v4.channel.k8s.io",
+        gone: Some(gone_rx),
     };
     run(start.await, ch).await;
     session.close().await;
@@ -346,6 +369,26 @@ mod tests {
         assert_eq!(got, vec![TerminalSize { width: 80, height: 24 }, TerminalSize { width: 100, height: 30 }]);
         assert!(d.push(b"not json").is_empty());
         assert_eq!(d.push(br#"{"Width":1,"Height":2}"#), vec![TerminalSize { width: 1, height: 2 }]);
+    }
+
+    /// A client that hangs up stops the wait for a process that would never end (an attach
+    /// session to a long-running container): its resources go with the connection.
+    #[tokio::test]
+    async fn a_departed_client_ends_the_wait() {
+        let (client, server) = tokio::io::duplex(4096);
+        let (reader, writer) = super::super::websocket::split(server);
+        let (dropped_tx, dropped_rx) = oneshot::channel::<()>();
+        let exit: super::super::ExitFuture = Box::pin(async move {
+            let _notify_on_drop = dropped_tx;
+            std::future::pending::<()>().await;
+            Ok(0)
+        });
+        let proc = ExecProcess { stdin: None, stdout: None, stderr: None, resize: None, exit };
+        let opts = ExecOptions { stdin: true, stdout: true, stderr: false, tty: true };
+        let served = tokio::spawn(serve_websocket(reader, writer, "v5.channel.k8s.io", opts, Ok(proc)));
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), served).await.expect("serving ends").unwrap();
+        assert!(dropped_rx.await.is_err(), "the exit future was dropped");
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! An in-memory [`Runtime`] for unit tests of the node agent: no processes, no mounts.
 //! Tests drive container exits with [`FakeRuntime::exit`] and inspect calls with
-//! [`FakeRuntime::calls`].
+//! [`FakeRuntime::calls`]. Attach sessions behave like `cat` on a terminal: stdin comes
+//! back on stdout, and resizes are recorded ([`FakeRuntime::resizes`]).
 
 use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::types::*;
-use super::Runtime;
+use super::{AttachSession, Runtime, SessionControl};
 use crate::error::{Error, Result};
 use crate::image::manifest::normalize_reference;
 
@@ -19,6 +23,9 @@ struct State {
     containers: BTreeMap<String, ContainerInfo>,
     exec_results: BTreeMap<String, ExecOutput>,
     calls: Vec<String>,
+    /// The fake's ends of open attach sessions, by container; closed when it exits.
+    sessions: BTreeMap<String, Vec<UnixStream>>,
+    resizes: Arc<Mutex<Vec<(String, u16, u16)>>>,
 }
 
 /// A fake runtime: images appear when pulled, containers run until told to exit.
@@ -42,9 +49,19 @@ impl FakeRuntime {
         self.state.lock().expect("fake runtime lock").calls.clone()
     }
 
+    /// Terminal sizes sent to attach sessions, as (container, rows, columns).
+    pub fn resizes(&self) -> Vec<(String, u16, u16)> {
+        let st = self.state.lock().expect("fake runtime lock");
+        let r = st.resizes.lock().expect("fake resizes lock").clone();
+        r
+    }
+
     /// Makes a running container exit with `code` (reason `Completed`, `Error` or the given one).
     pub fn exit(&self, id: &str, code: i32, reason: Option<&str>) {
         let mut st = self.state.lock().expect("fake runtime lock");
+        for s in st.sessions.remove(id).unwrap_or_default() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
         if let Some(c) = st.containers.get_mut(id) {
             c.status.phase = Phase::Exited;
             c.status.exit_code = Some(code);
@@ -286,6 +303,72 @@ impl Runtime for FakeRuntime {
         })
     }
 
+    fn attach(&self, request: &AttachRequest) -> Result<AttachSession> {
+        let id = request.container_id.clone();
+        self.with(format!("attach {id}"), |st| {
+            let c = st
+                .containers
+                .get(&id)
+                .ok_or_else(|| not_found("container", &id))?;
+            if c.status.phase != Phase::Running {
+                return Err(Error::InvalidState(format!(
+                    "container {id} is not running"
+                )));
+            }
+            let tty = c.config.tty;
+            let io = |e: std::io::Error| Error::Io {
+                what: "fake attach",
+                path: PathBuf::from(&id),
+                source: e,
+            };
+            let pipe = || -> Result<(File, File)> {
+                let (r, w) = nix::unistd::pipe().map_err(|e| io(e.into()))?;
+                Ok((File::from(r), File::from(w)))
+            };
+            let (in_r, in_w) = pipe()?;
+            let (out_r, mut out_w) = pipe()?;
+            let (ours, theirs) = UnixStream::pair().map_err(io)?;
+            // `cat`: stdin comes back on stdout until stdin closes.
+            std::thread::spawn(move || {
+                let mut in_r = in_r;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = in_r.read(&mut buf) {
+                    if n == 0 || out_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            let resizes = st.resizes.clone();
+            let reader = theirs.try_clone().map_err(io)?;
+            let who = id.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(reader)
+                    .lines()
+                    .map_while(|l| l.ok())
+                {
+                    let mut w = line
+                        .split_whitespace()
+                        .skip(1)
+                        .filter_map(|x| x.parse().ok());
+                    if let (Some(r), Some(c)) = (w.next(), w.next()) {
+                        resizes
+                            .lock()
+                            .expect("fake resizes lock")
+                            .push((who.clone(), r, c));
+                    }
+                }
+            });
+            st.sessions.entry(id.clone()).or_default().push(theirs);
+            Ok(AttachSession {
+                stdin: request.stdin.then_some(in_w),
+                stdout: request.stdout.then_some(out_r),
+                stderr: None,
+                tty,
+                control: SessionControl::new(ours),
+            })
+        })
+    }
+
     fn log_path(&self, id: &str) -> Result<PathBuf> {
         self.with(format!("log_path {id}"), |st| {
             st.containers
@@ -337,7 +420,38 @@ mod tests {
         assert_eq!(rt.create_container(&cfg).unwrap().phase, Phase::Created);
         rt.start_container("c").unwrap();
         assert_eq!(rt.container_status("c").unwrap().phase, Phase::Running);
+        let session = rt
+            .attach(&AttachRequest {
+                container_id: "c".into(),
+                stdin: true,
+                stdout: true,
+                stderr: false,
+            })
+            .unwrap();
+        session.control.resize(30, 100).unwrap();
+        let mut stdin = session.stdin.unwrap();
+        stdin.write_all(b"echo\n").unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        session.stdout.unwrap().read_to_string(&mut out).unwrap();
+        assert_eq!(out, "echo\n");
+        for _ in 0..200 {
+            if !rt.resizes().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let waiter = session.control.try_clone().unwrap();
+        let waited = std::thread::spawn(move || waiter.wait());
         rt.exit("c", 3, None);
+        waited.join().unwrap();
+        assert_eq!(rt.resizes(), vec![("c".to_string(), 30, 100)]);
+        assert!(rt
+            .attach(&AttachRequest {
+                container_id: "c".into(),
+                ..Default::default()
+            })
+            .is_err());
         let s = rt.container_status("c").unwrap();
         assert_eq!(
             (s.phase, s.exit_code, s.reason.as_deref()),

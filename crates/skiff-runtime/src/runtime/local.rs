@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sandbox::{self, NetworkHook, NS_KINDS};
 use super::types::*;
-use super::Runtime;
+use super::{AttachSession, ExecResizer, Runtime, StreamingExec};
 use crate::cgroups;
 use crate::error::{validate_id, Error, IoContext, Result, SysContext};
 use crate::image::registry::RegistryAuth;
@@ -444,6 +444,14 @@ impl LocalRuntime {
     /// The command that runs `request` in its container with inherited stdio, for callers
     /// that stream (attach-style exec); [`Runtime::exec_sync`] captures output instead.
     pub fn exec_command(&self, request: &ExecRequest) -> Result<std::process::Command> {
+        self.exec_shim_command(request, None)
+    }
+
+    fn exec_shim_command(
+        &self,
+        request: &ExecRequest,
+        resize: Option<PathBuf>,
+    ) -> Result<std::process::Command> {
         let record = self.record(&request.container_id)?;
         let cmd = ShimCommand::Exec(ExecArgs {
             id: request.container_id.clone(),
@@ -457,15 +465,66 @@ impl LocalRuntime {
             uid: Some(record.uid),
             gid: record.gid,
             tty: request.tty,
+            resize,
             command: request.command.clone(),
         });
         Ok(self.cfg.shim.command(&cmd))
+    }
+
+    /// [`Runtime::exec_streaming`]: with a tty, the exec shim reads sizes from a FIFO in
+    /// the container's directory that the returned resizer writes to.
+    fn exec_streaming_impl(&self, request: &ExecRequest) -> Result<StreamingExec> {
+        use std::os::unix::fs::OpenOptionsExt;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if request.tty.is_none() {
+            return Ok(StreamingExec {
+                command: self.exec_shim_command(request, None)?,
+                resize: None,
+            });
+        }
+        self.record(&request.container_id)?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self
+            .container_dir(&request.container_id)
+            .join(format!("exec-{}-{n}.resize", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .sys(|| format!("create resize fifo {}", path.display()))?;
+        // Read-write: opening never waits for the shim, and sizes written before it starts
+        // wait in the FIFO.
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .ctx("open resize fifo", &path)?;
+        let resizer = ExecResizer::new(fifo, path.clone());
+        Ok(StreamingExec {
+            command: self.exec_shim_command(request, Some(path))?,
+            resize: Some(resizer),
+        })
     }
 }
 
 impl Runtime for LocalRuntime {
     fn exec_command(&self, request: &ExecRequest) -> Result<std::process::Command> {
         LocalRuntime::exec_command(self, request)
+    }
+
+    fn exec_streaming(&self, request: &ExecRequest) -> Result<StreamingExec> {
+        self.exec_streaming_impl(request)
+    }
+
+    fn attach(&self, request: &AttachRequest) -> Result<AttachSession> {
+        let record = self.record(&request.container_id)?;
+        let status = self.status_of(&request.container_id, &record);
+        if !matches!(status.phase, Phase::Created | Phase::Running) {
+            return Err(Error::InvalidState(format!(
+                "container {} is not running",
+                request.container_id
+            )));
+        }
+        client::attach(&self.container_dir(&request.container_id), request)
     }
 
     fn import_image(&self, path: &Path, name: Option<&str>) -> Result<Vec<ImageInfo>> {
@@ -572,6 +631,9 @@ impl Runtime for LocalRuntime {
             log_path: record.log_path.clone(),
             lc_root: self.lc_root(),
             cgroups_path: record.cgroups_path.clone(),
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            terminal: config.tty,
         });
         if let Err(e) = self.cfg.shim.create(&cmd, &config.id) {
             self.cleanup(&config.id, Some(&record.cgroups_path));

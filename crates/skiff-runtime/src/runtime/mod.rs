@@ -4,6 +4,7 @@
 //! All methods block (they run processes and touch the filesystem); an async caller runs
 //! them with `tokio::task::spawn_blocking`.
 
+mod attach;
 mod fake;
 mod local;
 mod sandbox;
@@ -12,6 +13,7 @@ pub mod types;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use attach::{AttachSession, ExecResizer, SessionControl, StreamingExec};
 pub use fake::FakeRuntime;
 pub use local::{LocalRuntime, RecoveryReport, RuntimeConfig};
 pub use sandbox::{LoopbackOnly, NetworkHook};
@@ -75,6 +77,23 @@ pub trait Runtime: Send + Sync {
     fn exec_command(&self, request: &ExecRequest) -> Result<std::process::Command> {
         Err(crate::Error::InvalidArgument(format!(
             "streaming exec into {} is not supported by this runtime",
+            request.container_id
+        )))
+    }
+    /// Like [`Runtime::exec_command`], with a handle that resizes the exec's terminal
+    /// (`request.tty` set) while it runs.
+    fn exec_streaming(&self, request: &ExecRequest) -> Result<StreamingExec> {
+        Ok(StreamingExec {
+            command: self.exec_command(request)?,
+            resize: None,
+        })
+    }
+    /// Attaches to a running container's main process (`kubectl attach`): live output,
+    /// stdin when the container has one, terminal resizes. The container's runtime keeps
+    /// the streams, so sessions work across restarts of the caller.
+    fn attach(&self, request: &AttachRequest) -> Result<AttachSession> {
+        Err(crate::Error::InvalidArgument(format!(
+            "attach to {} is not supported by this runtime",
             request.container_id
         )))
     }

@@ -183,6 +183,17 @@ pub struct ContainerConfig {
     /// Labels, for listing.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Give the process a stdin that attach sessions write to (Kubernetes `stdin`);
+    /// otherwise it reads `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin once the first attach session ends (Kubernetes `stdinOnce`).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Run the process on a pseudo-terminal (Kubernetes `tty`); its output is logged as
+    /// stdout.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Lifecycle phase of a container.
@@ -286,6 +297,22 @@ pub struct ExecRequest {
     /// [`Error::Timeout`](crate::Error::Timeout) when it runs longer (exec probes' `timeoutSeconds`).
     #[serde(default)]
     pub timeout: Option<std::time::Duration>,
+}
+
+/// Which streams an attach session wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// Target container.
+    pub container_id: String,
+    /// Write to the container's stdin (ignored when it has none).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Receive its stdout (with a terminal: all its output).
+    #[serde(default)]
+    pub stdout: bool,
+    /// Receive its stderr (never with a terminal).
+    #[serde(default)]
+    pub stderr: bool,
 }
 
 /// The result of an [`ExecRequest`] run to completion.

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::fds::recv_with_fds;
 use super::ShimCommand;
 use crate::error::{Error, IoContext, Result};
-use crate::runtime::types::ContainerStatus;
+use crate::runtime::types::{AttachRequest, ContainerStatus};
+use crate::runtime::{AttachSession, SessionControl};
 
 /// Name of the control socket in a container's state directory.
 pub const SOCKET_NAME: &str = "shim.sock";
@@ -117,6 +119,83 @@ pub fn request(
         Some(e) => Err(shim_err(e.to_string())),
         None => Ok(reply),
     }
+}
+
+/// Opens an attach session with a container's shim (see the protocol in `shim::attach`).
+pub fn attach(state_dir: &Path, request: &AttachRequest) -> Result<AttachSession> {
+    let id = request.container_id.as_str();
+    let shim_err = |message: String| Error::Shim {
+        id: id.to_string(),
+        message,
+    };
+    let dir = File::open(state_dir).ctx("open state dir", state_dir)?;
+    let mut conn = UnixStream::connect(socket_path_via(&dir))
+        .map_err(|e| shim_err(format!("cannot reach shim (is it running?): {e}")))?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| shim_err(e.to_string()))?;
+    let mut line = String::from("attach");
+    for (on, name) in [
+        (request.stdin, " stdin"),
+        (request.stdout, " stdout"),
+        (request.stderr, " stderr"),
+    ] {
+        if on {
+            line.push_str(name);
+        }
+    }
+    writeln!(conn, "{line}").map_err(|e| shim_err(format!("send attach: {e}")))?;
+    // The reply is one line; the descriptors come with its first byte.
+    let mut reply = Vec::new();
+    let mut fds = Vec::new();
+    while !reply.contains(&b'\n') {
+        let mut buf = [0u8; 256];
+        let (n, got) = recv_with_fds(&conn, &mut buf)
+            .map_err(|e| shim_err(format!("no reply to attach: {e}")))?;
+        fds.extend(got);
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let reply = String::from_utf8_lossy(&reply).trim().to_string();
+    if let Some(e) = reply.strip_prefix("error: ") {
+        return Err(if e.contains("not running") {
+            Error::InvalidState(format!("container {id} is not running"))
+        } else {
+            shim_err(e.to_string())
+        });
+    }
+    let mut words = reply.split_whitespace();
+    if words.next() != Some("ok") {
+        return Err(shim_err(format!("bad attach reply {reply:?}")));
+    }
+    let mut session = AttachSession {
+        stdin: None,
+        stdout: None,
+        stderr: None,
+        tty: false,
+        control: SessionControl::new(conn.try_clone().map_err(|e| shim_err(e.to_string()))?),
+    };
+    let mut fds = fds.into_iter();
+    for w in words {
+        let slot = match w {
+            "tty" => {
+                session.tty = true;
+                continue;
+            }
+            "stdin" => &mut session.stdin,
+            "stdout" => &mut session.stdout,
+            "stderr" => &mut session.stderr,
+            other => return Err(shim_err(format!("unknown attach stream {other:?}"))),
+        };
+        let fd = fds
+            .next()
+            .ok_or_else(|| shim_err(format!("attach reply {reply:?} lacks descriptors")))?;
+        *slot = Some(File::from(fd));
+    }
+    conn.set_read_timeout(None)
+        .map_err(|e| shim_err(e.to_string()))?;
+    Ok(session)
 }
 
 /// Writes a status file atomically.

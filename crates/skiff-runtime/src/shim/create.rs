@@ -16,8 +16,10 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
+use super::attach::Attachments;
 use super::client::{socket_path_via, write_status, SOCKET_NAME, STATUS_FILE};
 use super::confine::Confinement;
+use super::fds::recv_with_fds;
 use super::log::{timestamp, LineSplitter, Stream};
 use super::CreateArgs;
 use crate::cgroups;
@@ -27,6 +29,9 @@ use crate::runtime::types::{ContainerStatus, Phase};
 /// How long to keep reading output after the container exited: its pipes close as soon as
 /// every process in its pid namespace is gone, so this only bounds pathological cases.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+/// Name of the console socket (in the state directory) libcontainer sends the terminal
+/// master over; it exists only while the container is being created.
+const CONSOLE_NAME: &str = "console.sock";
 
 /// Forks; the parent relays the child's readiness report and exits, the child supervises the
 /// container. Returns the parent's exit code.
@@ -105,14 +110,12 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
     // Processes orphaned inside the container's session come back to us to be reaped.
     nix::sys::prctl::set_child_subreaper(true).sys(|| "set child subreaper".into())?;
 
-    let (out_r, out_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys(|| "create stdout pipe".into())?;
-    let (err_r, err_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys(|| "create stderr pipe".into())?;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&args.log_path)
         .ctx("open container log", &args.log_path)?;
-    let null = File::open("/dev/null").ctx("open", "/dev/null")?;
+    let state_dir = File::open(&args.state_dir).ctx("open state dir", &args.state_dir)?;
 
     let lc_err = |what: &'static str| {
         let id = args.id.clone();
@@ -123,15 +126,41 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
         }
     };
     let confinement = Confinement::from_bundle(&args.id, &args.bundle)?;
-    let builder = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
+    let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
         .with_root_path(&args.lc_root)
         .map_err(lc_err("set state root"))?
-        .with_executor(confinement.executor())
-        .with_stdin(OwnedFd::from(null))
-        .with_stdout(out_w)
-        .with_stderr(err_w)
-        .validate_id()
-        .map_err(lc_err("validate id"))?;
+        .with_executor(confinement.executor());
+    // With a terminal, libcontainer's init creates the pty and sends its master over a
+    // console socket; otherwise the container gets pipes (and /dev/null or a stdin pipe).
+    let mut console = None;
+    let mut pipes = None;
+    let mut stdin_w = None;
+    if args.terminal {
+        let path = console_path_via(&state_dir);
+        let _ = std::fs::remove_file(args.state_dir.join(CONSOLE_NAME));
+        let l = UnixListener::bind(&path)
+            .ctx("bind console socket", args.state_dir.join(CONSOLE_NAME))?;
+        builder = builder.with_console_socket(Some(&path));
+        console = Some(l);
+    } else {
+        let (out_r, out_w) =
+            pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys(|| "create stdout pipe".into())?;
+        let (err_r, err_w) =
+            pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys(|| "create stderr pipe".into())?;
+        let stdin = if args.stdin {
+            let (r, w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).sys(|| "create stdin pipe".into())?;
+            stdin_w = Some(w);
+            r
+        } else {
+            OwnedFd::from(File::open("/dev/null").ctx("open", "/dev/null")?)
+        };
+        builder = builder
+            .with_stdin(stdin)
+            .with_stdout(out_w)
+            .with_stderr(err_w);
+        pipes = Some((out_r, err_r));
+    }
+    let builder = builder.validate_id().map_err(lc_err("validate id"))?;
     let created = builder
         .as_init(&args.bundle)
         .with_systemd(false)
@@ -145,6 +174,7 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
                 let _ = c.delete(true);
             }
             cgroups::remove(&args.cgroups_path);
+            let _ = std::fs::remove_file(args.state_dir.join(CONSOLE_NAME));
             return Err(lc_err("create")(e));
         }
     };
@@ -153,10 +183,33 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
         what: "create",
         message: "no init pid after create".into(),
     })?;
+    let (out, err) = match (console, pipes) {
+        (Some(l), _) => {
+            let master = receive_terminal(&l, &args.state_dir);
+            let _ = std::fs::remove_file(args.state_dir.join(CONSOLE_NAME));
+            let master = match master {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = waitpid(pid, None);
+                    if let Ok(mut c) = Container::load(args.lc_root.join(&args.id)) {
+                        let _ = c.delete(true);
+                    }
+                    cgroups::remove(&args.cgroups_path);
+                    return Err(e);
+                }
+            };
+            (Some((master, LineSplitter::terminal(Stream::Stdout))), None)
+        }
+        (None, Some((out_r, err_r))) => (
+            Some((out_r, LineSplitter::new(Stream::Stdout))),
+            Some((err_r, LineSplitter::new(Stream::Stderr))),
+        ),
+        (None, None) => unreachable!("either a console or pipes were set up"),
+    };
 
     // Bound only now so that the container's init, which shares our open files until it
     // execs, never holds the listener.
-    let state_dir = File::open(&args.state_dir).ctx("open state dir", &args.state_dir)?;
     let _ = std::fs::remove_file(args.state_dir.join(SOCKET_NAME));
     let listener = UnixListener::bind(socket_path_via(&state_dir))
         .ctx("bind control socket", args.state_dir.join(SOCKET_NAME))?;
@@ -189,13 +242,46 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
         pid,
         status,
         log,
-        out: Some((out_r, LineSplitter::new(Stream::Stdout))),
-        err: Some((err_r, LineSplitter::new(Stream::Stderr))),
+        out,
+        err,
+        attach: Attachments::new(args.stdin, args.stdin_once, args.terminal, stdin_w),
         waiters: Vec::new(),
         kill_at: None,
         exited_at: None,
     };
     sup.run(&listener, &sigfd)
+}
+
+/// The console socket path of the state directory open as `dir` (see [`socket_path_via`]).
+fn console_path_via(dir: &File) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/proc/self/fd/{}/{CONSOLE_NAME}", dir.as_raw_fd()))
+}
+
+/// Takes the terminal master the container's init sent over the console socket. The init
+/// connected and sent it before `build` returned, so it waits in the socket already; the
+/// timeout only guards against a libcontainer that did not.
+fn receive_terminal(listener: &UnixListener, state_dir: &Path) -> Result<OwnedFd> {
+    let path = state_dir.join(CONSOLE_NAME);
+    listener
+        .set_nonblocking(true)
+        .ctx("configure console socket", &path)?;
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::from(10_000u16));
+    let (conn, _) = listener.accept().ctx("accept console socket", &path)?;
+    conn.set_nonblocking(false)
+        .ctx("configure console socket", &path)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .ctx("configure console socket", &path)?;
+    let mut buf = [0u8; 4096];
+    let (_, mut fds) = recv_with_fds(&conn, &mut buf).ctx("receive terminal", &path)?;
+    if fds.is_empty() {
+        return Err(Error::Io {
+            what: "receive terminal",
+            path,
+            source: std::io::Error::other("no terminal descriptor in console socket message"),
+        });
+    }
+    Ok(fds.swap_remove(0))
 }
 
 struct Supervisor<'a> {
@@ -204,11 +290,23 @@ struct Supervisor<'a> {
     pid: Pid,
     status: ContainerStatus,
     log: File,
+    /// Container stdout (with a terminal: the master, carrying all output).
     out: Option<(OwnedFd, LineSplitter)>,
+    /// Container stderr (never with a terminal).
     err: Option<(OwnedFd, LineSplitter)>,
+    attach: Attachments,
     waiters: Vec<UnixStream>,
     kill_at: Option<Instant>,
     exited_at: Option<Instant>,
+}
+
+/// What one `poll` entry watches.
+#[derive(Clone, Copy)]
+enum Source {
+    Signals,
+    Listener,
+    Output(Stream),
+    Session(usize),
 }
 
 impl Supervisor<'_> {
@@ -234,51 +332,55 @@ impl Supervisor<'_> {
                     .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
             };
-            let (sig_ready, listen_ready, out_ready, err_ready) = {
+            let ready: Vec<Source> = {
+                let mut sources = vec![Source::Signals, Source::Listener];
                 let mut fds = vec![
                     PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
                     PollFd::new(listener.as_fd(), PollFlags::POLLIN),
                 ];
-                if let Some((fd, _)) = &self.out {
-                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                for (slot, stream) in [(&self.out, Stream::Stdout), (&self.err, Stream::Stderr)] {
+                    if let Some((fd, _)) = slot {
+                        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                        sources.push(Source::Output(stream));
+                    }
                 }
-                if let Some((fd, _)) = &self.err {
-                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                for (i, conn) in self.attach.connections() {
+                    fds.push(PollFd::new(conn.as_fd(), PollFlags::POLLIN));
+                    sources.push(Source::Session(i));
                 }
                 match poll(&mut fds, timeout) {
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => return Err(e).sys(|| "poll".into()),
                 }
-                let r = |i: usize| {
-                    fds.get(i)
-                        .and_then(|f| f.revents())
-                        .is_some_and(|r| !r.is_empty())
-                };
-                let out_idx = 2;
-                let err_idx = if self.out.is_some() { 3 } else { 2 };
-                (
-                    r(0),
-                    r(1),
-                    self.out.is_some() && r(out_idx),
-                    self.err.is_some() && r(err_idx),
-                )
+                fds.iter()
+                    .zip(sources)
+                    .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(_, s)| s)
+                    .collect()
             };
-            if out_ready {
-                self.pump(Stream::Stdout);
-            }
-            if err_ready {
-                self.pump(Stream::Stderr);
-            }
-            if sig_ready {
-                while let Ok(Some(_)) = sigfd.read_signal() {}
-                self.reap();
-            }
-            if listen_ready {
-                while let Ok((conn, _)) = listener.accept() {
-                    self.serve(conn);
+            let mut sessions = Vec::new();
+            for source in ready {
+                match source {
+                    Source::Output(stream) => self.pump(stream),
+                    Source::Signals => {
+                        while let Ok(Some(_)) = sigfd.read_signal() {}
+                        self.reap();
+                    }
+                    Source::Listener => {
+                        while let Ok((conn, _)) = listener.accept() {
+                            self.serve(conn);
+                        }
+                    }
+                    Source::Session(i) => sessions.push(i),
                 }
             }
+            let master = self
+                .attach
+                .terminal
+                .then_some(())
+                .and(self.out.as_ref().map(|(fd, _)| fd));
+            self.attach.service(&sessions, master);
         }
     }
 
@@ -300,6 +402,7 @@ impl Supervisor<'_> {
                 if let Err(e) = splitter.feed(&buf[..n], &mut self.log) {
                     tracing::warn!(container = %self.args.id, error = %e, "writing container log failed");
                 }
+                self.attach.broadcast(stream, &buf[..n], &self.args.id);
             }
         }
     }
@@ -347,8 +450,27 @@ impl Supervisor<'_> {
         if BufReader::new(&conn).read_line(&mut line).is_err() {
             return;
         }
-        let mut words = line.split_whitespace();
-        let reply = match (words.next(), words.next()) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"attach") {
+            let result = if self.exited_at.is_some() || self.status.phase == Phase::Exited {
+                Err("container is not running".to_string())
+            } else {
+                let master = self
+                    .attach
+                    .terminal
+                    .then_some(())
+                    .and(self.out.as_ref().map(|(fd, _)| fd));
+                match conn.try_clone() {
+                    Ok(c) => self.attach.open(c, &words[1..], master),
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            if let Err(e) = result {
+                let _ = writeln!(conn, "error: {e}");
+            }
+            return;
+        }
+        let reply = match (words.first().copied(), words.get(1).copied()) {
             (Some("start"), _) => Some(self.start()),
             (Some("reopen"), _) => Some(self.reopen_log()),
             (Some("status"), _) => Some(serde_json::to_string(&self.status).unwrap_or_default()),
@@ -453,6 +575,8 @@ impl Supervisor<'_> {
             *slot = None;
         }
         let _ = self.log.sync_data();
+        // Ending the sessions tells attached clients that the output is complete.
+        self.attach.close_all();
         let written = write_status(&self.args.state_dir, &self.status);
         // Tear down the cgroup and libcontainer's state; the status file is the record now.
         if let Err(e) = self.container.delete(true) {

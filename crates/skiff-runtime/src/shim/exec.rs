@@ -1,13 +1,14 @@
 //! `shim exec`: run a process inside a running container and exit with its exit code.
 
 use std::collections::HashMap;
-use std::io::IoSliceMut;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -18,6 +19,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::confine::Confinement;
+use super::fds::{parse_size, recv_with_fds, set_winsize};
 use super::ExecArgs;
 use crate::error::{Error, IoContext, Result, SysContext};
 
@@ -234,10 +236,28 @@ fn exec_tty(
     let (conn, _) = listener
         .accept()
         .ctx("accept console socket", &socket_path)?;
-    let master = receive_fd(&conn).ctx("receive terminal", &socket_path)?;
+    let mut buf = [0u8; 4096];
+    let (_, mut fds) = recv_with_fds(&conn, &mut buf).ctx("receive terminal", &socket_path)?;
+    if fds.is_empty() {
+        return Err(Error::Io {
+            what: "receive terminal",
+            path: socket_path,
+            source: std::io::Error::other("no terminal descriptor in console socket message"),
+        });
+    }
+    let master = fds.swap_remove(0);
+    let mut sizes = match &args.resize {
+        Some(p) => Some(Resizes::open(p)?),
+        None => None,
+    };
+    // The newest size the agent already sent beats the one on the command line.
+    let (rows, cols) = sizes
+        .as_mut()
+        .and_then(Resizes::read)
+        .unwrap_or((rows, cols));
     set_winsize(&master, rows, cols);
     let reaper = Reaper::new(pid)?;
-    relay(stdin, stdout, &master, &reaper);
+    relay(stdin, stdout, &master, &reaper, sizes.as_mut());
     Ok(reaper.wait())
 }
 
@@ -246,6 +266,50 @@ fn bundle_of(args: &ExecArgs) -> Result<PathBuf> {
     let state_path = args.lc_root.join(&args.id).join("state.json");
     let state: Value = read_json(&state_path)?;
     Ok(PathBuf::from(state["bundle"].as_str().unwrap_or_default()))
+}
+
+/// Terminal sizes the agent writes to a FIFO as `ROWS COLS` lines (each one write of less
+/// than PIPE_BUF bytes, so lines arrive whole).
+struct Resizes {
+    fifo: File,
+    pending: Vec<u8>,
+}
+
+impl Resizes {
+    /// Opened read-write so that it never reports end of file while the agent has it
+    /// closed, and non-blocking so that an empty FIFO does not stall the relay.
+    fn open(path: &Path) -> Result<Self> {
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .ctx("open resize fifo", path)?;
+        Ok(Self {
+            fifo,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Drains the FIFO; returns the newest complete size, if any.
+    fn read(&mut self) -> Option<(u16, u16)> {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = (&self.fifo).read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+        let mut newest = None;
+        while let Some(nl) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=nl).collect();
+            newest = parse_size(&String::from_utf8_lossy(&line)).or(newest);
+        }
+        if self.pending.len() > 512 {
+            self.pending.clear();
+        }
+        newest
+    }
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -257,50 +321,15 @@ fn read_json(path: &Path) -> Result<Value> {
     })
 }
 
-/// Receives one file descriptor sent with SCM_RIGHTS.
-#[allow(unsafe_code)]
-fn receive_fd(conn: &UnixStream) -> std::io::Result<OwnedFd> {
-    let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg {
-            if let Some(&fd) = fds.first() {
-                // SAFETY: the kernel installed this descriptor in our table while receiving
-                // the message; nothing else refers to it, so we may take ownership.
-                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Err(std::io::Error::other(
-        "no terminal descriptor in console socket message",
-    ))
-}
-
-#[allow(unsafe_code)]
-fn set_winsize(master: &OwnedFd, rows: u16, cols: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a `winsize` from the pointer, which is valid for the call;
-    // the descriptor is an open terminal master.
-    unsafe {
-        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-    }
-}
-
 /// Copies stdin to the terminal and the terminal to stdout until the terminal closes (its
 /// last slave descriptor goes away when the process exits).
-fn relay(stdin: OwnedFd, stdout: OwnedFd, master: &OwnedFd, reaper: &Reaper) {
+fn relay(
+    stdin: OwnedFd,
+    stdout: OwnedFd,
+    master: &OwnedFd,
+    reaper: &Reaper,
+    mut sizes: Option<&mut Resizes>,
+) {
     let mut stdin_open = true;
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -308,6 +337,10 @@ fn relay(stdin: OwnedFd, stdout: OwnedFd, master: &OwnedFd, reaper: &Reaper) {
             PollFd::new(master.as_fd(), PollFlags::POLLIN),
             PollFd::new(reaper.sigfd.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(s) = &sizes {
+            fds.push(PollFd::new(s.fifo.as_fd(), PollFlags::POLLIN));
+        }
+        let stdin_at = fds.len();
         if stdin_open {
             fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }
@@ -319,8 +352,14 @@ fn relay(stdin: OwnedFd, stdout: OwnedFd, master: &OwnedFd, reaper: &Reaper) {
         let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
         let master_ready = ready(&fds[0]);
         let signalled = ready(&fds[1]);
-        let stdin_ready = stdin_open && ready(&fds[2]);
+        let resized = sizes.is_some() && ready(&fds[2]);
+        let stdin_ready = stdin_open && ready(&fds[stdin_at]);
         drop(fds);
+        if resized {
+            if let Some((rows, cols)) = sizes.as_mut().and_then(|s| s.read()) {
+                set_winsize(master, rows, cols);
+            }
+        }
         // Only termination requests matter here; the exit itself shows as the terminal
         // closing, after which the caller collects the status.
         if signalled {

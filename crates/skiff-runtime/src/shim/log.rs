@@ -37,6 +37,7 @@ pub fn timestamp() -> String {
 pub struct LineSplitter {
     stream: Stream,
     pending: Vec<u8>,
+    strip_cr: bool,
 }
 
 impl LineSplitter {
@@ -45,6 +46,16 @@ impl LineSplitter {
         Self {
             stream,
             pending: Vec::new(),
+            strip_cr: false,
+        }
+    }
+
+    /// A splitter for a terminal's output, whose lines end in `\r\n`: the `\r` is left out
+    /// of the records.
+    pub fn terminal(stream: Stream) -> Self {
+        Self {
+            strip_cr: true,
+            ..Self::new(stream)
         }
     }
 
@@ -53,7 +64,10 @@ impl LineSplitter {
         self.pending.extend_from_slice(bytes);
         let mut start = 0;
         while let Some(nl) = self.pending[start..].iter().position(|b| *b == b'\n') {
-            let line = &self.pending[start..start + nl];
+            let mut line = &self.pending[start..start + nl];
+            if self.strip_cr {
+                line = line.strip_suffix(b"\r").unwrap_or(line);
+            }
             for (i, chunk) in line.chunks(MAX_LINE).enumerate() {
                 let last = (i + 1) * MAX_LINE >= line.len();
                 write_record(out, self.stream, if last { 'F' } else { 'P' }, chunk)?;
@@ -137,6 +151,15 @@ mod tests {
                 ("stdout".into(), "F".into(), "tail".into()),
             ]
         );
+    }
+
+    #[test]
+    fn terminal_line_ends_lose_their_carriage_return() {
+        let mut s = LineSplitter::terminal(Stream::Stdout);
+        let mut out = Vec::new();
+        s.feed(b"a\r\nb\rc\r\n", &mut out).unwrap();
+        let r: Vec<String> = records(&out).into_iter().map(|r| r.2).collect();
+        assert_eq!(r, vec!["a".to_string(), "b\rc".to_string()]);
     }
 
     #[test]

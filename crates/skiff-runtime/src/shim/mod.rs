@@ -6,27 +6,34 @@
 //! still single-threaded. Subcommands:
 //!
 //! - `create`: creates the container with libcontainer, then stays its parent: it reaps it,
-//!   writes its stdout/stderr to a CRI log file, serves `start`/`stop`/`kill`/`wait`/`status`/`reopen`
-//!   requests on a unix socket in the container's state directory, and records the exit
-//!   status (and OOM kills) in `status.json` before cleaning up the cgroup and exiting;
+//!   writes its stdout/stderr (or its terminal's output) to a CRI log file, holds its stdin
+//!   pipe or terminal master, serves `start`/`stop`/`kill`/`wait`/`status`/`reopen`/`attach`
+//!   requests on a unix socket in the container's state directory (attach sessions: see
+//!   `attach.rs`), and records the exit status (and OOM kills) in `status.json` before
+//!   cleaning up the cgroup and exiting;
 //! - `exec`: runs a process inside a running container (its namespaces and cgroup) with the
-//!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`), and exits
-//!   with the process's exit code;
+//!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`, resized from
+//!   the sizes written to a FIFO, `--resize`), and exits with the process's exit code;
 //! - `sandbox`: creates the network, IPC and UTS namespaces of a pod and pins them with bind
 //!   mounts, then exits.
 //!
 //! The agent side of these protocols is [`client`].
 
+mod attach;
 pub mod client;
 mod confine;
 mod create;
 mod exec;
+mod fds;
 pub mod log;
 mod sandbox;
 
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
+
+/// Flags without a value.
+const SWITCHES: &[&str] = &["--host-network", "--stdin", "--stdin-once", "--terminal"];
 
 /// Arguments of `shim create`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +50,12 @@ pub struct CreateArgs {
     pub lc_root: PathBuf,
     /// The container's cgroups path, for OOM detection.
     pub cgroups_path: String,
+    /// Give the container a stdin pipe that attach sessions write to.
+    pub stdin: bool,
+    /// Close that stdin when the first attach session ends.
+    pub stdin_once: bool,
+    /// Run the container on a pseudo-terminal whose master the shim holds.
+    pub terminal: bool,
 }
 
 /// Arguments of `shim exec`.
@@ -63,6 +76,8 @@ pub struct ExecArgs {
     /// Run the process on a new pseudo-terminal, relayed to the shim's stdin/stdout, with
     /// this initial size (rows, columns).
     pub tty: Option<(u16, u16)>,
+    /// A FIFO to read terminal sizes from (`ROWS COLS` lines), with `tty`.
+    pub resize: Option<PathBuf>,
     /// Command and arguments.
     pub command: Vec<String>,
 }
@@ -81,9 +96,11 @@ pub struct SandboxArgs {
 /// A parsed shim command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShimCommand {
-    /// `create --id ID --bundle DIR --state-dir DIR --log FILE --lc-root DIR --cgroup PATH`
+    /// `create --id ID --bundle DIR --state-dir DIR --log FILE --lc-root DIR --cgroup PATH
+    /// [--stdin] [--stdin-once] [--terminal]`
     Create(CreateArgs),
-    /// `exec --id ID --lc-root DIR [--cwd DIR] [--env K=V]... [--uid N] [--gid N] [--tty ROWSxCOLS] -- CMD...`
+    /// `exec --id ID --lc-root DIR [--cwd DIR] [--env K=V]... [--uid N] [--gid N]
+    /// [--tty ROWSxCOLS [--resize FIFO]] -- CMD...`
     Exec(ExecArgs),
     /// `sandbox --ns-dir DIR --hostname NAME [--host-network]`
     Sandbox(SandboxArgs),
@@ -106,6 +123,15 @@ impl ShimCommand {
                 ] {
                     v.push(k.into());
                     v.push(val);
+                }
+                for (on, switch) in [
+                    (a.stdin, "--stdin"),
+                    (a.stdin_once, "--stdin-once"),
+                    (a.terminal, "--terminal"),
+                ] {
+                    if on {
+                        v.push(switch.into());
+                    }
                 }
             }
             ShimCommand::Exec(a) => {
@@ -130,6 +156,9 @@ impl ShimCommand {
                 }
                 if let Some((rows, cols)) = a.tty {
                     v.extend(["--tty".into(), format!("{rows}x{cols}")]);
+                }
+                if let Some(p) = &a.resize {
+                    v.extend(["--resize".into(), p.display().to_string()]);
                 }
                 v.push("--".into());
                 v.extend(a.command.iter().cloned());
@@ -166,7 +195,7 @@ impl ShimCommand {
                 command = rest[i + 1..].to_vec();
                 break;
             }
-            if a == "--host-network" {
+            if SWITCHES.contains(&a.as_str()) {
                 switches.push(a.clone());
                 i += 1;
                 continue;
@@ -195,6 +224,9 @@ impl ShimCommand {
                 log_path: need("--log")?.into(),
                 lc_root: need("--lc-root")?.into(),
                 cgroups_path: need("--cgroup")?,
+                stdin: switches.iter().any(|s| s == "--stdin"),
+                stdin_once: switches.iter().any(|s| s == "--stdin-once"),
+                terminal: switches.iter().any(|s| s == "--terminal"),
             })),
             "exec" => {
                 if command.is_empty() {
@@ -220,6 +252,7 @@ impl ShimCommand {
                                 })
                         })
                         .transpose()?,
+                    resize: get("--resize").map(PathBuf::from),
                     command,
                 }))
             }
@@ -271,6 +304,9 @@ mod tests {
                 log_path: "/l".into(),
                 lc_root: "/r".into(),
                 cgroups_path: "/skiff/c1".into(),
+                stdin: true,
+                stdin_once: false,
+                terminal: true,
             }),
             ShimCommand::Exec(ExecArgs {
                 id: "c1".into(),
@@ -280,6 +316,7 @@ mod tests {
                 uid: Some(1),
                 gid: None,
                 tty: Some((24, 80)),
+                resize: Some("/s/exec-1.resize".into()),
                 command: vec!["sh".into(), "-c".into(), "exit 3".into()],
             }),
             ShimCommand::Sandbox(SandboxArgs {
