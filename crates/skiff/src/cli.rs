@@ -216,6 +216,18 @@ pub struct NodeArgs {
     /// address of the interface that reaches the server).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
+    /// Hard eviction thresholds, as the kubelet's flag: e.g.
+    /// `memory.available<100Mi,nodefs.available<10%` (signals: memory.available,
+    /// nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree,
+    /// pid.available). Signals left out get no threshold; without the flag upstream's
+    /// defaults apply (memory.available<100Mi, nodefs.available<10%, imagefs.available<15%,
+    /// nodefs.inodesFree<5%).
+    #[arg(long, value_parser = parse_eviction_hard)]
+    pub eviction_hard: Option<String>,
+}
+
+fn parse_eviction_hard(text: &str) -> Result<String, String> {
+    skiff_kubelet::eviction::parse_list(text).map(|_| text.to_string())
 }
 
 /// `skiff agent`: a node that joins a server.

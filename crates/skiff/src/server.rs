@@ -108,6 +108,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             control_plane: true,
             kubeconfig: args.data_dir.join("kubeconfig.yaml"),
             kubelet_port: args.node.kubelet_port,
+            eviction_hard: args.node.eviction_hard.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = crate::agent::run(options, agent_shutdown).await {
