@@ -187,11 +187,11 @@ pub fn crossed<'a>(thresholds: &'a [Threshold], observed: &Observations) -> Vec<
 
 /// A byte count the way upstream's quantities print it in eviction messages (`1234Ki`).
 pub fn show_bytes(n: u64) -> String {
-    if n > 0 && n % 1024 == 0 {
+    if n > 0 && n.is_multiple_of(1024) {
         let mut v = n;
         for unit in ["Ki", "Mi", "Gi", "Ti"] {
             v /= 1024;
-            if v % 1024 != 0 || unit == "Ti" {
+            if !v.is_multiple_of(1024) || unit == "Ti" {
                 return format!("{v}{unit}");
             }
         }
