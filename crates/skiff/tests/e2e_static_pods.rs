@@ -209,3 +209,80 @@ fn memory_pressure_evicts_pods() -> Result<()> {
     assert!(events.contains("Warning"), "{events}");
     Ok(())
 }
+
+/// Kills the agent process and removes its containers, even when the test fails.
+struct Agent {
+    child: std::process::Child,
+    data_dir: std::path::PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::process::Command::new(common::skiff_binary())
+            .args(["killall", "--data-dir"])
+            .arg(&self.data_dir)
+            .output();
+    }
+}
+
+#[test]
+fn static_pods_run_while_the_api_server_is_down() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return Ok(());
+    }
+    // A cluster that existed once: its kubeconfig now points at nothing.
+    let mut cluster = Cluster::start(common::skiff_binary())?;
+    let dir = tempfile::Builder::new().prefix("skiff-e2e-offline-").tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    std::fs::copy(cluster.kubeconfig(), &kubeconfig)?;
+    cluster.stop()?;
+
+    let data_dir = dir.path().join("data");
+    let manifests = data_dir.join("manifests");
+    std::fs::create_dir_all(&manifests)?;
+    let archive = dir.path().join("busybox.tar");
+    skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
+    let out = std::process::Command::new(common::skiff_binary())
+        .args(["image", "import", "--data-dir"])
+        .arg(&data_dir)
+        .arg(&archive)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "image import: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        manifests.join("offline.yaml"),
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: offline\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: c\n    image: {IMAGE}\n    command: [sh, -c, 'sleep 36019']\n"),
+    )?;
+    let log = std::fs::File::create(dir.path().join("agent.log"))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = std::process::Command::new(common::skiff_binary())
+        .args(["agent", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--node-name", "offline-node", "--flannel-backend", "none", "--kubelet-healthz-port", "0"])
+        .args(["--kubelet-port", &port.to_string(), "--eviction-hard", "memory.available<1Mi"])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let _agent = Agent { child, data_dir: data_dir.clone() };
+    let start = std::time::Instant::now();
+    while !process_running("sleep 36019") {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(60),
+            "the static pod did not start without an API server; agent log:\n{}",
+            std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Removing the manifest stops it, still without an API server.
+    std::fs::remove_file(manifests.join("offline.yaml"))?;
+    let start = std::time::Instant::now();
+    while process_running("sleep 36019") {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "the static pod did not stop");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
