@@ -106,7 +106,7 @@ impl Kubelet {
     /// Builds the agent from its parts.
     pub fn new(config: Config, client: kube::Client, runtime: Arc<dyn Runtime>, addresses: Arc<dyn PodAddresses>) -> Self {
         let events = events::Recorder::new(client.clone(), &config.node_name);
-        let allocatable = node::Capacity::read(&config.root, config.max_pods).allocatable();
+        let allocatable = node::Capacity::read(&config.root, config.max_pods).allocatable(&config.eviction_hard);
         let volumes = volumes::VolumeManager::new(config.root.join("pods"), client.clone(), config.node_name.clone());
         volumes.set_node_allocatable(allocatable.clone());
         let shared = Arc::new(Shared { config, client, runtime, addresses, events, volumes, allocatable, eviction: Default::default() });

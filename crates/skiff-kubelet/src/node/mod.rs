@@ -114,7 +114,7 @@ pub fn node_status(shared: &Shared, previous: Option<&NodeStatus>) -> NodeStatus
             NodeAddress { type_: "Hostname".into(), address: c.node_name.clone() },
         ]),
         capacity: Some(cap.capacity()),
-        allocatable: Some(cap.allocatable()),
+        allocatable: Some(cap.allocatable(&c.eviction_hard)),
         conditions: Some(conditions),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: c.kubelet_port as i32 }),
