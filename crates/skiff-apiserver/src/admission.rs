@@ -119,12 +119,16 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
             // ServiceAccount opts out. (Upstream also refuses pods whose ServiceAccount does
             // not exist yet; skiff lets them through, the kubelet's token request fails
             // until the account appears.)
-            let ns_name = meta::namespace(obj).unwrap_or("default").to_string();
-            let sa_name = obj.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("default").to_string();
-            let sa_info = srv.resources.find("", "v1", "serviceaccounts").expect("serviceaccounts are built in");
-            let sa = srv.objects.try_get(&sa_info.info, Some(&ns_name), &sa_name).await.ok().flatten();
-            let automount = sa.as_ref().and_then(|s| s.get("automountServiceAccountToken")).and_then(Value::as_bool);
-            skiff_api::service_account::inject_service_account_volume(obj, automount);
+            // Mirror pods (static pods shown by their node) get no service account, as upstream.
+            let mirror = obj.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
+            if !mirror {
+                let ns_name = meta::namespace(obj).unwrap_or("default").to_string();
+                let sa_name = obj.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("default").to_string();
+                let sa_info = srv.resources.find("", "v1", "serviceaccounts").expect("serviceaccounts are built in");
+                let sa = srv.objects.try_get(&sa_info.info, Some(&ns_name), &sa_name).await.ok().flatten();
+                let automount = sa.as_ref().and_then(|s| s.get("automountServiceAccountToken")).and_then(Value::as_bool);
+                skiff_api::service_account::inject_service_account_volume(obj, automount);
+            }
             let qos = skiff_api::defaults::pod_qos(&obj["spec"]);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }

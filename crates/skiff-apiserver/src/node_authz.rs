@@ -8,8 +8,16 @@
 //!   or to the pods, secrets and configmaps of pods bound to it. It is a coarse stand-in that
 //!   keeps nodes away from everything else (RBAC objects, workloads, other credentials'
 //!   approval, ...).
+//! - Pods, as upstream's NodeRestriction admission: a node creates only mirror pods bound to
+//!   itself and owned by its Node ([`admit_pod_create`]), and deletes only pods bound to
+//!   itself ([`admit_pod_delete`]; the kubelet finalizes the deletion of every pod it ran).
+
+use serde_json::Value;
 
 use crate::auth::User;
+
+/// The annotation that marks a mirror pod.
+const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 
 /// Every verb that reads.
 const READ: &[&str] = &["get", "list", "watch"];
@@ -73,9 +81,100 @@ pub fn allows(user: &User, group: &str, resource: &str, verb: &str) -> bool {
     in_group(user, "system:nodes") && user.name.starts_with("system:node:") && matches(NODE_RULES, group, resource, verb)
 }
 
+/// The node a user is (`system:node:<name>` in group `system:nodes`), if it is one.
+pub fn node_name(user: &User) -> Option<&str> {
+    if !in_group(user, "system:nodes") {
+        return None;
+    }
+    user.name.strip_prefix("system:node:").filter(|n| !n.is_empty())
+}
+
+/// NodeRestriction on pod creation: nodes may only create mirror pods bound to themselves,
+/// owned by their own Node, referring to no secrets, configmaps or claims. The error is the
+/// admission message; other users are not restricted here.
+pub fn admit_pod_create(user: &User, pod: &Value) -> Result<(), String> {
+    let Some(node) = node_name(user) else { return Ok(()) };
+    if pod.pointer("/metadata/annotations").and_then(|a| a.get(MIRROR_ANNOTATION)).is_none() {
+        return Err(format!("pod does not have \"{MIRROR_ANNOTATION}\" annotation, node \"{node}\" can only create mirror pods"));
+    }
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) {
+        return Err(format!("node \"{node}\" can only create pods with spec.nodeName set to itself"));
+    }
+    let owners = pod.pointer("/metadata/ownerReferences").and_then(Value::as_array).cloned().unwrap_or_default();
+    match owners.as_slice() {
+        [] => return Err(format!("node \"{node}\" can only create pods with an owner reference set to itself")),
+        [owner] => {
+            let own = owner.get("apiVersion").and_then(Value::as_str) == Some("v1")
+                && owner.get("kind").and_then(Value::as_str) == Some("Node")
+                && owner.get("name").and_then(Value::as_str) == Some(node);
+            if !own {
+                return Err(format!("node \"{node}\" can only create pods with an owner reference set to itself"));
+            }
+        }
+        _ => return Err(format!("node \"{node}\" can only create pods with a single owner reference set to itself")),
+    }
+    for volume in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+        for (field, what) in [("secret", "secrets"), ("configMap", "configmaps"), ("persistentVolumeClaim", "persistentvolumeclaims")] {
+            if volume.get(field).is_some() {
+                return Err(format!("node \"{node}\" can not create pods that reference {what}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// NodeRestriction on pod deletion: a node deletes only pods bound to itself.
+pub fn admit_pod_delete(user: &User, pod: &Value) -> Result<(), String> {
+    let Some(node) = node_name(user) else { return Ok(()) };
+    if pod.pointer("/spec/nodeName").and_then(Value::as_str) != Some(node) {
+        return Err(format!("node \"{node}\" can only delete pods with spec.nodeName set to itself"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn mirror(node: &str) -> Value {
+        json!({
+            "metadata": {"name": "web-n1", "annotations": {MIRROR_ANNOTATION: "abc"},
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": "u", "controller": true}]},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]}
+        })
+    }
+
+    #[test]
+    fn nodes_create_only_their_own_mirror_pods() {
+        let n = node();
+        assert_eq!(admit_pod_create(&n, &mirror("n1")), Ok(()));
+        let mut plain = mirror("n1");
+        plain["metadata"]["annotations"] = json!({});
+        assert!(admit_pod_create(&n, &plain).unwrap_err().contains("can only create mirror pods"));
+        let mut elsewhere = mirror("n1");
+        elsewhere["spec"]["nodeName"] = json!("n2");
+        assert!(admit_pod_create(&n, &elsewhere).unwrap_err().contains("spec.nodeName set to itself"));
+        assert!(admit_pod_create(&n, &mirror("n2")).is_err(), "owned by another node");
+        let mut orphan = mirror("n1");
+        orphan["metadata"]["ownerReferences"] = json!([]);
+        assert!(admit_pod_create(&n, &orphan).unwrap_err().contains("owner reference"));
+        let mut secret = mirror("n1");
+        secret["spec"]["volumes"] = json!([{"name": "s", "secret": {"secretName": "x"}}]);
+        assert!(admit_pod_create(&n, &secret).unwrap_err().contains("reference secrets"));
+        let admin = User::new("system:admin", &["system:masters".to_string()]);
+        assert_eq!(admit_pod_create(&admin, &plain), Ok(()), "the admin is not restricted");
+    }
+
+    #[test]
+    fn nodes_delete_only_pods_bound_to_themselves() {
+        let n = node();
+        assert_eq!(admit_pod_delete(&n, &mirror("n1")), Ok(()));
+        assert!(admit_pod_delete(&n, &mirror("n2")).unwrap_err().contains("can only delete pods"));
+        assert!(admit_pod_delete(&n, &json!({"spec": {}})).is_err());
+        let admin = User::new("system:admin", &["system:masters".to_string()]);
+        assert_eq!(admit_pod_delete(&admin, &mirror("n2")), Ok(()));
+    }
 
     fn node() -> User {
         User::new("system:node:n1", &["system:nodes".to_string()])

@@ -4,6 +4,11 @@
 //! tolerate NoExecute taints (or whose tolerationSeconds ran out) are evicted, so their
 //! controllers replace them elsewhere. When heartbeats return, the taints go away.
 //!
+//! Taints by condition, as upstream's TaintNodesByCondition: a node reporting
+//! MemoryPressure, DiskPressure or PIDPressure gets the matching
+//! `node.kubernetes.io/{memory,disk,pid}-pressure` NoSchedule taint until the condition
+//! clears, so the scheduler keeps new pods away.
+//!
 //! Trade-off: upstream waits 40 s before marking a node unknown and tolerates it for 300 s
 //! (almost six minutes before pods move). skiff defaults to a 20 s grace and, through the
 //! API server's DefaultTolerationSeconds admission, 30 s tolerations: pods of a dead node are
@@ -35,6 +40,40 @@ impl Default for Timings {
 }
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+
+/// Node conditions and the NoSchedule taints they bring while True.
+const CONDITION_TAINTS: &[(&str, &str)] = &[
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
+
+/// The node's taints made to match its pressure conditions, or `None` when they already do.
+fn sync_condition_taints(node: &Node) -> Option<Vec<Taint>> {
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let is_true = |kind: &str| conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"));
+    let taints: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let mut out: Vec<Taint> = taints
+        .iter()
+        .filter(|t| {
+            CONDITION_TAINTS
+                .iter()
+                .all(|(cond, key)| t.key != *key || t.effect != "NoSchedule" || is_true(cond))
+        })
+        .cloned()
+        .collect();
+    for (cond, key) in CONDITION_TAINTS {
+        if is_true(cond) && !out.iter().any(|t| t.key == *key && t.effect == "NoSchedule") {
+            out.push(Taint {
+                key: key.to_string(),
+                effect: "NoSchedule".into(),
+                time_added: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())),
+                value: None,
+            });
+        }
+    }
+    (out != taints).then_some(out)
+}
 
 /// Run until aborted.
 pub async fn run(client: kube::Client, timings: Timings) {
@@ -93,6 +132,9 @@ async fn pass(client: &kube::Client, t: &Timings) -> Result<(), kube::Error> {
                 taints.iter().filter(|t| t.key != UNREACHABLE).filter_map(|t| serde_json::to_value(t).ok()).collect();
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"taints": kept}}))).await?;
             tracing::info!(node = %name, "node is back; unreachable taints removed");
+        } else if let Some(taints) = sync_condition_taints(&node) {
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"taints": taints}}))).await?;
+            tracing::info!(node = %name, "pressure taints updated from node conditions");
         }
         evict_untolerated(client, &node).await?;
     }
@@ -143,3 +185,28 @@ async fn evict_untolerated(client: &kube::Client, node: &Node) -> Result<(), kub
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(conditions: serde_json::Value, taints: serde_json::Value) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": "n"}, "spec": {"taints": taints}, "status": {"conditions": conditions}})).unwrap()
+    }
+
+    #[test]
+    fn pressure_conditions_bring_and_take_their_taints() {
+        let pressured = node(
+            json!([{"type": "MemoryPressure", "status": "True"}, {"type": "DiskPressure", "status": "False"}]),
+            json!([{"key": "dedicated", "effect": "NoSchedule"}]),
+        );
+        let taints = sync_condition_taints(&pressured).expect("a taint to add");
+        let keys: Vec<&str> = taints.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["dedicated", "node.kubernetes.io/memory-pressure"]);
+        let settled = node(json!([{"type": "MemoryPressure", "status": "True"}]), serde_json::to_value(&taints).unwrap());
+        assert_eq!(sync_condition_taints(&settled), None);
+        let relieved = node(json!([{"type": "MemoryPressure", "status": "False"}]), serde_json::to_value(&taints).unwrap());
+        let kept = sync_condition_taints(&relieved).expect("the taint to go");
+        assert_eq!(kept.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(), ["dedicated"]);
+    }
+}

@@ -39,6 +39,18 @@ pub struct Config {
     pub max_pods: u32,
     /// Container log rotation (10Mi, 5 files, checked every 10 s, as upstream).
     pub log_rotation: crate::log_rotation::Policy,
+    /// Directory of static pod manifests (`<data-dir>/manifests`); `None` turns static
+    /// pods off.
+    pub manifests_dir: Option<PathBuf>,
+    /// How often the manifests directory is re-read (upstream: 20 s plus inotify).
+    pub manifests_interval: Duration,
+    /// Hard eviction thresholds (upstream's defaults unless `--eviction-hard` says otherwise).
+    pub eviction_hard: Vec<crate::eviction::Threshold>,
+    /// How often the eviction manager looks at the node (10 s, as upstream).
+    pub eviction_interval: Duration,
+    /// How long a pressure condition stays on after its threshold was last crossed (5 min,
+    /// as upstream's `--eviction-pressure-transition-period`).
+    pub eviction_pressure_transition: Duration,
 }
 
 impl Config {
@@ -60,6 +72,11 @@ impl Config {
             resync_interval: Duration::from_secs(1),
             max_pods: 110,
             log_rotation: crate::log_rotation::Policy::default(),
+            manifests_dir: None,
+            manifests_interval: Duration::from_secs(2),
+            eviction_hard: crate::eviction::Threshold::defaults(),
+            eviction_interval: Duration::from_secs(10),
+            eviction_pressure_transition: Duration::from_secs(300),
         }
     }
 }

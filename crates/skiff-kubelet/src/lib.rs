@@ -12,6 +12,7 @@
 pub mod bootstrap;
 pub mod config;
 pub mod env;
+pub mod eviction;
 pub mod events;
 pub mod log_rotation;
 pub mod netns;
@@ -19,6 +20,7 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod static_pods;
 pub mod stats;
 pub mod stream_backend;
 pub mod streaming;
@@ -91,6 +93,8 @@ pub struct Shared {
     pub volumes: volumes::VolumeManager,
     /// Node allocatable, for `resourceFieldRef` of containers without limits.
     pub allocatable: std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    /// Node pressure, eviction requests and the pods that run (see [`eviction`]).
+    pub eviction: eviction::State,
 }
 
 /// The node agent, built and ready to run.
@@ -103,10 +107,10 @@ impl Kubelet {
     /// Builds the agent from its parts.
     pub fn new(config: Config, client: kube::Client, runtime: Arc<dyn Runtime>, addresses: Arc<dyn PodAddresses>) -> Self {
         let events = events::Recorder::new(client.clone(), &config.node_name);
-        let allocatable = node::Capacity::read(&config.root, config.max_pods).allocatable();
+        let allocatable = node::Capacity::read(&config.root, config.max_pods).allocatable(&config.eviction_hard);
         let volumes = volumes::VolumeManager::new(config.root.join("pods"), client.clone(), config.node_name.clone());
         volumes.set_node_allocatable(allocatable.clone());
-        let shared = Arc::new(Shared { config, client, runtime, addresses, events, volumes, allocatable });
+        let shared = Arc::new(Shared { config, client, runtime, addresses, events, volumes, allocatable, eviction: Default::default() });
         Self { shared, streaming_tls: None }
     }
 
@@ -126,11 +130,24 @@ impl Kubelet {
     /// turns true. Running containers are left running on shutdown (they are re-adopted on
     /// the next start), as the kubelet does.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) -> Result<()> {
-        node::register(&self.shared).await?;
-        tracing::info!(node = %self.shared.config.node_name, "node registered");
-        let heartbeat = tokio::spawn(node::heartbeat(self.shared.clone()));
+        // Pods first: static pods run even while the API server cannot be reached.
         let pods = tokio::spawn(pods::manager::run(self.shared.clone()));
         let rotation = tokio::spawn(log_rotation::run(self.shared.runtime.clone(), self.shared.config.log_rotation));
+        let shared = self.shared.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                match node::register(&shared).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(node = %shared.config.node_name, error = %e, "node registration failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    }
+                }
+            }
+            tracing::info!(node = %shared.config.node_name, "node registered");
+            node::heartbeat(shared).await
+        });
+        let eviction = tokio::spawn(eviction::run(self.shared.clone()));
         let streaming = match self.streaming_tls.clone() {
             Some(tls) => {
                 let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.shared.config.kubelet_port));
@@ -153,6 +170,7 @@ impl Kubelet {
         heartbeat.abort();
         pods.abort();
         rotation.abort();
+        eviction.abort();
         for task in [streaming, healthz].into_iter().flatten() {
             task.abort();
         }

@@ -1,5 +1,9 @@
-//! Running one probe (exec, httpGet, tcpSocket) against a container, as the kubelet's
-//! prober does. Scheduling (periods, thresholds) lives with the pod worker.
+//! Running one probe (exec, httpGet over HTTP or HTTPS, tcpSocket, grpc) against a
+//! container, as the kubelet's prober does. Network probes connect from inside the pod's
+//! network namespace. Scheduling (periods, thresholds) lives with the pod worker.
+
+mod grpc;
+mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -99,19 +103,13 @@ pub async fn run(probe: &Probe, container: &Container, target: &Target) -> Outco
             Ok(p) => p,
             Err(e) => return Outcome::Failure(e),
         };
-        if http.scheme.as_deref() == Some("HTTPS") {
-            // TLS probes are not supported yet; a TCP connect is the closest honest check.
-            return match connect(target, None, port, limit).await {
-                Ok(_) => Outcome::Success,
-                Err(e) => Outcome::Failure(format!("dial tcp :{port}: {e}")),
-            };
-        }
         let host = http.host.as_ref().and_then(|h| h.parse().ok());
         let path = http.path.clone().unwrap_or_else(|| "/".into());
         let headers: Vec<(String, String)> =
             http.http_headers.iter().flatten().map(|h| (h.name.clone(), h.value.clone())).collect();
-        let display = format!("http://{}:{port}{path}", show_host(target, host));
-        return match tokio::time::timeout(limit, http_get(target, host, port, &path, &headers, limit)).await {
+        let https = http.scheme.as_deref() == Some("HTTPS");
+        let display = format!("{}://{}:{port}{path}", if https { "https" } else { "http" }, show_host(target, host));
+        return match tokio::time::timeout(limit, http_get(target, host, port, https, &path, &headers, limit)).await {
             Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
             Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
             Ok(Err(e)) => Outcome::Failure(format!("Get \"{display}\": {e}")),
@@ -120,8 +118,23 @@ pub async fn run(probe: &Probe, container: &Container, target: &Target) -> Outco
             )),
         };
     }
-    if probe.grpc.is_some() {
-        return Outcome::Failure("gRPC probes are not supported by this node yet".into());
+    if let Some(g) = &probe.grpc {
+        if !(1..=65535).contains(&g.port) {
+            return Outcome::Failure(format!("invalid port number: {}", g.port));
+        }
+        let port = g.port as u16;
+        let authority = format!("{}:{port}", show_host(target, None));
+        let call = async {
+            let stream = connect(target, None, port, limit)
+                .await
+                .map_err(|e| format!("timeout: failed to connect service {authority:?} within {}s: {e}", limit.as_secs()))?;
+            grpc::check(stream, &authority, g.service.as_deref().unwrap_or_default()).await
+        };
+        return match tokio::time::timeout(limit, call).await {
+            Ok(Ok(())) => Outcome::Success,
+            Ok(Err(message)) => Outcome::Failure(message),
+            Err(_) => Outcome::Failure(format!("timeout: health rpc did not complete within {}s", limit.as_secs())),
+        };
     }
     Outcome::Failure("probe has no handler".into())
 }
@@ -142,11 +155,29 @@ async fn http_get(
     target: &Target,
     host: Option<IpAddr>,
     port: u16,
+    https: bool,
     path: &str,
     headers: &[(String, String)],
     limit: Duration,
 ) -> std::io::Result<u16> {
-    let mut stream = connect(target, host, port, limit).await?;
+    let stream = connect(target, host, port, limit).await?;
+    if https {
+        let ip = host.or(target.pod_ip).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let tls = tls::handshake(stream, ip).await?;
+        return http_exchange(tls, target, host, port, path, headers).await;
+    }
+    http_exchange(stream, target, host, port, path, headers).await
+}
+
+/// Sends the probe's GET over `stream` (plain or TLS) and reads the status code.
+async fn http_exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    target: &Target,
+    host: Option<IpAddr>,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+) -> std::io::Result<u16> {
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {}:{port}\r\n", show_host(target, host));
     let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
     if !has("user-agent") {
@@ -231,5 +262,129 @@ mod tests {
         };
         assert_eq!(run(&probe, &c, &target).await, Outcome::Success);
         assert!(matches!(run(&probe, &c, &target).await, Outcome::Failure(m) if m.contains("503")));
+    }
+
+    fn local_target() -> Target {
+        Target {
+            runtime: Arc::new(skiff_runtime::FakeRuntime::new()),
+            container_id: "x".into(),
+            netns: None,
+            pod_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        }
+    }
+
+    #[tokio::test]
+    async fn https_probes_speak_tls_without_verifying_the_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["somewhere.example".to_string()]).unwrap().self_signed(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(s).await else { return };
+                    let mut buf = [0u8; 1024];
+                    let n = tls.read(&mut buf).await.unwrap_or(0);
+                    let code = if String::from_utf8_lossy(&buf[..n]).starts_with("GET /ok ") { 200 } else { 500 };
+                    let _ = tls.write_all(format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n").as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let probe = |path: &str| -> Probe {
+            serde_json::from_value(serde_json::json!({"httpGet": {"path": path, "port": port, "scheme": "HTTPS"}})).unwrap()
+        };
+        assert_eq!(run(&probe("/ok"), &c, &local_target()).await, Outcome::Success);
+        assert!(matches!(run(&probe("/bad"), &c, &local_target()).await, Outcome::Failure(m) if m.contains("500")));
+
+        // A plain-HTTP server fails an HTTPS probe: the handshake is what is checked.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain_port = plain.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = plain.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        });
+        let p: Probe = serde_json::from_value(serde_json::json!({"httpGet": {"port": plain_port, "scheme": "HTTPS"}})).unwrap();
+        assert!(matches!(run(&p, &c, &local_target()).await, Outcome::Failure(m) if m.starts_with("Get \"https://127.0.0.1:")));
+    }
+
+    /// A gRPC health server: service "" serves, "sick" does not, "absent" is unimplemented.
+    async fn grpc_health_server() -> u16 {
+        use http_body_util::{BodyExt, StreamBody};
+        use hyper::body::Frame;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        assert_eq!(req.uri().path(), "/grpc.health.v1.Health/Check");
+                        assert_eq!(req.headers()["content-type"], "application/grpc");
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let name = String::from_utf8_lossy(body.get(7..).unwrap_or_default()).into_owned();
+                        let mut trailers = http::HeaderMap::new();
+                        let mut frames: Vec<Result<Frame<bytes::Bytes>, std::convert::Infallible>> = Vec::new();
+                        match name.as_str() {
+                            "absent" => {
+                                trailers.insert("grpc-status", "12".parse().unwrap());
+                                trailers.insert("grpc-message", "unknown service".parse().unwrap());
+                            }
+                            other => {
+                                let status = if other == "sick" { 2 } else { 1 };
+                                frames.push(Ok(Frame::data(bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]))));
+                                trailers.insert("grpc-status", "0".parse().unwrap());
+                            }
+                        }
+                        frames.push(Ok(Frame::trailers(trailers)));
+                        let response = hyper::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(StreamBody::new(futures::stream::iter(frames)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(response)
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                        .await;
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn grpc_probes_call_the_health_service() {
+        let port = grpc_health_server().await;
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c"})).unwrap();
+        let probe = |service: Option<&str>| -> Probe {
+            serde_json::from_value(serde_json::json!({"grpc": {"port": port, "service": service}, "timeoutSeconds": 2})).unwrap()
+        };
+        assert_eq!(run(&probe(None), &c, &local_target()).await, Outcome::Success);
+        assert_eq!(
+            run(&probe(Some("sick")), &c, &local_target()).await,
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        assert!(matches!(run(&probe(Some("absent")), &c, &local_target()).await,
+            Outcome::Failure(m) if m.contains("does not implement the grpc health protocol") && m.contains("code = Unimplemented desc = unknown service")));
+        // Nothing listening: a connection failure, not a pass.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let p: Probe = serde_json::from_value(serde_json::json!({"grpc": {"port": closed}})).unwrap();
+        assert!(matches!(run(&p, &c, &local_target()).await, Outcome::Failure(m) if m.contains("failed to connect service")));
     }
 }

@@ -33,6 +33,8 @@ pub struct AgentOptions {
     /// Serving certificate and key of the agent's HTTPS server and the CA whose client
     /// certificates it accepts (PEM), when the server issued them.
     pub serving: Option<(String, String, String)>,
+    /// `--eviction-hard` as given (already checked); `None` keeps upstream's defaults.
+    pub eviction_hard: Option<String>,
 }
 
 /// Imports the image tarballs found in `<data-dir>/agent/images/` (air-gap images, as k3s
@@ -87,6 +89,10 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
     config.kubelet_port = options.kubelet_port;
     config.healthz_port = options.healthz_port;
     config.log_rotation = options.log_rotation;
+    config.manifests_dir = Some(options.data_dir.join("manifests"));
+    if let Some(text) = &options.eviction_hard {
+        config.eviction_hard = skiff_kubelet::eviction::parse_list(text).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
+    }
     let addresses: Arc<dyn skiff_kubelet::PodAddresses> = match options.network {
         Some(_) => cluster_network.clone(),
         None => Arc::new(NoPodNetwork),
@@ -203,6 +209,7 @@ pub async fn run_agent(args: crate::cli::AgentArgs) -> anyhow::Result<()> {
         network: crate::server::network_options(&args.node),
         serving,
         log_rotation: args.node.log_rotation(),
+        eviction_hard: args.node.eviction_hard.clone(),
     };
     eprintln!("skiff agent: node {} at {node_ip}, server {server}", options.node_name);
     let (tx, rx) = tokio::sync::watch::channel(false);

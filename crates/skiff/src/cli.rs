@@ -222,6 +222,14 @@ pub struct NodeArgs {
     /// address of the interface that reaches the server).
     #[arg(long)]
     pub node_ip: Option<IpAddr>,
+    /// Hard eviction thresholds, as the kubelet's flag: e.g.
+    /// `memory.available<100Mi,nodefs.available<10%` (signals: memory.available,
+    /// nodefs.available, nodefs.inodesFree, imagefs.available, imagefs.inodesFree,
+    /// pid.available). Signals left out get no threshold; without the flag upstream's
+    /// defaults apply (memory.available<100Mi, nodefs.available<10%, imagefs.available<15%,
+    /// nodefs.inodesFree<5%).
+    #[arg(long, value_parser = parse_eviction_hard)]
+    pub eviction_hard: Option<String>,
     /// Rotate a container's log once it is larger than this (a quantity, e.g. `10Mi`).
     #[arg(long, default_value = "10Mi", value_parser = parse_byte_quantity)]
     pub container_log_max_size: u64,
@@ -251,6 +259,10 @@ fn parse_byte_quantity(s: &str) -> Result<u64, String> {
         .filter(|v| *v > 0)
         .and_then(|v| u64::try_from(v).ok())
         .ok_or_else(|| format!("{s:?} is not a positive size such as 10Mi or 512Ki"))
+}
+
+fn parse_eviction_hard(text: &str) -> Result<String, String> {
+    skiff_kubelet::eviction::parse_list(text).map(|_| text.to_string())
 }
 
 /// `skiff agent`: a node that joins a server.

@@ -109,6 +109,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             kubeconfig: args.data_dir.join("kubeconfig.yaml"),
             kubelet_port: args.node.kubelet_port,
             log_rotation: args.node.log_rotation(),
+            eviction_hard: args.node.eviction_hard.clone(),
         };
         tokio::spawn(async move {
             if let Err(e) = crate::agent::run(options, agent_shutdown).await {

@@ -67,6 +67,18 @@ impl DeleteOptions {
 /// DELETE one object.
 pub async fn delete(srv: &Server, req: &Request, served: &Served, ns: Option<&str>, name: &str) -> Result<Response, ApiError> {
     let opts = DeleteOptions::from_request(req)?;
+    // NodeRestriction: a node deletes only pods bound to itself.
+    if let Some(user) = req.user.as_ref().filter(|u| crate::node_authz::node_name(u).is_some()) {
+        if served.info.group.is_empty() && served.info.plural == "pods" {
+            let current = srv.objects.get(&served.info, ns, name).await?;
+            if let Err(m) = crate::node_authz::admit_pod_delete(user, &current) {
+                let mut e = ApiError::forbidden(format!("pods \"{name}\" is forbidden: {m}"));
+                e.kind = Some("pods".into());
+                e.name = Some(name.to_string());
+                return Err(e);
+            }
+        }
+    }
     let (code, v) = delete_object(srv, served, ns, name, &opts).await?;
     Ok(http::json(code, &v))
 }

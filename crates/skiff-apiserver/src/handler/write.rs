@@ -94,10 +94,23 @@ pub async fn create(srv: &Server, req: &Request, served: &Served, ns: Option<&st
     check_namespace(&obj, ns)?;
     strict_check(served, req, &obj)?;
     crate::bootstrap_token::stamp_csr_requester(served, req, &mut obj);
+    node_restriction_create(served, req, &obj)?;
     let warnings = unknown_field_warnings(served, req, &obj);
     let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
     let created = create_object(srv, served, &mut obj, ns, dry_run(req), Some(&mgr)).await?;
     Ok(with_warnings(http::json(201, &created), &warnings))
+}
+
+/// NodeRestriction: nodes create only their own mirror pods.
+fn node_restriction_create(served: &Served, req: &Request, obj: &Value) -> Result<(), ApiError> {
+    let (Some(user), true) = (req.user.as_ref(), served.info.group.is_empty() && served.info.plural == "pods") else { return Ok(()) };
+    crate::node_authz::admit_pod_create(user, obj).map_err(|m| {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let mut e = ApiError::forbidden(format!("pods \"{name}\" is forbidden: {m}"));
+        e.kind = Some("pods".into());
+        e.name = Some(name.to_string());
+        e
+    })
 }
 
 /// Create `obj` (already decoded) through admission and the store.

@@ -18,10 +18,6 @@ pub struct Capacity {
     pub pods: u32,
 }
 
-/// Memory held back from pods for the system and the agent, as kubelet's default hard
-/// eviction threshold `memory.available<100Mi` does.
-const EVICTION_MEMORY: u64 = 100 * 1024 * 1024;
-
 impl Capacity {
     /// Reads the machine's resources; `root` picks the filesystem for ephemeral storage.
     pub fn read(root: &Path, pods: u32) -> Self {
@@ -49,12 +45,20 @@ impl Capacity {
         ])
     }
 
-    /// `status.allocatable`: capacity minus the eviction thresholds (kubelet's defaults:
-    /// 100Mi of memory, 10% of the disk).
-    pub fn allocatable(&self) -> BTreeMap<String, Quantity> {
+    /// `status.allocatable`: capacity minus the hard eviction thresholds for memory and the
+    /// node filesystem, as the kubelet computes it (100Mi and 10% with its defaults).
+    pub fn allocatable(&self, eviction: &[crate::eviction::Threshold]) -> BTreeMap<String, Quantity> {
+        use crate::eviction::Signal;
+        let held = |signal: Signal, capacity: u64| {
+            eviction.iter().find(|t| t.signal == signal).map(|t| t.absolute(capacity)).unwrap_or(0)
+        };
+        let memory = self.memory_bytes.saturating_sub(held(Signal::MemoryAvailable, self.memory_bytes));
+        let storage = self
+            .ephemeral_storage_bytes
+            .saturating_sub(held(Signal::NodeFsAvailable, self.ephemeral_storage_bytes));
         let mut a = self.capacity();
-        a.insert("memory".into(), Quantity(format!("{}Ki", self.memory_bytes.saturating_sub(EVICTION_MEMORY) / 1024)));
-        a.insert("ephemeral-storage".into(), Quantity((self.ephemeral_storage_bytes / 10 * 9).to_string()));
+        a.insert("memory".into(), Quantity(format!("{}Ki", memory / 1024)));
+        a.insert("ephemeral-storage".into(), Quantity(storage.to_string()));
         a
     }
 }
@@ -79,10 +83,15 @@ mod tests {
     #[test]
     fn allocatable_holds_back_eviction_thresholds() {
         let c = Capacity { cpus: 2, memory_bytes: 1024 * 1024 * 1024, ephemeral_storage_bytes: 1000, pods: 110 };
-        let a = c.allocatable();
-        assert_eq!(a["memory"].0, format!("{}Ki", (1024 * 1024 * 1024 - EVICTION_MEMORY) / 1024));
+        let a = c.allocatable(&crate::eviction::Threshold::defaults());
+        assert_eq!(a["memory"].0, format!("{}Ki", (1024 - 100) * 1024));
         assert_eq!(a["ephemeral-storage"].0, "900");
         assert_eq!(c.capacity()["cpu"].0, "2");
         assert_eq!(a["pods"].0, "110");
+        let none = c.allocatable(&[]);
+        assert_eq!(none["memory"].0, "1048576Ki");
+        let huge = c.allocatable(&crate::eviction::parse_list("memory.available<1000Gi").unwrap());
+        assert_eq!(huge["memory"].0, "0Ki", "never below zero");
+        assert_eq!(huge["ephemeral-storage"].0, "1000", "only the thresholds given count");
     }
 }

@@ -72,10 +72,23 @@ pub fn node_status(shared: &Shared, previous: Option<&NodeStatus>) -> NodeStatus
     let c = &shared.config;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let cap = Capacity::read(&c.root, c.max_pods);
+    let pressure = shared.eviction.conditions();
     let mut conditions = vec![
-        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available", &now),
-        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure", &now),
-        condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now),
+        if pressure.contains("MemoryPressure") {
+            condition("MemoryPressure", "True", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available", &now)
+        } else {
+            condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available", &now)
+        },
+        if pressure.contains("DiskPressure") {
+            condition("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure", &now)
+        } else {
+            condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure", &now)
+        },
+        if pressure.contains("PIDPressure") {
+            condition("PIDPressure", "True", "KubeletHasInsufficientPID", "kubelet has insufficient PID available", &now)
+        } else {
+            condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now)
+        },
         condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", &now),
     ];
     if let Some(prev) = previous.and_then(|p| p.conditions.as_ref()) {
@@ -101,7 +114,7 @@ pub fn node_status(shared: &Shared, previous: Option<&NodeStatus>) -> NodeStatus
             NodeAddress { type_: "Hostname".into(), address: c.node_name.clone() },
         ]),
         capacity: Some(cap.capacity()),
-        allocatable: Some(cap.allocatable()),
+        allocatable: Some(cap.allocatable(&c.eviction_hard)),
         conditions: Some(conditions),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: c.kubelet_port as i32 }),
@@ -151,6 +164,13 @@ pub async fn register(shared: &Shared) -> Result<Node> {
     let node = report_status(shared, &node).await?;
     renew_lease(shared, &node).await?;
     Ok(node)
+}
+
+/// Writes the Node status now (pressure changed, say), not at the next heartbeat.
+pub async fn report_now(shared: &Shared) -> Result<()> {
+    let api: Api<Node> = Api::all(shared.client.clone());
+    let node = api.get(&shared.config.node_name).await.map_err(api_err("reading node"))?;
+    report_status(shared, &node).await.map(|_| ())
 }
 
 async fn report_status(shared: &Shared, node: &Node) -> Result<Node> {

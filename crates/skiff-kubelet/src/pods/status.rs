@@ -130,6 +130,21 @@ impl PodWorker {
             condition("Ready", all_ready && !terminal, Some(ready_reason), &previous),
             condition("ContainersReady", all_ready && !terminal, Some(ready_reason), &previous),
         ];
+        if let Some(message) = &self.disruption {
+            let since = previous
+                .iter()
+                .find(|p| p.type_ == "DisruptionTarget" && p.status == "True")
+                .and_then(|p| p.last_transition_time.clone())
+                .or_else(|| Some(Time(k8s_openapi::jiff::Timestamp::now())));
+            conditions.push(PodCondition {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+                reason: Some("TerminationByKubelet".into()),
+                message: Some(message.clone()),
+                last_transition_time: since,
+                ..Default::default()
+            });
+        }
         // Conditions others own (PodScheduled from the scheduler, DisruptionTarget, ...) stay.
         for p in &previous {
             if !conditions.iter().any(|c| c.type_ == p.type_) {
@@ -151,6 +166,10 @@ impl PodWorker {
         if !init_statuses.is_empty() {
             status["initContainerStatuses"] = json!(init_statuses);
         }
+        if let Some((reason, message)) = &self.failure {
+            status["reason"] = json!(reason);
+            status["message"] = json!(message);
+        }
         if let Some(ip) = &pod_ip {
             status["podIP"] = json!(ip);
             status["podIPs"] = json!([PodIP { ip: ip.clone() }]);
@@ -166,6 +185,8 @@ impl PodWorker {
                 self.pod.status = pod.status;
                 self.last_reported = Some(status);
             }
+            // A static pod's mirror may not exist yet (or the API server is down).
+            Err(e) if self.is_static => tracing::debug!(pod = %self.key(), error = %e, "mirror pod status update failed"),
             Err(e) => tracing::warn!(pod = %self.key(), error = %e, "status update failed"),
         }
         phase

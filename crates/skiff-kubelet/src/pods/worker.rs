@@ -118,13 +118,27 @@ pub struct PodWorker {
     pub(super) volumes: Option<(crate::volumes::PodVolumes, Instant)>,
     pub(super) probe_tx: mpsc::UnboundedSender<ProbeResult>,
     probe_rx: mpsc::UnboundedReceiver<ProbeResult>,
+    /// A static pod from the manifests directory: its status goes to the mirror pod and
+    /// the API is never asked to delete it.
+    pub(super) is_static: bool,
+    /// Why the agent failed the pod (`Evicted`, `DeadlineExceeded`): status reason and message.
+    pub(super) failure: Option<(String, String)>,
+    /// The message of the `DisruptionTarget` condition, when the agent evicted the pod.
+    pub(super) disruption: Option<String>,
+    /// Admission under node pressure was checked.
+    admitted: bool,
 }
 
 impl PodWorker {
     /// A worker for `pod`.
     pub fn new(shared: Arc<Shared>, pod: Pod) -> Self {
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
+        let is_static = crate::static_pods::is_static(&pod);
         Self {
+            is_static,
+            failure: None,
+            disruption: None,
+            admitted: false,
             shared,
             pod,
             gone: false,
@@ -172,11 +186,16 @@ impl PodWorker {
                         Some(pod) => self.pod = pod,
                         None => self.gone = true,
                     }
+                    if self.is_static {
+                        // A (new) mirror pod: write the whole status to it again.
+                        self.last_reported = None;
+                    }
                 }
                 Some(result) = self.probe_rx.recv() => self.on_probe_result(result).await,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        self.shared.eviction.track(&uid, None);
         let _ = done.send(uid);
     }
 
@@ -199,6 +218,11 @@ impl PodWorker {
         if let Some(phase) = self.api_terminal_phase() {
             self.terminal.get_or_insert(phase);
         }
+        if self.terminal.is_none() {
+            self.check_eviction_and_deadline().await;
+        }
+        let uid = self.uid();
+        self.shared.eviction.track(&uid, self.terminal.is_none().then_some(&self.pod));
         if self.terminal.is_some() {
             self.refresh_statuses().await;
             self.stop_all(Duration::from_secs(0)).await;
@@ -236,6 +260,49 @@ impl PodWorker {
             self.release_sandbox().await;
         }
         Flow::Continue(if busy { Duration::from_millis(200) } else { self.shared.config.resync_interval })
+    }
+
+    /// Fails the pod when the eviction manager asked for it, when `activeDeadlineSeconds`
+    /// ran out, or when node pressure forbids starting it (admission), as the kubelet does.
+    async fn check_eviction_and_deadline(&mut self) {
+        let uid = self.uid();
+        if let Some(eviction) = self.shared.eviction.take(&uid) {
+            self.shared.events.pod(&self.pod, None, crate::events::Kind::Warning, &eviction.reason, eviction.message.clone());
+            self.disruption = Some(eviction.message.clone());
+            self.failure = Some((eviction.reason, eviction.message));
+            self.terminal = Some("Failed");
+            return;
+        }
+        if self.deadline_exceeded() {
+            let message = "Pod was active on the node longer than the specified deadline".to_string();
+            self.shared.events.pod(&self.pod, None, crate::events::Kind::Normal, "DeadlineExceeded", message.clone());
+            self.failure = Some(("DeadlineExceeded".into(), message));
+            self.refresh_statuses().await;
+            let grace = self.grace_period();
+            self.stop_all(grace).await;
+            self.terminal = Some("Failed");
+            return;
+        }
+        if !self.admitted {
+            self.admitted = true;
+            let fresh = self.containers.is_empty()
+                && self.sandbox.is_none()
+                && self.pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_none_or(|p| p == "Pending");
+            if fresh {
+                if let Err(message) = crate::eviction::admit(&self.pod, &self.shared.eviction.conditions()) {
+                    self.shared.events.pod(&self.pod, None, crate::events::Kind::Warning, "Evicted", message.clone());
+                    self.failure = Some(("Evicted".into(), format!("Pod was rejected: {message}")));
+                    self.terminal = Some("Failed");
+                }
+            }
+        }
+    }
+
+    /// `activeDeadlineSeconds` counted from the pod's start time ran out.
+    fn deadline_exceeded(&self) -> bool {
+        let Some(deadline) = self.pod.spec.as_ref().and_then(|s| s.active_deadline_seconds) else { return false };
+        let Some(start) = &self.start_time else { return false };
+        k8s_openapi::jiff::Timestamp::now().as_second() - start.0.as_second() >= deadline
     }
 
     fn api_terminal_phase(&self) -> Option<&'static str> {
@@ -505,7 +572,7 @@ impl PodWorker {
         self.refresh_statuses().await;
         self.stop_all(grace).await;
         self.remove_all().await;
-        if !self.gone {
+        if !self.gone && !self.is_static {
             let ns = self.pod.metadata.namespace.clone().unwrap_or_default();
             let name = self.pod.metadata.name.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), &ns);

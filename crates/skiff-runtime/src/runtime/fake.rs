@@ -191,7 +191,11 @@ impl Runtime for FakeRuntime {
                     id: config.id.clone(),
                 });
             }
-            if !st.images.contains_key(&normalize_reference(&config.image)) {
+            // The agent creates containers from the image id it resolved, as the real
+            // runtime accepts; names work too.
+            let known = st.images.contains_key(&normalize_reference(&config.image))
+                || st.images.values().any(|i| i.id == config.image);
+            if !known {
                 return Err(Error::ImageNotFound(config.image.clone()));
             }
             if let Some(s) = &config.sandbox_id {
