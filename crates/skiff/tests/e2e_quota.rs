@@ -174,3 +174,41 @@ fn limit_range_defaults_and_bounds() {
     let d = c.ok(&["describe", "limitrange", "limits"]).unwrap();
     assert!(d.contains("Container") && d.contains("500m") && d.contains("300m"), "{d}");
 }
+
+#[test]
+fn concurrent_creates_do_not_overshoot() {
+    let c = cluster();
+    c.ok(&["create", "namespace", "burst"]).unwrap();
+    c.ok(&["create", "quota", "few", "-n", "burst", "--hard=pods=4,count/secrets=5"]).unwrap();
+    // Twenty creates of each kind at once, while the controller recomputes on every change.
+    let results: Vec<(bool, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .flat_map(|i| {
+                let c = &c;
+                let secret = s.spawn(move || {
+                    let out = c.kubectl(&["create", "secret", "generic", &format!("s{i}"), "-n", "burst", "--from-literal=a=b"]).unwrap();
+                    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+                });
+                let pod = s.spawn(move || {
+                    let out = c.kubectl(&["run", &format!("p{i}"), "-n", "burst", "--image=nginx", "--restart=Never"]).unwrap();
+                    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+                });
+                [secret, pod]
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (ok, err) in &results {
+        assert!(*ok || err.contains("is forbidden: exceeded quota: few"), "{err}");
+    }
+    let secrets = c.json(&["get", "secrets", "-n", "burst"]).unwrap()["items"].as_array().unwrap().len();
+    let pods = c.json(&["get", "pods", "-n", "burst"]).unwrap()["items"].as_array().unwrap().len();
+    assert_eq!((secrets, pods), (5, 4));
+    assert_eq!(results.iter().filter(|(ok, _)| *ok).count(), 9);
+    // The controller's recount agrees with what admission charged.
+    c.eventually(Duration::from_secs(10), "recount", || {
+        let u = used(&c, "few", "burst");
+        u["pods"] == "4" && u["count/secrets"] == "5"
+    })
+    .unwrap();
+}
