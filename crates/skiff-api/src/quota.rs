@@ -112,11 +112,7 @@ pub fn usage(group: &str, plural: &str, obj: &Value, now: chrono::DateTime<chron
         return out;
     }
     match plural {
-        "pods" => {
-            if pod_counts(obj, now) {
-                out = add(&out, &pod_compute_usage(obj));
-            }
-        }
+        "pods" if pod_counts(obj, now) => out = add(&out, &pod_compute_usage(obj)),
         "services" => out = add(&out, &service_usage(obj)),
         "persistentvolumeclaims" => out = add(&out, &pvc_usage(obj)),
         "configmaps" | "secrets" | "replicationcontrollers" | "resourcequotas" => {

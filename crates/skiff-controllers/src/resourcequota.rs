@@ -31,10 +31,13 @@ use crate::runtime::Error;
 /// Periodic full recompute of every quota.
 pub const RESYNC: Duration = Duration::from_secs(30);
 
+/// A discovered resource and whether it is namespaced (None: not served).
+type Discovered = Option<(ApiResource, bool)>;
+
 /// Controller context: the client and the API resources already discovered.
 pub struct QuotaCtx {
     client: kube::Client,
-    resources: Mutex<HashMap<(String, String), Option<(ApiResource, bool)>>>,
+    resources: Mutex<HashMap<(String, String), Discovered>>,
 }
 
 /// Run until aborted. Object changes of any kind reach the controller through the shared
@@ -61,7 +64,7 @@ pub async fn run(client: kube::Client, graph: Graph) {
 impl QuotaCtx {
     /// The API resource serving (group, plural) and whether it is namespaced, discovered
     /// once per group (None when the server does not serve it).
-    async fn resource(&self, group: &str, plural: &str) -> Result<Option<(ApiResource, bool)>, Error> {
+    async fn resource(&self, group: &str, plural: &str) -> Result<Discovered, Error> {
         let key = (group.to_string(), plural.to_string());
         if let Some(found) = self.resources.lock().expect("lock").get(&key) {
             return Ok(found.clone());
