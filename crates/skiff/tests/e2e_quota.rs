@@ -104,6 +104,10 @@ fn quota_refuses_past_hard_and_releases_on_delete() {
     c.ok(&["create", "service", "nodeport", "np1", "--tcp=80"]).unwrap();
     let err = c.fails(&["create", "service", "nodeport", "np2", "--tcp=80"]).unwrap();
     assert!(err.contains("exceeded quota: objs, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1"), "{err}");
+    // Updates are charged for what they add: a ClusterIP service turned NodePort.
+    c.ok(&["create", "service", "clusterip", "cip", "--tcp=80"]).unwrap();
+    let err = c.fails(&["patch", "service", "cip", "-p", r#"{"spec":{"type":"NodePort"}}"#]).unwrap();
+    assert!(err.contains(r#"services "cip" is forbidden: exceeded quota: objs, requested: services.nodeports=1, used: services.nodeports=1, limited: services.nodeports=1"#), "{err}");
     // Deletes release object counts too.
     c.ok(&["delete", "configmap", "one"]).unwrap();
     c.ok(&["delete", "deployment", "d1"]).unwrap();

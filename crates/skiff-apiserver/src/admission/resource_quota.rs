@@ -6,7 +6,7 @@
 //! `skiff_api::quota`, which the resource quota controller also uses to recompute usage.
 //!
 //! Creates of any namespaced kind are charged (object counts); updates only where usage can
-//! change (pods, services, claims), and only for increases: releases are the controller's.
+//! change (services, claims), and only for increases: releases are the controller's.
 //! A charge whose write then fails is refunded ([`Charges::refund`]); anything missed is
 //! corrected by the controller's next recompute.
 
@@ -38,9 +38,12 @@ impl Charges {
     }
 }
 
-/// Kinds whose usage can change on update.
+/// Kinds whose usage can change on a spec update: services (type, ports) and claims
+/// (expansion). Pod resources change only through `resize`, which is not charged (as
+/// upstream, pod updates are not quota-checked, so a label patch on a pod created before
+/// a quota is never refused).
 fn charges_on_update(info: &ResourceInfo) -> bool {
-    info.group.is_empty() && matches!(info.plural.as_str(), "pods" | "services" | "persistentvolumeclaims")
+    info.group.is_empty() && matches!(info.plural.as_str(), "services" | "persistentvolumeclaims")
 }
 
 /// The usage increase of writing `obj` over `old` (None for a create): positive parts only.
