@@ -141,6 +141,16 @@ fn deployment_stops_at_the_quota_with_failed_create_events() {
     assert_eq!(described(&c, &["pods", "-n", "team"], "pods"), Some(("2".into(), "2".into())));
     let rs = c.ok(&["describe", "rs", "-n", "team"]).unwrap();
     assert!(rs.contains("FailedCreate") && rs.contains("exceeded quota: pods"), "{rs}");
+
+    // A scoped quota only sees the pods its scope selects.
+    c.ok(&["create", "namespace", "scoped"]).unwrap();
+    c.ok(&["create", "quota", "be", "-n", "scoped", "--hard=pods=1", "--scopes=BestEffort"]).unwrap();
+    c.ok(&["run", "be1", "-n", "scoped", "--image=nginx", "--restart=Never"]).unwrap();
+    let err = c.fails(&["run", "be2", "-n", "scoped", "--image=nginx", "--restart=Never"]).unwrap();
+    assert!(err.contains(r#"pods "be2" is forbidden: exceeded quota: be, requested: pods=1, used: pods=1, limited: pods=1"#), "{err}");
+    let burstable = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"burst","namespace":"scoped"},"spec":{"containers":[{"name":"app","image":"nginx","resources":{"requests":{"cpu":"10m"}}}]}}"#;
+    create(&c, burstable, &[]).unwrap();
+    assert_eq!(used(&c, "be", "scoped")["pods"], "1");
 }
 
 const LIMITS: &str = r#"{"apiVersion":"v1","kind":"LimitRange","metadata":{"name":"limits"},"spec":{"limits":[
