@@ -27,6 +27,14 @@ pub fn apply(group: &str, kind: &str, o: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = o.get_mut("spec") {
                 pod_spec(spec);
+                requests_from_limits(spec);
+            }
+        }
+        ("", "LimitRange") => {
+            if let Some(Value::Array(items)) = o.pointer_mut("/spec/limits") {
+                for item in items.iter_mut().filter_map(obj) {
+                    limit_range_item(item);
+                }
             }
         }
         ("", "PodTemplate") => {
@@ -242,6 +250,39 @@ pub fn pod_spec(spec: &mut Value) {
     }
 }
 
+/// Pods (not templates): a resource with a limit but no request requests its limit.
+fn requests_from_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        let Some(Value::Array(cs)) = spec.get_mut(list) else { continue };
+        for r in cs.iter_mut().filter_map(|c| c.get_mut("resources")).filter_map(obj) {
+            let Some(limits) = r.get("limits").and_then(Value::as_object).cloned() else { continue };
+            let requests = child(r, "requests");
+            for (k, v) in limits {
+                requests.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
+/// Container LimitRange items: `default` falls back to `max`, `defaultRequest` to `default`
+/// and then to `min` (upstream's SetDefaults_LimitRangeItem).
+fn limit_range_item(item: &mut Map<String, Value>) {
+    if item.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let max = item.get("max").and_then(Value::as_object).cloned().unwrap_or_default();
+    let min = item.get("min").and_then(Value::as_object).cloned().unwrap_or_default();
+    let default = child(item, "default");
+    for (k, v) in max {
+        default.entry(k).or_insert(v);
+    }
+    let default = default.clone();
+    let default_request = child(item, "defaultRequest");
+    for (k, v) in default.into_iter().chain(min) {
+        default_request.entry(k).or_insert(v);
+    }
+}
+
 fn container(c: &mut Map<String, Value>) {
     let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
     let latest = {
@@ -318,6 +359,18 @@ mod tests {
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(c["ports"][0]["protocol"], "TCP");
         assert_eq!(d["spec"]["template"]["spec"]["dnsPolicy"], "ClusterFirst");
+    }
+
+    #[test]
+    fn pod_requests_default_to_limits_and_limit_ranges_fill_defaults() {
+        let mut p = json!({"spec": {"containers": [{"name": "a", "image": "x:1", "resources": {"limits": {"cpu": "1"}, "requests": {"memory": "1Mi"}}}]}});
+        apply("", "Pod", &mut p);
+        assert_eq!(p["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "1", "memory": "1Mi"}));
+        let mut lr = json!({"spec": {"limits": [{"type": "Container", "max": {"cpu": "2"}, "min": {"memory": "4Mi"}}, {"type": "Pod", "max": {"cpu": "4"}}]}});
+        apply("", "LimitRange", &mut lr);
+        assert_eq!(lr["spec"]["limits"][0]["default"], json!({"cpu": "2"}));
+        assert_eq!(lr["spec"]["limits"][0]["defaultRequest"], json!({"cpu": "2", "memory": "4Mi"}));
+        assert!(lr["spec"]["limits"][1].get("default").is_none());
     }
 
     #[test]

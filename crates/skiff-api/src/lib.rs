@@ -3,7 +3,7 @@
 //! Owns the resource registry (group/version/kind, plural, scope, short names, categories,
 //! verbs, subresources), object metadata helpers, the `Status` error model, and — in their own
 //! modules — selectors, patching, validation, defaulting, Table printing, OpenAPI documents,
-//! protobuf decoding and quantities. The API server (`skiff-apiserver`) is the main caller;
+//! protobuf decoding, quantities and quota accounting. The API server (`skiff-apiserver`) is the main caller;
 //! controllers and tests use the same helpers. This crate calls no other skiff crate.
 #![forbid(unsafe_code)]
 
@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
+pub mod quota;
 pub mod registry;
 pub mod selector;
 pub mod service_account;

@@ -1,6 +1,11 @@
 //! What happens to an object between decoding and storing: system metadata (uid, timestamps,
 //! generation, generateName), upstream defaults, status rules (status is written only through
 //! the status subresource), validation, and allocation of Service ClusterIPs and NodePorts.
+//! LimitRanger ([`limit_ranger`]) and ResourceQuota ([`resource_quota`], called by the write
+//! handlers next to the store write) live in submodules.
+
+mod limit_ranger;
+pub mod resource_quota;
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -129,6 +134,7 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
                 let automount = sa.as_ref().and_then(|s| s.get("automountServiceAccountToken")).and_then(Value::as_bool);
                 skiff_api::service_account::inject_service_account_volume(obj, automount);
             }
+            limit_ranger::default_pod(srv, obj).await?;
             let qos = skiff_api::defaults::pod_qos(&obj["spec"]);
             obj["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
@@ -153,7 +159,8 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
         _ => {}
     }
     custom_resource(served, obj)?;
-    validate(info, obj)
+    validate(info, obj)?;
+    limit_ranger::check(srv, info, obj, false).await
 }
 
 /// How long pods tolerate a not-ready or unreachable node before eviction (upstream: 300 s;
@@ -361,7 +368,10 @@ pub async fn prepare_update(
     match subresource {
         // Spec writes get full update validation (immutable fields included); subresource
         // writes (status, binding, approval, ...) change only what their handler allows.
-        None => to_result(info, new, skiff_api::validation::validate_update(&info.group, &info.kind, old, new)),
+        None => {
+            to_result(info, new, skiff_api::validation::validate_update(&info.group, &info.kind, old, new))?;
+            limit_ranger::check(srv, info, new, true).await
+        }
         Some(_) => Ok(()),
     }
 }

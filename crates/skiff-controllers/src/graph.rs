@@ -61,6 +61,8 @@ struct State {
 pub struct Graph {
     state: Arc<Mutex<State>>,
     changed: Arc<Notify>,
+    /// Count of changes seen, for pollers that must not take `changed`'s stored permit.
+    changes: Arc<std::sync::atomic::AtomicU64>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
@@ -71,7 +73,7 @@ fn resource_key(ar: &ApiResource) -> String {
 impl Graph {
     /// Start discovering and watching.
     pub fn start(client: kube::Client, rediscover_every: Duration) -> Self {
-        let g = Graph { state: Default::default(), changed: Arc::new(Notify::new()), tasks: Default::default() };
+        let g = Graph { state: Default::default(), changed: Arc::new(Notify::new()), changes: Default::default(), tasks: Default::default() };
         let g2 = g.clone();
         let t = tokio::spawn(async move {
             loop {
@@ -165,9 +167,15 @@ impl Graph {
                 }
             }
             drop(st);
+            self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.changed.notify_waiters();
             self.changed.notify_one();
         }
+    }
+
+    /// How many changes the graph has seen; a poller compares it with its last reading.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Wait until something changes (or `max` passes).

@@ -5,8 +5,8 @@
 //! shared metadata graph ([`graph`]); ReplicaSet, Deployment, StatefulSet, DaemonSet, Job,
 //! CronJob ([`schedule`] parses cron); Endpoints/EndpointSlices; node lifecycle; service
 //! accounts and root CA; PodDisruptionBudget status ([`disruption`]); HorizontalPodAutoscaler;
-//! PV binding and local-path provisioning ([`volume`]). They run only while this process
-//! holds the controller manager's Lease ([`leader`]).
+//! PV binding and local-path provisioning ([`volume`]); ResourceQuota usage
+//! ([`resourcequota`]). They run only while this process holds the controller manager's Lease ([`leader`]).
 //! May call no other skiff crate (it talks HTTP to the API server).
 #![forbid(unsafe_code)]
 
@@ -28,6 +28,7 @@ pub mod node_lifecycle;
 pub mod nodeipam;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod revisions;
 pub mod runtime;
 pub mod schedule;
@@ -109,6 +110,7 @@ async fn run_controllers(client: kube::Client, config: Config) {
     set.spawn(daemonset::run(client.clone()));
     set.spawn(statefulset::run(client.clone()));
     set.spawn(disruption::run(client.clone()));
+    set.spawn(resourcequota::run(client.clone(), graph.clone()));
     set.spawn(volume::run(client.clone()));
     set.spawn(hpa::run(client.clone(), std::sync::Arc::new(hpa::PodMetricsSource::new(client.clone()))));
     set.spawn(serviceaccount::run(client.clone(), serviceaccount::ca_from_kubeconfig(&config.kubeconfig)));

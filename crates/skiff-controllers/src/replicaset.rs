@@ -1,7 +1,8 @@
 //! ReplicaSet controller: keeps `spec.replicas` pods matching the selector, owned by the
 //! ReplicaSet (adopting matching orphans), creating in slow-start batches and deleting the
 //! least useful pods first (unscheduled, then pending, then not ready, then newest), and
-//! reports status (replicas, ready, available, observedGeneration).
+//! reports status (replicas, ready, available, observedGeneration). Pods the API refuses
+//! (quota, LimitRange) leave a FailedCreate event on the ReplicaSet.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -96,6 +97,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
                 };
                 if let Err(e) = pods_api.create(&PostParams::default(), &pod).await {
                     tracing::warn!(replicaset = %name, error = %e, "creating pod failed");
+                    // What `kubectl describe rs` shows when quota or admission refuses pods.
+                    let message = match &e {
+                        kube::Error::Api(s) => s.message.clone(),
+                        other => other.to_string(),
+                    };
+                    failed_create_event(&ctx.client, rs.as_ref(), &format!("Error creating: {message}")).await;
                     failed = true;
                 }
             }
@@ -132,6 +139,34 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         rs_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
     }
     Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// A FailedCreate Warning event on the ReplicaSet, as upstream's replicaset-controller
+/// records; a repeat of the same message bumps the count instead of adding an event.
+async fn failed_create_event(client: &kube::Client, rs: &ReplicaSet, message: &str) {
+    let ns = rs.namespace().unwrap_or_default();
+    let api: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let uid = rs.uid().unwrap_or_default();
+    if let Ok(list) = api.list(&ListParams::default().fields(&format!("involvedObject.name={}", rs.name_any()))).await {
+        let same = list.items.iter().find(|e| e.involved_object.uid.as_deref() == Some(uid.as_str()) && e.reason.as_deref() == Some("FailedCreate") && e.message.as_deref() == Some(message));
+        if let Some(old) = same {
+            let patch = json!({"count": old.count.unwrap_or(1) + 1, "lastTimestamp": now.to_string()});
+            let _ = api.patch(&old.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
+            return;
+        }
+    }
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{}.{:x}", rs.name_any(), now.as_nanosecond()), "namespace": ns},
+        "involvedObject": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.name_any(), "namespace": ns, "uid": uid, "resourceVersion": rs.resource_version()},
+        "reason": "FailedCreate", "message": message, "type": "Warning",
+        "source": {"component": "replicaset-controller"}, "reportingComponent": "replicaset-controller",
+        "firstTimestamp": now.to_string(), "lastTimestamp": now.to_string(), "count": 1,
+    });
+    if let Ok(ev) = serde_json::from_value::<Event>(ev) {
+        let _ = api.create(&PostParams::default(), &ev).await;
+    }
 }
 
 /// Lower ranks are deleted first: unscheduled, pending, not ready, then the newest.

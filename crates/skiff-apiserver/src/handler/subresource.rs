@@ -47,7 +47,13 @@ pub async fn handle(
                 return super::apply::apply_sub(srv, req, served, ns, name, sub, patch).await;
             }
             let sub_mode = sub_write_mode(sub);
+            // A resourceVersion inside a merge-style patch is a precondition, as on the
+            // main resource (the quota controller relies on it).
+            let wanted_rv = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
             let v = update_with(srv, served, ns, name, sub_mode, dry, Some(&mgr), |cur| {
+                if wanted_rv.as_deref().is_some_and(|rv| rv != meta::resource_version(cur)) {
+                    return Err(super::write::conflict(served, name));
+                }
                 let patched = patching::apply_patch(served, pt, cur, &patch)?;
                 Ok(merge_sub(sub, cur, &patched))
             })

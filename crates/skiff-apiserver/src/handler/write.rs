@@ -128,10 +128,17 @@ pub async fn create_object(
             crate::ssa::record_update(None, obj, m, None);
         }
     }
+    let charges = admission::resource_quota::admit(srv, &served.info, obj, None, dry_run).await?;
     if dry_run {
         return Ok(obj.clone());
     }
-    let created = srv.objects.create(&served.info, obj.clone()).await?;
+    let created = match srv.objects.create(&served.info, obj.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            charges.refund(srv).await;
+            return Err(e);
+        }
+    };
     super::crd::after_write(srv, served, &created).await;
     Ok(with_type(served, created))
 }
@@ -225,17 +232,23 @@ where
         if let Some(m) = manager {
             crate::ssa::record_update(Some(&current), &mut new, m, subresource.filter(|s| *s == "status"));
         }
+        // Nothing changed: upstream returns the object without writing (resourceVersion kept).
+        if !dry_run && strip_rv(&new) == strip_rv(&current) {
+            return Ok(with_type(served, current));
+        }
+        // Quota applies to spec writes, not to subresources (status, binding, ...).
+        let charges = match subresource {
+            None => admission::resource_quota::admit(srv, &served.info, &new, Some(&current), dry_run).await?,
+            Some(_) => Default::default(),
+        };
         if dry_run {
             return Ok(with_type(served, new));
-        }
-        // Nothing changed: upstream returns the object without writing (resourceVersion kept).
-        if strip_rv(&new) == strip_rv(&current) {
-            return Ok(with_type(served, current));
         }
         let namespace_pending = served.info.kind == "Namespace"
             && !served.info.custom
             && new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
         if meta::is_deleting(&new) && meta::finalizers(&new).is_empty() && !namespace_pending {
+            charges.refund(srv).await;
             match srv.objects.delete(&served.info, ns, name, Some(rv)).await {
                 Ok(gone) => {
                     super::crd::after_delete(srv, served, &gone).await;
@@ -250,8 +263,14 @@ where
                 super::crd::after_write(srv, served, &v).await;
                 return Ok(with_type(served, v));
             }
-            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
-            Err(e) => return Err(e),
+            Err(e) if e.code == 409 && e.reason == "Conflict" => {
+                charges.refund(srv).await;
+                continue;
+            }
+            Err(e) => {
+                charges.refund(srv).await;
+                return Err(e);
+            }
         }
     }
     Err(conflict(served, name))
