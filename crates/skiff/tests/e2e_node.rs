@@ -310,3 +310,74 @@ fn logs_exec_cp_and_port_forward_reach_real_containers() -> Result<()> {
     assert!(body.contains("hello-web"), "{body}");
     Ok(())
 }
+
+/// The course's multi-container pod: a one-shot writer that crash-loops, a looping writer, and
+/// a web server sharing one emptyDir, read over localhost; and a hostPath pod writing to the
+/// node's filesystem.
+#[test]
+fn course_emptydir_pod_and_host_path_pod() -> Result<()> {
+    if !is_root() {
+        eprintln!("skipping: needs root");
+        return Ok(());
+    }
+    let cluster = node_cluster()?;
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "shared"}},
+                "spec": {{"terminationGracePeriodSeconds": 1,
+                  "volumes": [{{"name": "html", "emptyDir": {{}}}}],
+                  "containers": [
+                    {{"name": "once", "image": "{IMAGE}", "command": ["sh", "-c", "echo once >> /html/index.html"],
+                      "volumeMounts": [{{"name": "html", "mountPath": "/html"}}]}},
+                    {{"name": "loop", "image": "{IMAGE}", "command": ["sh", "-c", "while true; do echo tick >> /html/index.html; sleep 1; done"],
+                      "volumeMounts": [{{"name": "html", "mountPath": "/html"}}]}},
+                    {{"name": "web", "image": "{IMAGE}", "command": ["httpd", "-f", "-p", "8080", "-h", "/usr/share/web"],
+                      "volumeMounts": [{{"name": "html", "mountPath": "/usr/share/web", "readOnly": true}}]}}]}}}}"#
+        ),
+    )?;
+    let status_of = |name: &str| -> Value {
+        let statuses = pod(&cluster, "shared")["status"]["containerStatuses"].clone();
+        statuses.as_array().into_iter().flatten().find(|s| s["name"] == name).cloned().unwrap_or(Value::Null)
+    };
+    cluster.eventually(Duration::from_secs(90), "the one-shot writer to crash-loop", || {
+        let once = status_of("once");
+        once["restartCount"].as_i64().unwrap_or(0) >= 1 && once["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    })?;
+    let once = status_of("once");
+    assert_eq!(once["lastState"]["terminated"]["reason"], "Completed", "{once}");
+    assert!(status_of("loop")["state"]["running"].is_object(), "{}", status_of("loop"));
+    assert_eq!(status_of("loop")["restartCount"], 0);
+    // The web container serves what both writers put in the shared volume, over localhost.
+    let page = |c: &Cluster| c.ok(&["exec", "shared", "-c", "web", "--", "wget", "-q", "-O", "-", "http://localhost:8080/"]).unwrap_or_default();
+    let first = page(&cluster);
+    assert!(first.lines().any(|l| l == "once") && first.lines().any(|l| l == "tick"), "{first}");
+    cluster.eventually(Duration::from_secs(10), "the looping writer to keep writing", || {
+        page(&cluster).lines().filter(|l| *l == "tick").count() > first.lines().filter(|l| *l == "tick").count()
+    })?;
+    // The read-only mount refuses writes.
+    let out = cluster.kubectl(&["exec", "shared", "-c", "web", "--", "sh", "-c", "echo x >> /usr/share/web/index.html"])?;
+    assert!(!out.status.success(), "write through a readOnly mount succeeded");
+
+    // hostPath: Directory must exist (the pod fails to start otherwise), DirectoryOrCreate makes it.
+    let host_dir = cluster.data_dir().join("host-data");
+    std::fs::create_dir_all(&host_dir)?;
+    let made = cluster.data_dir().join("made-by-kubelet");
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "hostpath"}},
+                "spec": {{"restartPolicy": "Never",
+                  "volumes": [{{"name": "data", "hostPath": {{"path": "{}", "type": "Directory"}}}},
+                              {{"name": "made", "hostPath": {{"path": "{}", "type": "DirectoryOrCreate"}}}}],
+                  "containers": [{{"name": "c", "image": "{IMAGE}", "command": ["sh", "-c", "echo from-pod > /data/out.txt && touch /made/x"],
+                    "volumeMounts": [{{"name": "data", "mountPath": "/data"}}, {{"name": "made", "mountPath": "/made"}}]}}]}}}}"#,
+            host_dir.display(),
+            made.display()
+        ),
+    )?;
+    cluster.eventually(Duration::from_secs(60), "the hostPath pod to succeed", || phase(&cluster, "hostpath") == "Succeeded")?;
+    assert_eq!(std::fs::read_to_string(host_dir.join("out.txt"))?.trim(), "from-pod");
+    assert!(made.join("x").exists());
+    Ok(())
+}

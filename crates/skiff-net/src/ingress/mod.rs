@@ -28,7 +28,7 @@ mod tls;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_bench;
+pub(crate) mod tests_bench;
 #[cfg(test)]
 mod tests_routes;
 

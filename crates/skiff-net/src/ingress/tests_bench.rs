@@ -22,17 +22,17 @@ use super::tests_routes::{ingress, service, slice};
 use super::{build_routes, IngressConfig, IngressServer};
 
 /// The backend body: small, like an API response.
-const BODY: &[u8] =
+pub(crate) const BODY: &[u8] =
     b"{\"status\":\"ok\",\"service\":\"bench-backend\",\"items\":[1,2,3,4,5,6,7,8]}\n";
 
-fn env_or(name: &str, default: u64) -> u64 {
+pub(crate) fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
 
-fn have(cmd: &str) -> bool {
+pub(crate) fn have(cmd: &str) -> bool {
     Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {cmd}"))
@@ -43,11 +43,11 @@ fn have(cmd: &str) -> bool {
 
 /// One wrk run's figures.
 #[derive(Debug, Clone, Copy)]
-struct Figures {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    non2xx: u64,
+pub(crate) struct Figures {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) non2xx: u64,
 }
 
 fn parse_latency(v: &str) -> Option<f64> {
@@ -62,7 +62,7 @@ fn parse_latency(v: &str) -> Option<f64> {
     })
 }
 
-fn parse_wrk(out: &str) -> Option<Figures> {
+pub(crate) fn parse_wrk(out: &str) -> Option<Figures> {
     let mut f = Figures {
         rps: 0.0,
         p50_ms: 0.0,

@@ -16,6 +16,8 @@ pub mod state;
 mod sync;
 
 #[cfg(test)]
+mod tests_bench;
+#[cfg(test)]
 mod tests_netns;
 #[cfg(test)]
 mod tests_rules;

@@ -19,7 +19,7 @@ use super::*;
 use crate::nft::testns::{can_run, Netns};
 use crate::nft::{in_netns, NetlinkBackend};
 
-const POD_A: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 10);
+pub(super) const POD_A: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 10);
 const POD_B: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 11);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 77, 1);
 const CIP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 20);
@@ -76,15 +76,15 @@ impl Drop for Server {
 }
 
 /// Node, pods and client; fields drop in order (servers before their namespaces).
-struct Topology {
+pub(super) struct Topology {
     _servers: Vec<Server>,
-    node: Netns,
-    client: Netns,
-    _pods: Vec<Netns>,
+    pub(super) node: Netns,
+    pub(super) client: Netns,
+    pub(super) pods: Vec<Netns>,
 }
 
 impl Topology {
-    fn new() -> Topology {
+    pub(super) fn new() -> Topology {
         let node = Netns::new("node");
         let client = Netns::new("client");
         node.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -132,7 +132,7 @@ impl Topology {
             _servers: servers,
             node,
             client,
-            _pods: pods,
+            pods,
         }
     }
 }
