@@ -97,6 +97,19 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A field of /proc/PID/smaps_rollup in KiB: `Pss` (resident memory with shared pages split
+/// among their sharers: what the process really costs) or `Anonymous` (private heap/stack).
+fn rollup_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.split(':').next() == Some(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -113,18 +126,21 @@ fn footprint(pid: u32, secs: u64) -> (f64, f64) {
     (rss_kib(pid) as f64 / 1024.0, (t1 - t0) as f64 / hz / secs as f64 * 100.0)
 }
 
-fn shim_rss_mib() -> (usize, f64) {
+/// The shims' count and their summed RSS, PSS and anonymous memory, in MiB.
+fn shim_memory_mib() -> (usize, f64, f64, f64) {
     let mut count = 0;
-    let mut kib = 0;
+    let (mut rss, mut pss, mut anon) = (0, 0, 0);
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmd).contains("skiff-podbench") && String::from_utf8_lossy(&cmd).contains("\0shim\0") {
             count += 1;
-            kib += rss_kib(pid);
+            rss += rss_kib(pid);
+            pss += rollup_kib(pid, "Pss");
+            anon += rollup_kib(pid, "Anonymous");
         }
     }
-    (count, kib as f64 / 1024.0)
+    (count, rss as f64 / 1024.0, pss as f64 / 1024.0, anon as f64 / 1024.0)
 }
 
 fn pod(name: &str) -> Pod {
@@ -292,7 +308,8 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32) -> anyhow::Result<()> 
     let burst_wall = t.elapsed();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (rss_n, cpu_n) = footprint(agent_pid, 10);
-    let (shims, shim_rss) = shim_rss_mib();
+    let (shims, shim_rss, shim_pss, shim_anon) = shim_memory_mib();
+    let agent_pss = rollup_kib(agent_pid, "Pss") as f64 / 1024.0;
     delete_all(&client).await?;
 
     let step = Duration::from_secs_f64(1.0 / o.rate as f64);
@@ -321,6 +338,12 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32) -> anyhow::Result<()> 
     println!("agent process (skiff agent, without its shims)");
     println!("  idle, 0 pods: RSS {rss0:.1} MiB, CPU {cpu0:.2}% of a core (10 s)");
     println!("  idle, {} pods: RSS {rss_n:.1} MiB, CPU {cpu_n:.2}% of a core (10 s)", o.pods);
-    println!("  shims: {shims} processes, {shim_rss:.1} MiB RSS in total");
+    println!("  idle, {} pods: PSS {agent_pss:.1} MiB (RSS minus the shares of pages others map too)", o.pods);
+    println!(
+        "  shims: {shims} processes, RSS {shim_rss:.1} MiB, PSS {shim_pss:.1} MiB, anonymous {shim_anon:.1} MiB in total ({:.2} / {:.2} / {:.2} MiB each)",
+        shim_rss / shims.max(1) as f64,
+        shim_pss / shims.max(1) as f64,
+        shim_anon / shims.max(1) as f64
+    );
     Ok(())
 }
