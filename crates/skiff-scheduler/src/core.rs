@@ -88,7 +88,8 @@ impl Rotation {
 pub fn run_filters(fw: &Framework, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), (String, bool)> {
     for f in &fw.filters {
         if let Err(r) = f.filter(state, pod, node) {
-            return Err((r, f.resolvable_by_preemption()));
+            let resolvable = f.resolvable_by_preemption(&r);
+            return Err((r, resolvable));
         }
     }
     Ok(())

@@ -224,9 +224,9 @@ pub trait FilterPlugin: Send + Sync {
     }
     /// Check one node.
     fn filter(&self, state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String>;
-    /// Whether evicting pods from a node can cure this plugin's rejection (upstream's
-    /// Unschedulable vs UnschedulableAndUnresolvable).
-    fn resolvable_by_preemption(&self) -> bool {
+    /// Whether evicting pods from a node can cure this plugin's rejection `reason`
+    /// (upstream's Unschedulable vs UnschedulableAndUnresolvable).
+    fn resolvable_by_preemption(&self, _reason: &str) -> bool {
         false
     }
 }

@@ -173,8 +173,9 @@ impl FilterPlugin for InterPodAffinity {
         Ok(())
     }
 
-    fn resolvable_by_preemption(&self) -> bool {
-        true
+    fn resolvable_by_preemption(&self, reason: &str) -> bool {
+        // Evicting pods cannot create the pods an affinity term asks for.
+        reason != AFFINITY_NOT_MATCH
     }
 }
 

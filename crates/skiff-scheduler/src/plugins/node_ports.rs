@@ -38,7 +38,7 @@ impl FilterPlugin for NodePorts {
         Ok(())
     }
 
-    fn resolvable_by_preemption(&self) -> bool {
+    fn resolvable_by_preemption(&self, _reason: &str) -> bool {
         true
     }
 }

@@ -29,7 +29,7 @@ impl FilterPlugin for NodeResourcesFit {
         Ok(())
     }
 
-    fn resolvable_by_preemption(&self) -> bool {
+    fn resolvable_by_preemption(&self, _reason: &str) -> bool {
         true
     }
 }

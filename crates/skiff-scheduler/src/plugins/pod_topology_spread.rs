@@ -154,8 +154,8 @@ impl FilterPlugin for PodTopologySpread {
         Ok(())
     }
 
-    fn resolvable_by_preemption(&self) -> bool {
-        true
+    fn resolvable_by_preemption(&self, reason: &str) -> bool {
+        reason != MISSING_LABEL
     }
 }
 
