@@ -62,6 +62,9 @@ pub async fn run_with(client: kube::Client, config: Config) {
     // Pods bound (or being bound) that the cache does not show as bound yet (upstream's
     // assume cache): without them, back-to-back batches would pile pods onto one node.
     let mut assumed: HashMap<String, (String, Instant)> = HashMap::new();
+    // Pods whose preemption was started recently: their victims may not show as terminating
+    // in the cache yet, and preempting again would evict more than needed.
+    let mut preempting: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = tokio::time::timeout(Duration::from_secs(2), cache.changed.notified()) => {}
@@ -75,6 +78,7 @@ pub async fn run_with(client: kube::Client, config: Config) {
         assumed.retain(|key, (_, at)| at.elapsed() < Duration::from_secs(30) && by_key.get(key).is_some_and(|p| node_of(p).is_empty()));
         let mut pending: Vec<&Arc<Pod>> =
             pods.iter().filter(|p| needs_scheduling(p, &config.scheduler_name) && !assumed.contains_key(&pod_key(p))).collect();
+        preempting.retain(|_, at| at.elapsed() < Duration::from_secs(10));
         if pending.is_empty() {
             continue;
         }
@@ -103,8 +107,11 @@ pub async fn run_with(client: kube::Client, config: Config) {
                 }
                 Err(err) => {
                     let mut msg = err.message();
-                    match find_candidate(&fw, &err, pod, &snap) {
+                    let candidate = if preempting.contains_key(&key) { Err(String::new()) } else { find_candidate(&fw, &err, pod, &snap) };
+                    match candidate {
+                        Err(why) if why.is_empty() => {}
                         Ok(c) => {
+                            preempting.insert(key.clone(), Instant::now());
                             let node = snap.nodes[c.node].name().to_string();
                             tracing::info!(pod = %key, node = %node, victims = c.victims.len(), "preempting");
                             tokio::spawn(preempt(client.clone(), (**pod).clone(), node, c));
