@@ -93,4 +93,14 @@ fn high_priority_pod_preempts_a_low_priority_one() {
     })
     .unwrap();
     assert!(c.json(&["get", "pod", "vip"]).unwrap()["metadata"]["deletionTimestamp"].is_null());
+
+    // One globalDefault class at most; pods without a class name get it.
+    c.ok(&["create", "priorityclass", "dflt", "--value=50", "--global-default"]).unwrap();
+    let err = c.fails(&["create", "priorityclass", "dflt2", "--value=60", "--global-default"]).unwrap();
+    assert!(err.contains("PriorityClass dflt is already marked as default. Only one default can exist"), "{err}");
+    let err = c.fails(&["create", "priorityclass", "system-mine", "--value=60"]).unwrap();
+    assert!(err.contains("reserved for system use only"), "{err}");
+    c.ok(&["run", "plain", "--image=busybox"]).unwrap();
+    let plain = c.json(&["get", "pod", "plain"]).unwrap();
+    assert_eq!((plain["spec"]["priority"].as_i64(), plain["spec"]["priorityClassName"].as_str()), (Some(50), Some("dflt")), "{plain}");
 }
