@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
@@ -70,14 +71,19 @@ pub async fn run_with(client: kube::Client, config: Config) {
             _ = tokio::time::timeout(Duration::from_secs(2), cache.changed.notified()) => {}
             Some(key) = failed_rx.recv() => { assumed.remove(&key); }
         }
+        // Coalesce bursts of watch events (every binding echoes back as one) into one pass.
+        tokio::time::sleep(Duration::from_millis(5)).await;
         while let Ok(key) = failed_rx.try_recv() {
             assumed.remove(&key);
         }
+        assumed.retain(|key, (_, at)| {
+            let (ns, name) = key.split_once('/').unwrap_or(("", key));
+            at.elapsed() < Duration::from_secs(30)
+                && cache.pods.get(&ObjectRef::new(name).within(ns)).is_some_and(|p| node_of(&p).is_empty())
+        });
         let pods: Vec<Arc<Pod>> = cache.pods.state();
-        let by_key: HashMap<String, &Arc<Pod>> = pods.iter().map(|p| (pod_key(p), p)).collect();
-        assumed.retain(|key, (_, at)| at.elapsed() < Duration::from_secs(30) && by_key.get(key).is_some_and(|p| node_of(p).is_empty()));
         let mut pending: Vec<&Arc<Pod>> =
-            pods.iter().filter(|p| needs_scheduling(p, &config.scheduler_name) && !assumed.contains_key(&pod_key(p))).collect();
+            pods.iter().filter(|p| needs_scheduling(p, &config.scheduler_name) && (assumed.is_empty() || !assumed.contains_key(&pod_key(p)))).collect();
         preempting.retain(|_, at| at.elapsed() < Duration::from_secs(10));
         if pending.is_empty() {
             continue;
