@@ -18,6 +18,8 @@ use skiff_api::{meta, ResourceInfo};
 use crate::resources::Served;
 use crate::Server;
 
+pub mod priority;
+
 /// Kinds whose `metadata.generation` tracks spec changes, as upstream's strategies do.
 fn tracks_generation(info: &ResourceInfo) -> bool {
     info.custom
@@ -117,6 +119,7 @@ pub async fn prepare_create(srv: &Server, served: &Served, obj: &mut Value, ns: 
         merge_string_data(obj);
     }
     skiff_api::defaults::apply(&info.group, &info.kind, obj);
+    priority::admit(srv, info, obj).await?;
     match (info.group.as_str(), info.kind.as_str()) {
         ("", "Pod") => {
             default_toleration_seconds(obj, srv.config.default_toleration_seconds);

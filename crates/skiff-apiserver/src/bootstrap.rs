@@ -1,5 +1,6 @@
-//! First-start objects: the namespaces every cluster has and the `kubernetes` Service with
-//! its Endpoints pointing at this API server. Existing objects are left alone.
+//! First-start objects: the namespaces every cluster has, the `kubernetes` Service with
+//! its Endpoints pointing at this API server, and the built-in PriorityClasses
+//! (system-node-critical, system-cluster-critical). Existing objects are left alone.
 
 use serde_json::{json, Value};
 
@@ -53,5 +54,13 @@ pub async fn seed(srv: &Server) -> anyhow::Result<()> {
         }),
     )
     .await?;
+    let classes = srv.resources.find("scheduling.k8s.io", "v1", "priorityclasses").expect("built in");
+    for (name, value, description) in crate::admission::priority::SYSTEM_CLASSES {
+        let pc = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name}, "value": value, "description": description, "preemptionPolicy": "PreemptLowerPriority",
+        });
+        ensure(srv, &classes, None, pc).await?;
+    }
     Ok(())
 }

@@ -1,22 +1,47 @@
-//! The scheduling loop: wait for a change, then place every pending pod.
+//! The scheduling loop: wait for a change, snapshot the caches, then place every pending pod
+//! (highest priority first), binding asynchronously; pods that fit nowhere may preempt.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
 use serde_json::json;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::cache::Cache;
-use crate::framework::NodeInfo;
-use crate::plugins::{default_filters, default_scores};
+use crate::core::{schedule_one, Framework, Rotation};
+use crate::framework::{pod_priority, Snapshot};
+use crate::preemption::{find_candidate, Candidate};
 
 /// The scheduler name pods must ask for (or leave empty).
 pub const SCHEDULER_NAME: &str = "default-scheduler";
 
-/// Run until aborted.
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Pods whose `spec.schedulerName` is this (or empty, for the default name) are ours.
+    pub scheduler_name: String,
+    /// Bindings in flight at once (upstream binds asynchronously too).
+    pub bind_concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { scheduler_name: SCHEDULER_NAME.into(), bind_concurrency: 64 }
+    }
+}
+
+/// Run with the default configuration until aborted.
 pub async fn run(client: kube::Client) {
+    run_with(client, Config::default()).await
+}
+
+/// Run until aborted.
+pub async fn run_with(client: kube::Client, config: Config) {
     let (cache, tasks) = Cache::start(client.clone());
     // The informers stop with the loop (e.g. when leadership is lost and this task is aborted).
     struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
@@ -28,78 +53,80 @@ pub async fn run(client: kube::Client) {
         }
     }
     let _tasks = AbortAll(tasks);
-    let filters = default_filters();
-    let scores = default_scores();
+    cache.wait_synced().await;
+    let fw = Framework::default();
+    let mut rot = Rotation::default();
+    let binds = Arc::new(Semaphore::new(config.bind_concurrency.max(1)));
+    let (failed_tx, mut failed_rx) = mpsc::unbounded_channel::<String>();
     // Last unschedulable message per pod, so the condition and event are written once.
     let mut reported: HashMap<String, String> = HashMap::new();
-    // Pods bound in earlier cycles that the cache does not show as bound yet (upstream's
-    // assume cache): without them, back-to-back cycles would pile pods onto one node.
-    let mut assumed: HashMap<String, (String, std::time::Instant)> = HashMap::new();
+    // Pods bound (or being bound) that the cache does not show as bound yet (upstream's
+    // assume cache): without them, back-to-back batches would pile pods onto one node.
+    let mut assumed: HashMap<String, (String, Instant)> = HashMap::new();
+    // Pods whose preemption was started recently: their victims may not show as terminating
+    // in the cache yet, and preempting again would evict more than needed.
+    let mut preempting: HashMap<String, Instant> = HashMap::new();
     loop {
-        let _ = tokio::time::timeout(Duration::from_secs(2), cache.changed.notified()).await;
-        let nodes: Vec<std::sync::Arc<Node>> = cache.nodes.state();
-        let pods: Vec<std::sync::Arc<Pod>> = cache.pods.state();
+        tokio::select! {
+            _ = tokio::time::timeout(Duration::from_secs(2), cache.changed.notified()) => {}
+            Some(key) = failed_rx.recv() => { assumed.remove(&key); }
+        }
+        // Coalesce bursts of watch events (every binding echoes back as one) into one pass.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        while let Ok(key) = failed_rx.try_recv() {
+            assumed.remove(&key);
+        }
         assumed.retain(|key, (_, at)| {
+            let (ns, name) = key.split_once('/').unwrap_or(("", key));
             at.elapsed() < Duration::from_secs(30)
-                && pods.iter().any(|p| pod_key(p) == *key && p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("").is_empty())
+                && cache.pods.get(&ObjectRef::new(name).within(ns)).is_some_and(|p| node_of(&p).is_empty())
         });
-        let mut infos: Vec<NodeInfo> = nodes
-            .iter()
-            .filter(|n| node_ready(n))
-            .map(|n| {
-                let name = n.name_any();
-                let on: Vec<Pod> = pods
-                    .iter()
-                    .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()) && active(p))
-                    .map(|p| p.as_ref().clone())
-                    .collect();
-                let mut info = NodeInfo::new(n.as_ref().clone(), on);
-                for p in pods.iter().filter(|p| assumed.get(&pod_key(p)).is_some_and(|(node, _)| *node == name)) {
-                    info.assume(p);
-                }
-                info
-            })
-            .collect();
-        let mut pending: Vec<&std::sync::Arc<Pod>> =
-            pods.iter().filter(|p| needs_scheduling(p) && !assumed.contains_key(&pod_key(p))).collect();
-        pending.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default());
+        let pods: Vec<Arc<Pod>> = cache.pods.state();
+        let mut pending: Vec<&Arc<Pod>> =
+            pods.iter().filter(|p| needs_scheduling(p, &config.scheduler_name) && (assumed.is_empty() || !assumed.contains_key(&pod_key(p)))).collect();
+        preempting.retain(|_, at| at.elapsed() < Duration::from_secs(10));
+        if pending.is_empty() {
+            continue;
+        }
+        // Upstream's queue order: priority, then age.
+        pending.sort_by(|a, b| {
+            pod_priority(b).cmp(&pod_priority(a)).then_with(|| a.metadata.creation_timestamp.as_ref().map(|t| t.0).cmp(&b.metadata.creation_timestamp.as_ref().map(|t| t.0)))
+        });
+        let mut snap = snapshot(&cache, &pods, &assumed);
         for pod in pending {
-            let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
-            let mut reasons: HashMap<String, usize> = HashMap::new();
-            let mut feasible: Vec<usize> = Vec::new();
-            for (i, info) in infos.iter().enumerate() {
-                match filters.iter().try_for_each(|f| f.filter(pod, info)) {
-                    Ok(()) => feasible.push(i),
-                    Err(r) => *reasons.entry(r).or_default() += 1,
+            let key = pod_key(pod);
+            match schedule_one(&fw, pod, &snap, &mut rot) {
+                Ok(i) => {
+                    let node = snap.nodes[i].name().to_string();
+                    snap.assume(i, (*pod).clone());
+                    assumed.insert(key.clone(), (node.clone(), Instant::now()));
+                    reported.remove(&key);
+                    let (client, pod, permits, failed) = (client.clone(), (*pod).clone(), binds.clone(), failed_tx.clone());
+                    tokio::spawn(async move {
+                        let _permit = permits.acquire_owned().await;
+                        if bind(&client, &pod, &node).await {
+                            tracing::debug!(pod = %key, node = %node, "scheduled");
+                        } else {
+                            let _ = failed.send(key);
+                        }
+                    });
                 }
-            }
-            let best = feasible
-                .iter()
-                .map(|i| (scores.iter().map(|(s, w)| s.score(pod, &infos[*i]) * w).sum::<i64>(), *i))
-                .max_by_key(|(score, i)| (*score, std::cmp::Reverse(*i)));
-            match best {
-                Some((_, i)) => {
-                    let node = infos[i].name();
-                    if bind(&client, pod, &node).await {
-                        infos[i].assume(pod);
-                        assumed.insert(key.clone(), (node.clone(), std::time::Instant::now()));
-                        reported.remove(&key);
-                        tracing::info!(pod = %key, node = %node, "scheduled");
+                Err(err) => {
+                    let mut msg = err.message();
+                    let candidate = if preempting.contains_key(&key) { Err(String::new()) } else { find_candidate(&fw, &err, pod, &snap) };
+                    match candidate {
+                        Err(why) if why.is_empty() => {}
+                        Ok(c) => {
+                            preempting.insert(key.clone(), Instant::now());
+                            let node = snap.nodes[c.node].name().to_string();
+                            tracing::info!(pod = %key, node = %node, victims = c.victims.len(), "preempting");
+                            tokio::spawn(preempt(client.clone(), (**pod).clone(), node, c));
+                        }
+                        Err(why) => msg = format!("{msg} {why}"),
                     }
-                }
-                None => {
-                    let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
-                    parts.sort();
-                    let msg = format!(
-                        "0/{} nodes are available: {}. preemption: 0/{} nodes are available: {} Preemption is not helpful for scheduling.",
-                        nodes.len(),
-                        if parts.is_empty() { "no nodes available to schedule pods".to_string() } else { parts.join(", ") },
-                        nodes.len(),
-                        nodes.len()
-                    );
                     if reported.get(&key) != Some(&msg) {
-                        report_unschedulable(&client, pod, &msg).await;
-                        reported.insert(key, msg);
+                        reported.insert(key, msg.clone());
+                        tokio::spawn(report_unschedulable(client.clone(), (**pod).clone(), msg));
                     }
                 }
             }
@@ -107,8 +134,38 @@ pub async fn run(client: kube::Client) {
     }
 }
 
+/// Nodes that are Ready, with the pods on them (bound, or assumed in an earlier batch).
+fn snapshot(cache: &Cache, pods: &[Arc<Pod>], assumed: &HashMap<String, (String, Instant)>) -> Snapshot {
+    let nodes: Vec<Arc<Node>> = cache.nodes.state().into_iter().filter(|n| node_ready(n)).collect();
+    let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
+    for p in pods.iter().filter(|p| active(p)) {
+        let node = node_of(p);
+        let node = if node.is_empty() {
+            match assumed.get(&pod_key(p)) {
+                Some((n, _)) => n.as_str(),
+                None => continue,
+            }
+        } else {
+            node
+        };
+        by_node.entry(node.to_string()).or_default().push(p.clone());
+    }
+    let namespaces: HashMap<String, BTreeMap<String, String>> =
+        cache.namespaces.state().iter().map(|n| (n.name_any(), n.labels().clone())).collect();
+    let mut snap = Snapshot::new(nodes, by_node, namespaces);
+    snap.claims = cache.claims.state().into_iter().map(|c| (format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()), c)).collect();
+    snap.volumes = cache.volumes.state();
+    snap.classes = cache.classes.state().into_iter().map(|c| (c.name_any(), c)).collect();
+    snap.pdbs = cache.pdbs.state();
+    snap
+}
+
 fn pod_key(p: &Pod) -> String {
-    format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())
+    format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
+}
+
+fn node_of(p: &Pod) -> &str {
+    p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
 }
 
 fn node_ready(n: &Node) -> bool {
@@ -123,10 +180,10 @@ fn active(p: &Pod) -> bool {
     phase != "Succeeded" && phase != "Failed"
 }
 
-fn needs_scheduling(p: &Pod) -> bool {
+fn needs_scheduling(p: &Pod, scheduler: &str) -> bool {
     let Some(spec) = p.spec.as_ref() else { return false };
     spec.node_name.as_deref().unwrap_or("").is_empty()
-        && spec.scheduler_name.as_deref().unwrap_or(SCHEDULER_NAME) == SCHEDULER_NAME
+        && spec.scheduler_name.as_deref().filter(|s| !s.is_empty()).unwrap_or(SCHEDULER_NAME) == scheduler
         && p.metadata.deletion_timestamp.is_none()
         && spec.scheduling_gates.as_ref().is_none_or(|g| g.is_empty())
         && active(p)
@@ -148,23 +205,53 @@ async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> bool {
     }
 }
 
-async fn report_unschedulable(client: &kube::Client, pod: &Pod, msg: &str) {
+/// Nominate the node for the preemptor, then evict the victims gracefully, each with a
+/// DisruptionTarget condition and a `Preempted` event as upstream.
+async fn preempt(client: kube::Client, pod: Pod, node: String, c: Candidate) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let nominate = json!({"status": {"nominatedNodeName": node}});
+    if let Err(e) = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&nominate)).await {
+        tracing::warn!(pod = %pod.name_any(), error = %e, "could not set nominatedNodeName");
+    }
+    let preemptor_uid = pod.uid().unwrap_or_default();
+    for v in c.victims {
+        let ns = v.namespace().unwrap_or_default();
+        let vapi: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let cond = json!({"status": {"conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+            "message": format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"), "lastTransitionTime": now}]}});
+        let _ = vapi.patch_status(&v.name_any(), &PatchParams::default(), &Patch::Strategic(&cond)).await;
+        event(&client, &v, "Normal", "Preempted", &format!("Preempted by pod {preemptor_uid} on node {node}")).await;
+        let dp = DeleteParams { preconditions: v.uid().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+        match vapi.delete(&v.name_any(), &dp).await {
+            Ok(_) => tracing::info!(victim = %v.name_any(), preemptor = %pod.name_any(), node = %node, "preempted"),
+            Err(e) => tracing::warn!(victim = %v.name_any(), error = %e, "could not delete preemption victim"),
+        }
+    }
+}
+
+async fn event(client: &kube::Client, pod: &Pod, type_: &str, reason: &str, msg: &str) {
     let ns = pod.namespace().unwrap_or_default();
-    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let status = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now}]}});
-    let _ = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&status)).await;
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let now = k8s_openapi::jiff::Timestamp::now();
     let ev = json!({
         "apiVersion": "v1", "kind": "Event",
         // Named like client-go's recorder: <object>.<hex nanoseconds>.
-        "metadata": {"name": format!("{}.{:x}", pod.name_any(), k8s_openapi::jiff::Timestamp::now().as_nanosecond()), "namespace": ns},
+        "metadata": {"name": format!("{}.{:x}", pod.name_any(), now.as_nanosecond()), "namespace": ns},
         "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod.name_any(), "namespace": ns, "uid": pod.uid()},
-        "reason": "FailedScheduling", "message": msg, "type": "Warning",
+        "reason": reason, "message": msg, "type": type_,
         "source": {"component": SCHEDULER_NAME}, "reportingComponent": SCHEDULER_NAME,
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "firstTimestamp": now.to_string(), "lastTimestamp": now.to_string(), "count": 1,
     });
     if let Ok(ev) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(ev) {
         let _ = events.create(&PostParams::default(), &ev).await;
     }
+}
+
+async fn report_unschedulable(client: kube::Client, pod: Pod, msg: String) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let status = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now}]}});
+    let _ = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&status)).await;
+    event(&client, &pod, "Warning", "FailedScheduling", &msg).await;
 }

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{pod_requests, NodeInfo, ScorePlugin};
+use crate::framework::{CycleState, NodeInfo, ScorePlugin};
 
 /// The plugin.
 pub struct BalancedAllocation;
@@ -12,8 +12,8 @@ impl ScorePlugin for BalancedAllocation {
         "NodeResourcesBalancedAllocation"
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
-        let r = pod_requests(pod);
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
+        let r = state.requests;
         let a = node.allocatable;
         if a.milli_cpu <= 0 || a.memory <= 0 {
             return 0;

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{FilterPlugin, NodeInfo};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo};
 
 /// The plugin.
 pub struct NodeName;
@@ -13,7 +13,7 @@ impl FilterPlugin for NodeName {
         "NodeName"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
         match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
             Some(n) if !n.is_empty() && n != node.name() => Err("node(s) didn't match the requested node name".into()),
             _ => Ok(()),

@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{FilterPlugin, NodeInfo};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo};
 
 /// The plugin.
 pub struct NodePorts;
@@ -24,17 +24,21 @@ impl FilterPlugin for NodePorts {
         "NodePorts"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
         let wanted = host_ports(pod);
         if wanted.is_empty() {
             return Ok(());
         }
-        let used: Vec<(String, String, i32)> = node.pods.iter().flat_map(host_ports).collect();
+        let used: Vec<(String, String, i32)> = node.pods.iter().flat_map(|(p, _)| host_ports(p)).collect();
         for (proto, ip, port) in &wanted {
             if used.iter().any(|(p, i, n)| p == proto && n == port && (i == ip || i == "0.0.0.0" || ip == "0.0.0.0")) {
                 return Err("node(s) didn't have free ports for the requested pod ports".into());
             }
         }
         Ok(())
+    }
+
+    fn resolvable_by_preemption(&self, _reason: &str) -> bool {
+        true
     }
 }

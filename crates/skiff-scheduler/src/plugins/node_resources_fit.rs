@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{pod_requests, FilterPlugin, NodeInfo, ScorePlugin};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin};
 
 /// The plugin.
 pub struct NodeResourcesFit;
@@ -13,8 +13,8 @@ impl FilterPlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
-        let r = pod_requests(pod);
+    fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+        let r = state.requests;
         let a = node.allocatable;
         let u = node.requested;
         if u.pods + 1 > a.pods {
@@ -27,6 +27,10 @@ impl FilterPlugin for NodeResourcesFit {
             return Err("Insufficient memory".into());
         }
         Ok(())
+    }
+
+    fn resolvable_by_preemption(&self, _reason: &str) -> bool {
+        true
     }
 }
 
@@ -43,8 +47,8 @@ impl ScorePlugin for NodeResourcesFit {
         "NodeResourcesFit"
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
-        let r = pod_requests(pod);
+    fn score(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> i64 {
+        let r = state.requests;
         // Upstream counts a default of 100m CPU / 200Mi for containers without requests.
         let cpu = node.requested.milli_cpu + r.milli_cpu.max(100);
         let mem = node.requested.memory + r.memory.max(200 * 1024 * 1024);

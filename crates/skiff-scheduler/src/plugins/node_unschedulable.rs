@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::framework::{FilterPlugin, NodeInfo};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo};
 
 /// The plugin.
 pub struct NodeUnschedulable;
@@ -13,7 +13,7 @@ impl FilterPlugin for NodeUnschedulable {
         "NodeUnschedulable"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
         let cordoned = node.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
         let tolerated = pod.spec.as_ref().and_then(|s| s.tolerations.as_ref()).is_some_and(|ts| {
             ts.iter().any(|t| {

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
 
-use crate::framework::{FilterPlugin, NodeInfo, ScorePlugin};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin};
 
 /// The plugin.
 pub struct TaintToleration;
@@ -23,7 +23,7 @@ impl FilterPlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn filter(&self, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+    fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
         for taint in taints(node).iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
             if !tolerations(pod).iter().any(|t| tolerates(t, taint)) {
                 let v = taint.value.as_deref().map(|v| format!("={v}")).unwrap_or_default();
@@ -39,7 +39,7 @@ impl ScorePlugin for TaintToleration {
         "TaintToleration"
     }
 
-    fn score(&self, pod: &Pod, node: &NodeInfo) -> i64 {
+    fn score(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> i64 {
         let bad = taints(node)
             .iter()
             .filter(|t| t.effect == "PreferNoSchedule" && !tolerations(pod).iter().any(|tol| tolerates(tol, t)))
