@@ -66,6 +66,13 @@ fn stdin_once_pipes_and_live_output() {
     cfg.stdin_once = true;
     t.rt.create_container(&cfg).unwrap();
     t.rt.start_container("once").unwrap();
+    // Attach only once "before" is out (the shell may start after our attach otherwise, and
+    // then "before" would be live output, not history).
+    let deadline = std::time::Instant::now() + WAIT.unwrap();
+    while !log_text(&t, "once").contains("stdout F before") {
+        assert!(std::time::Instant::now() < deadline, "the container never printed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let s = t.rt.attach(&all("once")).unwrap();
     assert!(!s.tty);
     let mut stdin = s.stdin.unwrap();

@@ -116,6 +116,7 @@ pub fn node_status(shared: &Shared, previous: Option<&NodeStatus>) -> NodeStatus
         capacity: Some(cap.capacity()),
         allocatable: Some(cap.allocatable(&c.eviction_hard)),
         conditions: Some(conditions),
+        images: Some(node_images(shared.runtime.as_ref())),
         daemon_endpoints: Some(NodeDaemonEndpoints {
             kubelet_endpoint: Some(DaemonEndpoint { port: c.kubelet_port as i32 }),
         }),
@@ -134,6 +135,30 @@ pub fn node_status(shared: &Shared, previous: Option<&NodeStatus>) -> NodeStatus
         }),
         ..Default::default()
     }
+}
+
+/// Most images a Node lists (upstream's `nodeStatusMaxImages`).
+const MAX_NODE_IMAGES: usize = 50;
+
+/// The node's images, largest first, as the scheduler's ImageLocality scoring reads them.
+fn node_images(runtime: &dyn skiff_runtime::Runtime) -> Vec<k8s_openapi::api::core::v1::ContainerImage> {
+    let mut images = match runtime.list_images() {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::debug!(error = %e, "listing images for the node status");
+            return Vec::new();
+        }
+    };
+    images.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.id.cmp(&b.id)));
+    images
+        .into_iter()
+        .filter(|i| !i.names.is_empty())
+        .take(MAX_NODE_IMAGES)
+        .map(|i| k8s_openapi::api::core::v1::ContainerImage {
+            names: Some(i.names.into_iter().chain(std::iter::once(i.id)).collect()),
+            size_bytes: i64::try_from(i.size).ok(),
+        })
+        .collect()
 }
 
 /// Creates the Node (or refreshes its labels and status if it exists) and its Lease.
@@ -282,5 +307,28 @@ pub async fn serve_healthz(port: u16) {
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_runtime::runtime::FakeRuntime;
+    use skiff_runtime::Runtime as _;
+
+    #[test]
+    fn node_images_list_names_and_id() {
+        let rt = FakeRuntime::new();
+        rt.pull_image("busybox").unwrap();
+        rt.pull_image("registry.test/app:2").unwrap();
+        let images = node_images(&rt);
+        assert_eq!(images.len(), 2);
+        for i in &images {
+            let names = i.names.as_ref().unwrap();
+            assert_eq!(names.len(), 2, "{names:?}");
+            assert!(names[1].starts_with("sha256:"), "{names:?}");
+            assert_eq!(i.size_bytes, Some(1));
+        }
+        assert!(images.iter().any(|i| i.names.as_ref().unwrap()[0] == "docker.io/library/busybox:latest"), "{images:?}");
     }
 }
