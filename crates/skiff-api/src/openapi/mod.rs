@@ -20,6 +20,7 @@ mod document;
 mod extensions;
 mod paths;
 mod schema;
+mod structural;
 #[cfg(test)]
 mod tests;
 mod v2proto;
@@ -27,6 +28,7 @@ mod v2proto;
 use serde_json::Value;
 
 pub use builtin::{builtin_definition_name, builtin_kinds};
+pub use structural::builtin_structural_schema;
 pub use cache::{fingerprint, DocumentCache, OpenApiError};
 pub use v2proto::{v2_protobuf, V2_PROTOBUF_CONTENT_TYPE, V2_PROTOBUF_MEDIA_TYPE};
 

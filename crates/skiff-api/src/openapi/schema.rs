@@ -97,7 +97,7 @@ pub(crate) struct DefinitionSet<'a> {
     pub meta_group_versions: Vec<(String, String)>,
 }
 
-fn generator(flavor: Flavor) -> SchemaGenerator {
+pub(crate) fn generator(flavor: Flavor) -> SchemaGenerator {
     let mut settings = SchemaSettings::draft07();
     settings.definitions_path = match flavor {
         Flavor::V2 => "#/definitions".into(),

@@ -51,26 +51,55 @@ fn check_namespace(obj: &Value, ns: Option<&str>) -> Result<(), ApiError> {
 /// Under `fieldValidation=Strict`, refuse custom resources with fields their schema lacks.
 pub fn strict_check(served: &Served, req: &Request, obj: &Value) -> Result<(), ApiError> {
     let fv = admission::FieldValidation::parse(req.query.get("fieldValidation"));
-    if served.custom.is_some() && fv == admission::FieldValidation::Strict {
-        let mut probe = obj.clone();
-        admission::custom_resource_with(served, &mut probe, fv)?;
+    if fv != admission::FieldValidation::Strict {
+        return Ok(());
     }
-    Ok(())
+    if served.custom.is_some() {
+        let mut probe = obj.clone();
+        return admission::custom_resource_with(served, &mut probe, fv);
+    }
+    let unknown = builtin_unknown_fields(obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))))
+}
+
+/// The fields of a built-in object its kind does not have (`spec.foo`, `a.b[0].c`), which
+/// upstream's typed decoding would drop.
+fn builtin_unknown_fields(obj: &Value) -> Vec<String> {
+    let mut probe = obj.clone();
+    drop_builtin_unknown_fields(&mut probe)
+}
+
+/// Drops from a built-in object the fields its kind does not have (as upstream's typed
+/// decoding does) and returns their paths. Kinds without a schema are left alone.
+pub fn drop_builtin_unknown_fields(obj: &mut Value) -> Vec<String> {
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    match skiff_api::openapi::builtin_structural_schema(group, version, kind) {
+        Some(schema) => skiff_api::crd_schema::prune_unknown_fields(obj, &schema),
+        None => Vec::new(),
+    }
 }
 
 /// Under `fieldValidation=Warn` (kubectl's `--validate=warn`, the server default), the
-/// unknown fields of a custom resource, as `Warning` headers for the response.
+/// unknown fields of the object, as `Warning` headers for the response.
 pub fn unknown_field_warnings(served: &Served, req: &Request, obj: &Value) -> Vec<String> {
     let fv = admission::FieldValidation::parse(req.query.get("fieldValidation"));
-    let Some(schema) = served.custom.as_ref().and_then(|c| c.schema.as_ref()) else { return Vec::new() };
     if fv != admission::FieldValidation::Warn {
         return Vec::new();
     }
-    let mut probe = obj.clone();
-    skiff_api::crd_schema::prune_unknown_fields(&mut probe, schema)
-        .into_iter()
-        .map(|f| format!("299 - \"unknown field \\\"{f}\\\"\""))
-        .collect()
+    let unknown = match served.custom.as_ref() {
+        Some(c) => match c.schema.as_ref() {
+            Some(schema) => skiff_api::crd_schema::prune_unknown_fields(&mut obj.clone(), schema),
+            None => Vec::new(),
+        },
+        None => builtin_unknown_fields(obj),
+    };
+    unknown.into_iter().map(|f| format!("299 - \"unknown field \\\"{f}\\\"\"")).collect()
 }
 
 /// Add `Warning` headers to a response.
@@ -96,6 +125,9 @@ pub async fn create(srv: &Server, req: &Request, served: &Served, ns: Option<&st
     crate::bootstrap_token::stamp_csr_requester(served, req, &mut obj);
     node_restriction_create(served, req, &obj)?;
     let warnings = unknown_field_warnings(served, req, &obj);
+    if served.custom.is_none() {
+        drop_builtin_unknown_fields(&mut obj);
+    }
     let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
     let created = create_object(srv, served, &mut obj, ns, dry_run(req), Some(&mgr)).await?;
     Ok(with_warnings(http::json(201, &created), &warnings))
@@ -163,6 +195,9 @@ pub async fn update(
     check_type(served, &obj)?;
     check_namespace(&obj, ns)?;
     strict_check(served, req, &obj)?;
+    if served.custom.is_none() {
+        drop_builtin_unknown_fields(&mut obj);
+    }
     let body_name = meta::name(&obj).to_string();
     if body_name.is_empty() {
         meta::set_str(&mut obj, "name", name);
