@@ -20,23 +20,14 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 use skiff_testkit::{kubectl_path, Cluster};
 
-const IMAGE: &str = "skiff.test/busybox:1";
+use common::IMAGE;
 
 /// Prints the terminal size for `size`, exits for `quit`.
 const SIZE_LOOP: &str =
     "while read line; do case $line in size) echo size $(stty size);; quit) exit 0;; esac; done";
 
 fn node_cluster() -> Result<Cluster> {
-    let cluster = Cluster::start_with_agent(common::skiff_binary(), &[])?;
-    let archive = cluster.data_dir().join("busybox.tar");
-    skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
-    cluster.import_image(&archive)?;
-    cluster.eventually(Duration::from_secs(30), "the node to be Ready", || {
-        cluster
-            .ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])
-            .is_ok_and(|s| s == "True")
-    })?;
-    Ok(cluster)
+    common::node_cluster(&[])
 }
 
 fn phase(cluster: &Cluster, name: &str) -> String {

@@ -13,24 +13,14 @@ use anyhow::Result;
 use serde_json::Value;
 use skiff_testkit::Cluster;
 
-const IMAGE: &str = "skiff.test/busybox:1";
+use common::IMAGE;
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
 }
 
-/// A cluster with its node agent and the busybox test image imported.
 fn node_cluster() -> Result<Cluster> {
-    let cluster = Cluster::start_with_agent(common::skiff_binary(), &[])?;
-    let archive = cluster.data_dir().join("busybox.tar");
-    skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
-    cluster.import_image(&archive)?;
-    cluster.eventually(Duration::from_secs(30), "the node to be Ready", || {
-        cluster
-            .ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])
-            .is_ok_and(|s| s == "True")
-    })?;
-    Ok(cluster)
+    common::node_cluster(&[])
 }
 
 fn pod(cluster: &Cluster, name: &str) -> Value {

@@ -39,3 +39,21 @@ pub fn api_code(e: &kube::Error) -> Option<u16> {
         _ => None,
     }
 }
+
+/// The busybox test image the node e2e tests import.
+pub const IMAGE: &str = "skiff.test/busybox:1";
+
+/// A server with its node agent (`extra` flags added), the busybox test image imported,
+/// and the node Ready.
+pub fn node_cluster(extra: &[&str]) -> anyhow::Result<Cluster> {
+    let cluster = Cluster::start_with_agent(skiff_binary(), extra)?;
+    let archive = cluster.data_dir().join("busybox.tar");
+    skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
+    cluster.import_image(&archive)?;
+    cluster.eventually(Duration::from_secs(30), "the node to be Ready", || {
+        cluster
+            .ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])
+            .is_ok_and(|s| s == "True")
+    })?;
+    Ok(cluster)
+}
