@@ -104,6 +104,8 @@ pub struct Server {
     pub openapi: handler::openapi::OpenApiCache,
     /// Service account token signer/verifier.
     pub sa_tokens: sa_token::TokenSigner,
+    /// Watch events rendered once for all watchers.
+    pub watch_events: Arc<handler::watch_cache::EventCache>,
 }
 
 impl Server {
@@ -173,6 +175,7 @@ impl ApiServer {
             pki,
             openapi: Default::default(),
             sa_tokens,
+            watch_events: Default::default(),
         });
         bootstrap::seed(&srv).await?;
         handler::crd::load_all(&srv).await?;

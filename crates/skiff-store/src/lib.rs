@@ -179,7 +179,7 @@ pub(crate) fn watch_stream(
     prefix: String,
     after: Revision,
     backlog: Vec<WatchEvent>,
-    rx: tokio::sync::broadcast::Receiver<WatchEvent>,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<WatchEvent>>,
 ) -> WatchStream {
     // Live events at or below both the backlog's end and `after` were already covered (or
     // were never wanted); taking the max keeps that true when the backlog is empty.
@@ -200,7 +200,7 @@ pub(crate) fn watch_stream(
 pub(crate) async fn forward_live(
     prefix: &str,
     mut last: Revision,
-    mut rx: tokio::sync::broadcast::Receiver<WatchEvent>,
+    mut rx: tokio::sync::broadcast::Receiver<std::sync::Arc<WatchEvent>>,
     tx: &tokio::sync::mpsc::Sender<Result<WatchEvent>>,
 ) {
     loop {
@@ -216,7 +216,9 @@ pub(crate) async fn forward_live(
                     continue;
                 }
                 last = e.kv.mod_revision;
-                if tx.send(Ok(e)).await.is_err() {
+                // The feed shares one copy of each event among all watchers; only the ones
+                // under this watcher's prefix are copied out.
+                if tx.send(Ok(WatchEvent::clone(&e))).await.is_err() {
                     return;
                 }
             }

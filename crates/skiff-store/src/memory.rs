@@ -33,7 +33,7 @@ struct State {
 /// A store that lives in memory only.
 pub struct MemoryStore {
     state: Mutex<State>,
-    events: broadcast::Sender<WatchEvent>,
+    events: broadcast::Sender<std::sync::Arc<WatchEvent>>,
 }
 
 impl Default for MemoryStore {
@@ -85,7 +85,7 @@ impl MemoryStore {
             }
         };
         state.log.push(event.clone());
-        let _ = self.events.send(event);
+        let _ = self.events.send(std::sync::Arc::new(event));
         rev
     }
 }

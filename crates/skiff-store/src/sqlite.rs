@@ -83,7 +83,7 @@ struct ReaderPool {
 struct Inner {
     path: PathBuf,
     readers: ReaderPool,
-    events: broadcast::Sender<WatchEvent>,
+    events: broadcast::Sender<std::sync::Arc<WatchEvent>>,
     shared: Arc<Shared>,
     /// Held until the last connection is gone (the writer and any watch still replaying).
     _lock: DbLock,
@@ -256,7 +256,7 @@ fn paged_watch(
     prefix: String,
     after: Revision,
     first: BacklogPage,
-    rx: broadcast::Receiver<WatchEvent>,
+    rx: broadcast::Receiver<std::sync::Arc<WatchEvent>>,
 ) -> WatchStream {
     let stream = crate::async_stream_lite(move |tx| async move {
         let mut page = first;

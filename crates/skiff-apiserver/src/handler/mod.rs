@@ -12,6 +12,7 @@ pub mod read;
 pub mod review;
 pub mod subresource;
 pub mod watch;
+pub mod watch_cache;
 pub mod write;
 
 use ::http::Method;

@@ -13,9 +13,9 @@ use skiff_api::status::ApiError;
 use skiff_store::{EventKind, StoreError};
 
 use super::read::{partial_metadata, rendering, with_type, Rendering};
+use super::watch_cache::{event_line, Rendered};
 use crate::filter::Filter;
 use crate::http::{Query, Request, Response};
-use crate::objects::decode;
 use crate::resources::Served;
 use crate::Server;
 
@@ -47,6 +47,15 @@ impl WatchJob {
                 self.first_table = false;
                 t
             }
+        }
+    }
+
+    /// The line for a live event, from the shared rendering when the client wants plain
+    /// objects (the common case: no per-watcher serialisation at all).
+    fn live_line(&mut self, kind: &str, rendered: &Rendered) -> Bytes {
+        match self.render {
+            Rendering::Object => event_line(kind, &rendered.json),
+            _ => self.line(kind, rendered.object.clone()),
         }
     }
 
@@ -113,6 +122,7 @@ pub async fn watch(
     };
     let prefix = served.info.list_prefix(ns);
     let store = srv.objects.store().clone();
+    let cache = srv.watch_events.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
 
     // Initial state: a consistent list, then the watch continues from its revision.
@@ -178,12 +188,15 @@ pub async fn watch(
                         }
                     };
                     last_rev = ev.kv.mod_revision;
-                    let Ok(new) = decode(&ev.kv) else { continue };
-                    let old = ev.prev.as_ref().and_then(|p| decode(p).ok());
-                    let new = crate::convert::to_served(&job.served, new);
-                    let old = old.map(|o| crate::convert::to_served(&job.served, o));
-                    let new_match = job.filter.matches(&new);
-                    let old_match = old.as_ref().is_some_and(|o| job.filter.matches(o));
+                    let Some(new) = cache.rendered(&job.served, &ev.kv) else { continue };
+                    let new_match = job.filter.matches(&new.object);
+                    // Without selectors the previous value only tells whether there was one;
+                    // decoding it is needed only to see whether it matched.
+                    let old_match = match &ev.prev {
+                        None => false,
+                        Some(_) if job.filter.is_empty() => true,
+                        Some(p) => cache.rendered(&job.served, p).is_some_and(|o| job.filter.matches(&o.object)),
+                    };
                     let kind = match ev.kind {
                         EventKind::Create if new_match => "ADDED",
                         EventKind::Update if new_match && old_match => "MODIFIED",
@@ -192,7 +205,7 @@ pub async fn watch(
                         EventKind::Delete if new_match => "DELETED",
                         _ => continue,
                     };
-                    let line = job.line(kind, new);
+                    let line = job.live_line(kind, &new);
                     if tx.send(line).await.is_err() {
                         return;
                     }

@@ -90,7 +90,7 @@ pub(super) struct Writer {
     pub(super) conn: Connection,
     pub(super) path: PathBuf,
     pub(super) rx: Receiver<Command>,
-    pub(super) events: broadcast::Sender<WatchEvent>,
+    pub(super) events: broadcast::Sender<std::sync::Arc<WatchEvent>>,
     pub(super) shared: Arc<Shared>,
     pub(super) config: WriterConfig,
     pub(super) revision: Revision,
@@ -114,7 +114,7 @@ impl Writer {
         conn: Connection,
         path: PathBuf,
         rx: Receiver<Command>,
-        events: broadcast::Sender<WatchEvent>,
+        events: broadcast::Sender<std::sync::Arc<WatchEvent>>,
         shared: Arc<Shared>,
         config: WriterConfig,
         revision: Revision,
@@ -215,7 +215,7 @@ impl Writer {
                 for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
                     match outcome {
                         Ok((applied, event)) => {
-                            let _ = self.events.send(event);
+                            let _ = self.events.send(std::sync::Arc::new(event));
                             answers.push((reply, Ok(applied)));
                         }
                         Err(e) => answers.push((reply, Err(e))),

@@ -1,0 +1,147 @@
+//! Watch events rendered once for every watcher.
+//!
+//! Each watch stream receives its own copy of every stored change under its prefix. Decoding
+//! the stored JSON, converting it to the served version and serialising it again used to happen
+//! once per watcher: with the controllers, the schedulers and the node agents all watching pods,
+//! one binding was parsed and encoded ten or more times, and that JSON work was most of the API
+//! server's CPU under load. This cache keeps the rendered form of recent events keyed by the
+//! stored key, its revision and the served version, so the first watcher does the work and the
+//! others copy bytes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use serde_json::Value;
+use skiff_store::KeyValue;
+
+use crate::resources::Served;
+
+/// How many rendered events are kept. Watchers read the live feed within moments of each
+/// other, so a short window serves nearly every lookup; a miss only costs a decode.
+const CAPACITY: usize = 4096;
+
+/// One stored value as served: the object with `kind`/`apiVersion` set and its JSON.
+pub struct Rendered {
+    /// The served object (used for selector matching and non-JSON renderings).
+    pub object: Value,
+    /// `object` serialised.
+    pub json: Bytes,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    key: String,
+    revision: i64,
+    api_version: String,
+}
+
+/// A bounded first-in-first-out map of rendered events.
+#[derive(Default)]
+pub struct EventCache {
+    inner: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<CacheKey, Arc<Rendered>>,
+    order: VecDeque<CacheKey>,
+}
+
+impl EventCache {
+    /// The rendered form of `kv` for `served`, computed on the first request. None when the
+    /// stored bytes do not decode (the watcher skips such an event, as before).
+    pub fn rendered(&self, served: &Served, kv: &KeyValue) -> Option<Arc<Rendered>> {
+        let key = CacheKey { key: kv.key.clone(), revision: kv.mod_revision, api_version: served.info.api_version() };
+        if let Some(hit) = self.inner.lock().unwrap().map.get(&key) {
+            return Some(hit.clone());
+        }
+        // Rendered outside the lock: two watchers racing on a miss both render, which is
+        // cheaper than making every watcher wait behind one decode.
+        let object = super::read::with_type(served, crate::objects::decode(kv).ok()?);
+        let json = Bytes::from(serde_json::to_vec(&object).ok()?);
+        let rendered = Arc::new(Rendered { object, json });
+        let mut entries = self.inner.lock().unwrap();
+        if entries.map.insert(key.clone(), rendered.clone()).is_none() {
+            entries.order.push_back(key);
+        }
+        while entries.order.len() > CAPACITY {
+            if let Some(old) = entries.order.pop_front() {
+                entries.map.remove(&old);
+            }
+        }
+        Some(rendered)
+    }
+
+    /// Number of events held (for tests).
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap().map.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One watch line, `{"type":KIND,"object":OBJECT}\n`, built from already-serialised JSON.
+pub fn event_line(kind: &str, object_json: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(object_json.len() + kind.len() + 24);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(kind.as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(object_json);
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pods() -> Served {
+        crate::resources::Resources::new().find("", "v1", "pods").expect("pods are served")
+    }
+
+    fn kv(name: &str, rev: i64, label: &str) -> KeyValue {
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"app": label}}});
+        KeyValue { key: format!("/registry/pods/default/{name}"), value: serde_json::to_vec(&obj).unwrap(), create_revision: 1, mod_revision: rev }
+    }
+
+    #[test]
+    fn renders_once_per_revision_and_sets_resource_version() {
+        let cache = EventCache::default();
+        let served = pods();
+        let a = cache.rendered(&served, &kv("web", 5, "a")).unwrap();
+        let b = cache.rendered(&served, &kv("web", 5, "a")).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "a second watcher must reuse the first rendering");
+        assert_eq!(a.object["metadata"]["resourceVersion"], "5");
+        assert_eq!(a.object["kind"], "Pod");
+        let parsed: Value = serde_json::from_slice(&a.json).unwrap();
+        assert_eq!(parsed, a.object);
+        let c = cache.rendered(&served, &kv("web", 6, "b")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c), "a new revision is a new rendering");
+        assert_eq!(c.object["metadata"]["labels"]["app"], "b");
+    }
+
+    #[test]
+    fn stays_bounded_and_skips_undecodable_values() {
+        let cache = EventCache::default();
+        let served = pods();
+        for rev in 0..(CAPACITY as i64 + 100) {
+            cache.rendered(&served, &kv("p", rev + 1, "x")).unwrap();
+        }
+        assert_eq!(cache.len(), CAPACITY);
+        let bad = KeyValue { key: "/registry/pods/default/bad".into(), value: b"{not json".to_vec(), create_revision: 1, mod_revision: 1 };
+        assert!(cache.rendered(&served, &bad).is_none());
+    }
+
+    #[test]
+    fn event_line_is_the_json_a_serializer_would_write() {
+        let obj = serde_json::json!({"kind": "Pod", "metadata": {"name": "a\"b"}});
+        let line = event_line("MODIFIED", &serde_json::to_vec(&obj).unwrap());
+        assert!(line.ends_with(b"\n"));
+        let parsed: Value = serde_json::from_slice(&line[..line.len() - 1]).unwrap();
+        assert_eq!(parsed, serde_json::json!({"type": "MODIFIED", "object": obj}));
+    }
+}
