@@ -430,6 +430,28 @@ fn unknown_fields_are_refused_or_dropped() {
     let out = c.kubectl_stdin(&["create", "--validate=warn", "-f", "-"], cm).unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown field \"junk\""), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(c.json(&["get", "cm", "strict"]).unwrap().get("junk").is_none());
+    // Patches: kubectl patch sends no fieldValidation, so the server's default (Warn) applies:
+    // the unknown field is reported and dropped, the rest of the patch lands. Merge, JSON and
+    // strategic merge patches alike.
+    let patches: [(&str, &str); 3] = [
+        ("merge", r#"{"data":{"b":"2"},"junk":1}"#),
+        ("json", r#"[{"op":"add","path":"/junk2","value":1},{"op":"add","path":"/data/c","value":"3"}]"#),
+        ("strategic", r#"{"data":{"d":"4"},"metadata":{"junk3":true}}"#),
+    ];
+    for (kind, patch) in patches {
+        let out = c.kubectl(&["patch", "cm", "strict", "--type", kind, "-p", patch]).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{kind}: {stderr}");
+        assert!(stderr.contains("unknown field"), "{kind} patch warns: {stderr}");
+    }
+    let cm = c.json(&["get", "cm", "strict"]).unwrap();
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "2", "c": "3", "d": "4"}), "{cm}");
+    assert!(cm.get("junk").is_none() && cm.get("junk2").is_none() && cm["metadata"].get("junk3").is_none(), "{cm}");
+    let out = c.kubectl(&["patch", "deploy", "d", "--type", "merge", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"i2","junk":1}]}}}}"#]).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field \"spec.template.spec.containers[0].junk\""), "{}", String::from_utf8_lossy(&out.stderr));
+    let d = c.json(&["get", "deploy", "d"]).unwrap();
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "i2");
+    assert!(d["spec"]["template"]["spec"]["containers"][0].get("junk").is_none(), "{d}");
 }
 
 #[test]

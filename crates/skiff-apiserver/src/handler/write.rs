@@ -331,8 +331,20 @@ pub async fn patch(srv: &Server, req: &Request, served: &Served, ns: Option<&str
         return super::apply::apply(srv, req, served, ns, name, patch).await;
     }
     let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
-    let v = patch_object(srv, served, ns, name, None, pt, &patch, dry_run(req), Some(&mgr)).await?;
-    Ok(http::json(200, &v))
+    let warnings = std::sync::Mutex::new(Vec::new());
+    let v = patch_object(srv, served, ns, name, None, pt, &patch, dry_run(req), Some(&mgr), &|new| {
+        // Unknown fields can only come from the patch (stored objects have none): refused,
+        // warned about or dropped as on create and update, judged on the patched object.
+        strict_check(served, req, new)?;
+        *warnings.lock().unwrap() = unknown_field_warnings(served, req, new);
+        if served.custom.is_none() {
+            drop_builtin_unknown_fields(new);
+        }
+        Ok(())
+    })
+    .await?;
+    let warnings = warnings.into_inner().unwrap();
+    Ok(with_warnings(http::json(200, &v), &warnings))
 }
 
 /// Apply a patch to the object (or to its status for `subresource = Some("status")`).
@@ -347,6 +359,7 @@ pub async fn patch_object(
     patch: &Value,
     dry_run: bool,
     manager: Option<&str>,
+    validate: &(dyn Fn(&mut Value) -> Result<(), ApiError> + Sync),
 ) -> Result<Value, ApiError> {
     // A resourceVersion inside a merge-style patch is a precondition.
     let wanted_rv = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
@@ -364,6 +377,7 @@ pub async fn patch_object(
         if meta::name(&new).is_empty() {
             meta::set_str(&mut new, "name", name);
         }
+        validate(&mut new)?;
         Ok(new)
     })
     .await

@@ -91,9 +91,14 @@ fn spawn_in_netns(binary: &Path, args: &[&str], log: &Path) -> anyhow::Result<Ch
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS:")
+}
+
+/// A numeric field of /proc/PID/status (`VmRSS:` in KiB, `Threads:`).
+fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
 }
 
@@ -115,6 +120,15 @@ fn cpu_ticks(pid: u32) -> u64 {
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Busy and total jiffies of the whole machine (all cores) from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<u64> = stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let total: u64 = cpu.iter().sum();
+    let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+    (total - idle, total)
 }
 
 /// RSS (MiB) and CPU (% of one core) of `pid` over `secs` seconds.
@@ -268,7 +282,7 @@ async fn bench() -> anyhow::Result<()> {
           "--node-name", "bench", "--node-ip", "192.168.253.1", "--kubelet-healthz-port", "0", "--disable-ingress"],
         &dir.path().join("agent.log"),
     )?;
-    let result = run(&o, &kubeconfig, agent.id()).await;
+    let result = run(&o, &kubeconfig, agent.id(), server.id()).await;
     let _ = agent.kill();
     let _ = agent.wait();
     let _ = server.kill();
@@ -282,7 +296,7 @@ async fn bench() -> anyhow::Result<()> {
     result
 }
 
-async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32) -> anyhow::Result<()> {
+async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32, server_pid: u32) -> anyhow::Result<()> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
     let client = kube::Client::try_from(cfg)?;
@@ -304,10 +318,21 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32) -> anyhow::Result<()> 
 
     let burst: Vec<(String, Duration)> = (0..o.pods).map(|i| (format!("burst-{i}"), Duration::ZERO)).collect();
     let t = Instant::now();
+    let (busy0, total0) = machine_ticks();
+    let (srv0, agent0) = (cpu_ticks(server_pid), cpu_ticks(agent_pid));
     let lat = measure(&client, burst).await?;
     let burst_wall = t.elapsed();
+    let (busy1, total1) = machine_ticks();
+    let (srv1, agent1) = (cpu_ticks(server_pid), cpu_ticks(agent_pid));
+    // Where the burst's CPU went: the machine's busy share says whether startup was CPU-bound;
+    // the server's and agent's own seconds say who spent it (the rest: shims, containers,
+    // this bench, the kernel's work for them).
+    let machine_busy = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * 100.0;
+    let (srv_cpu, agent_cpu) = ((srv1 - srv0) as f64 / 100.0, (agent1 - agent0) as f64 / 100.0);
     tokio::time::sleep(Duration::from_secs(5)).await;
+    let threads_after_burst = status_field(agent_pid, "Threads:");
     let (rss_n, cpu_n) = footprint(agent_pid, 10);
+    let threads_idle = status_field(agent_pid, "Threads:");
     let (shims, shim_rss, shim_pss, shim_anon) = shim_memory_mib();
     let agent_pss = rollup_kib(agent_pid, "Pss") as f64 / 1024.0;
     delete_all(&client).await?;
@@ -328,6 +353,10 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32) -> anyhow::Result<()> 
         burst_wall.as_secs_f64()
     );
     println!(
+        "  burst CPU: machine {machine_busy:.0}% busy (all cores), server {srv_cpu:.2} s, agent {agent_cpu:.2} s, over {:.2} s",
+        burst_wall.as_secs_f64()
+    );
+    println!(
         "  {} pods/s for {} s ({} pods): p50 {:.0} ms  p99 {:.0} ms",
         o.rate,
         o.secs,
@@ -338,6 +367,7 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32) -> anyhow::Result<()> 
     println!("agent process (skiff agent, without its shims)");
     println!("  idle, 0 pods: RSS {rss0:.1} MiB, CPU {cpu0:.2}% of a core (10 s)");
     println!("  idle, {} pods: RSS {rss_n:.1} MiB, CPU {cpu_n:.2}% of a core (10 s)", o.pods);
+    println!("  threads: {threads_after_burst} right after the burst, {threads_idle} after 10 s idle");
     println!("  idle, {} pods: PSS {agent_pss:.1} MiB (RSS minus the shares of pages others map too)", o.pods);
     println!(
         "  shims: {shims} processes, RSS {shim_rss:.1} MiB, PSS {shim_pss:.1} MiB, anonymous {shim_anon:.1} MiB in total ({:.2} / {:.2} / {:.2} MiB each)",
