@@ -554,6 +554,9 @@ fn idle_shim_keeps_little_private_memory() {
         .find_map(|l| l.strip_prefix("Anonymous:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap();
-    assert!(anon_kib <= 4 * 1024, "shim holds {anon_kib} KiB anonymous:\n{rollup}");
+    assert!(
+        anon_kib <= 4 * 1024,
+        "shim holds {anon_kib} KiB anonymous:\n{rollup}"
+    );
     t.rt.remove_container("idle").unwrap();
 }

@@ -59,7 +59,10 @@ fn is_shim() -> bool {
     let mut buf = [0u8; 512];
     // SAFETY: a NUL-terminated path literal, and reads into a stack buffer of the given size.
     let n = unsafe {
-        let fd = libc::open(c"/proc/self/cmdline".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return false;
         }

@@ -73,9 +73,8 @@ fn idle_shim_keeps_little_private_memory() {
     let mut anon = Vec::new();
     for i in 0..3 {
         let id = format!("mem-{i}");
-        let st = t
-            .rt
-            .create_container(&ContainerConfig {
+        let st =
+            t.rt.create_container(&ContainerConfig {
                 id: id.clone(),
                 image: "busybox:mem".into(),
                 command: vec!["sleep".into(), "3600".into()],
