@@ -2,6 +2,7 @@
 //! components a role needs, run until SIGTERM/SIGINT, then drain.
 
 mod agent;
+mod alloc;
 mod cli;
 mod health;
 mod server;
@@ -9,10 +10,9 @@ mod token;
 
 use clap::Parser;
 
-/// mimalloc returns freed memory to the OS promptly; with glibc's allocator the pages freed
-/// after a large LIST stayed resident (hundreds of MB measured), defeating the memory goal.
+/// mimalloc, except in `skiff shim` processes (see `alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Dispatch = alloc::Dispatch;
 
 fn main() -> std::process::ExitCode {
     // `skiff shim` forks containers: it must stay single-threaded, so it is dispatched before

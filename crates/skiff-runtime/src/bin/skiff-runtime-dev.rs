@@ -1,8 +1,9 @@
 //! Development binary: `skiff-runtime-dev shim ...` runs the shim (as `skiff shim` will),
 //! `skiff-runtime-dev image import|ls|rm --root DIR ...` manages images, and
 //! `skiff-runtime-dev bench --root DIR --image REF [-n N] [-c C]` measures create-to-exit latency,
-//! and `skiff-runtime-dev create-many --root DIR --image REF --cgroup-parent P [-n N]` starts
-//! N sleeping containers from N threads (a driver for crash-recovery tests to kill), and
+//! and `skiff-runtime-dev create-many --root DIR --image REF --cgroup-parent P [-n N]
+//! [--hold SECS] [--shim PROGRAM]` starts N sleeping containers from N threads (a driver for
+//! crash-recovery tests to kill; with `--hold`, removed again after SECS), and
 //! `skiff-runtime-dev mkimage --out FILE [--tag REF]` writes a docker-archive of static
 //! busybox (from Debian's busybox-static) for benchmarks.
 
@@ -20,6 +21,17 @@ fn flag(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// The shim to run: this program, or `--shim PROGRAM` (e.g. the release `skiff` binary, whose
+/// `skiff shim` is what the node agent runs; measuring its memory needs that binary).
+fn shim_program(args: &[String]) -> ShimProgram {
+    ShimProgram {
+        program: flag(args, "--shim")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::current_exe().expect("current exe")),
+        prefix: vec!["shim".into()],
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
@@ -30,7 +42,7 @@ fn main() {
         Some("mkimage") => mkimage(&args[1..]),
         _ => {
             eprintln!(
-                "usage: skiff-runtime-dev shim ... | image import|ls|rm --root DIR ... | bench --root DIR --image REF [-n N] [-c C] [--seccomp runtime-default] | create-many ... | mkimage --out FILE [--tag REF]"
+                "usage: skiff-runtime-dev shim ... | image import|ls|rm --root DIR ... | bench --root DIR --image REF [-n N] [-c C] [--seccomp runtime-default] [--shim PROGRAM] | create-many ... | mkimage --out FILE [--tag REF]"
             );
             2
         }
@@ -80,10 +92,7 @@ fn bench(args: &[String]) -> i32 {
         PathBuf::from(flag(args, "--root").unwrap_or_else(|| "/var/tmp/skiff-rt-bench".into()));
     let image = flag(args, "--image").unwrap_or_else(|| "bench:1".into());
     let n: usize = flag(args, "-n").and_then(|s| s.parse().ok()).unwrap_or(20);
-    let shim = ShimProgram {
-        program: std::env::current_exe().expect("current exe"),
-        prefix: vec!["shim".into()],
-    };
+    let shim = shim_program(args);
     let cfg = RuntimeConfig {
         root,
         shim,
@@ -178,10 +187,7 @@ fn create_many(args: &[String]) -> i32 {
     let root = PathBuf::from(flag(args, "--root").expect("--root"));
     let image = flag(args, "--image").expect("--image");
     let n: usize = flag(args, "-n").and_then(|s| s.parse().ok()).unwrap_or(20);
-    let shim = ShimProgram {
-        program: std::env::current_exe().expect("current exe"),
-        prefix: vec!["shim".into()],
-    };
+    let shim = shim_program(args);
     let cgroup_parent = flag(args, "--cgroup-parent").unwrap_or_else(|| "/skiff".into());
     let rt = LocalRuntime::new(
         RuntimeConfig {
@@ -208,16 +214,26 @@ fn create_many(args: &[String]) -> i32 {
                     ],
                     ..Default::default()
                 };
-                match rt
-                    .create_container(&c)
-                    .and_then(|_| rt.start_container(&id))
-                {
-                    Ok(()) => println!("started {id}"),
+                match rt.create_container(&c).and_then(|st| {
+                    rt.start_container(&id)?;
+                    Ok(st)
+                }) {
+                    Ok(st) => println!("started {id} shim {}", st.shim_pid.unwrap_or(0)),
                     Err(e) => eprintln!("error: {id}: {e}"),
                 }
             });
         }
     });
+    // `--hold SECS`: keep them running that long (to measure the shims), then remove them.
+    if let Some(secs) = flag(args, "--hold").and_then(|s| s.parse::<u64>().ok()) {
+        std::thread::sleep(Duration::from_secs(secs));
+        for i in 0..n {
+            if let Err(e) = rt.remove_container(&format!("many-{i}")) {
+                eprintln!("error: remove many-{i}: {e}");
+            }
+        }
+        println!("removed {n}");
+    }
     0
 }
 
