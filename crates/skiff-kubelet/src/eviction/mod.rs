@@ -83,6 +83,11 @@ impl State {
         lock(&self.requests).remove(uid)
     }
 
+    /// Whether the eviction of pod `uid` was asked for and not yet taken.
+    pub fn requested(&self, uid: &str) -> bool {
+        lock(&self.requests).contains_key(uid)
+    }
+
     fn pending(&self) -> bool {
         !lock(&self.requests).is_empty()
     }

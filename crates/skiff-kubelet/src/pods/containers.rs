@@ -163,11 +163,14 @@ impl PodWorker {
         }
     }
 
-    /// Reads the runtime's status of every current container.
+    /// Reads the runtime's status of every current container. Called inline, not through
+    /// the blocking pool: it is a few small file reads, done for every pod every second, and
+    /// hopping threads for it kept dozens of blocking threads (each with its own allocator
+    /// heap, several MB resident) alive in an idle agent.
     pub(super) async fn refresh_statuses(&mut self) {
         for st in self.containers.values_mut() {
             let Some(id) = st.current.clone() else { continue };
-            match blocking(&self.shared.runtime, move |rt| rt.container_status(&id)).await {
+            match self.shared.runtime.container_status(&id) {
                 Ok(status) => st.status = Some(status),
                 Err(skiff_runtime::Error::NotFound { .. }) => {
                     st.current = None;

@@ -153,7 +153,8 @@ impl PodWorker {
         }
         let node_ip = self.shared.config.node_ip.to_string();
         let pod_ip = self.pod_ip.map(|ip| ip.to_string());
-        let qos = serde_json::to_value(&spec).map(|v| skiff_api::defaults::pod_qos(&v)).unwrap_or("BestEffort");
+        // Resources cannot change on a running pod: the class is computed once per worker.
+        let qos = *self.qos.get_or_insert_with(|| serde_json::to_value(&spec).map(|v| skiff_api::defaults::pod_qos(&v)).unwrap_or("BestEffort"));
         let mut status = json!({
             "phase": phase,
             "conditions": conditions,

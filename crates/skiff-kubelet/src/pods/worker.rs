@@ -127,6 +127,10 @@ pub struct PodWorker {
     pub(super) disruption: Option<String>,
     /// Admission under node pressure was checked.
     admitted: bool,
+    /// When `sync` last ran.
+    last_full_sync: Instant,
+    /// The pod's QoS class, once computed.
+    pub(super) qos: Option<&'static str>,
 }
 
 impl PodWorker {
@@ -139,6 +143,8 @@ impl PodWorker {
             failure: None,
             disruption: None,
             admitted: false,
+            last_full_sync: Instant::now(),
+            qos: None,
             shared,
             pod,
             gone: false,
@@ -172,11 +178,21 @@ impl PodWorker {
     /// from the API); `done` gets the pod UID when the worker ends.
     pub async fn run(mut self, mut updates: watch::Receiver<Option<Pod>>, done: mpsc::UnboundedSender<String>) {
         let uid = self.uid();
+        let mut timer_only = false;
         loop {
-            let wait = match self.sync().await {
-                Flow::Continue(d) => d,
-                Flow::Done => break,
+            // A timer wake-up of a settled pod only looks for changes (cheap); the full
+            // sync, which rebuilds and compares the pod's whole status, runs when something
+            // is due or changed, and at least every FULL_RESYNC.
+            let wait = if timer_only && self.settled() {
+                self.shared.config.resync_interval
+            } else {
+                self.last_full_sync = Instant::now();
+                match self.sync().await {
+                    Flow::Continue(d) => d,
+                    Flow::Done => break,
+                }
             };
+            timer_only = false;
             tokio::select! {
                 changed = updates.changed() => {
                     if changed.is_err() {
@@ -192,11 +208,62 @@ impl PodWorker {
                     }
                 }
                 Some(result) = self.probe_rx.recv() => self.on_probe_result(result).await,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => timer_only = true,
             }
         }
         self.shared.eviction.track(&uid, None);
         let _ = done.send(uid);
+    }
+
+    /// True when a timer wake-up needs no full sync: every container runs as last seen, no
+    /// probe is due, no eviction or deadline is pending, and the last full sync is recent.
+    /// With 100 idle pods the full syncs every second were most of the agent's idle CPU.
+    fn settled(&self) -> bool {
+        /// The longest a pod goes without a full sync (volume refreshes, status drift).
+        const FULL_RESYNC: Duration = Duration::from_secs(10);
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last_full_sync) >= FULL_RESYNC
+            || self.terminal.is_some()
+            || self.gone
+            || self.pod.metadata.deletion_timestamp.is_some()
+            || self.sandbox.is_none()
+            || self.pod.spec.as_ref().is_some_and(|s| s.active_deadline_seconds.is_some())
+            || self.shared.eviction.requested(&self.uid())
+        {
+            return false;
+        }
+        let expected = self.pod.spec.as_ref().map_or(0, |s| s.containers.len());
+        if self.containers.values().filter(|st| st.current.is_some()).count() < expected {
+            return false;
+        }
+        // Init containers that ran to completion stay exited; anything else must be running
+        // (an exited main container may be due a restart when its back-off ends).
+        let completed_inits: Vec<&str> = self
+            .pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten())
+            .filter(|c| c.restart_policy.as_deref() != Some("Always"))
+            .map(|c| c.name.as_str())
+            .collect();
+        for (name, st) in &self.containers {
+            let Some(id) = &st.current else { continue };
+            let was = st.phase();
+            let may_be_exited = completed_inits.contains(&name.as_str()) && st.status.as_ref().and_then(|s| s.exit_code) == Some(0);
+            match was {
+                Some(Phase::Running) => {}
+                Some(Phase::Exited) if may_be_exited => {}
+                _ => return false,
+            }
+            if st.probes.values().any(|slot| slot.due(now)) {
+                return false;
+            }
+            match self.shared.runtime.container_status(id) {
+                Ok(status) if Some(status.phase) == was => {}
+                _ => return false,
+            }
+        }
+        true
     }
 
     async fn sync(&mut self) -> Flow {
@@ -239,7 +306,9 @@ impl PodWorker {
                 format!("Failed to create pod sandbox: {message}"),
             );
             self.report_status().await;
-            return Flow::Continue(Duration::from_secs(5));
+            // Usually the pod network is not up yet right after the agent starts (it waits for
+            // the node's podCIDR): retrying in 5 s made the first pod on a new node take 5 s.
+            return Flow::Continue(Duration::from_secs(1));
         }
         if let Err(wait) = self.ensure_volumes().await {
             self.report_status().await;

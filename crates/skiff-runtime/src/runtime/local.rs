@@ -103,11 +103,7 @@ fn info(r: &ImageRecord) -> ImageInfo {
 }
 
 fn is_alive(pid: i32, id: &str) -> bool {
-    // Guard against pid reuse: the process must still be the shim of this container.
-    let needle = format!("\0--id\0{id}\0");
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-        .unwrap_or(false)
+    super::liveness::shim_alive(pid, id)
 }
 
 /// SIGKILLs every process in a cgroup and waits briefly for it to empty.
@@ -271,13 +267,17 @@ impl LocalRuntime {
     }
 
     fn status_of(&self, id: &str, record: &Record) -> ContainerStatus {
-        let dir = self.container_dir(id);
+        self.status_in(&record.config.id, &self.container_dir(id))
+    }
+
+    /// The status the shim of container `id` (directory `dir`) recorded, `Unknown` when its
+    /// shim is gone without recording an exit. Needs no container record: the agent asks this
+    /// for every container every second, and parsing the record each time was most of that.
+    fn status_in(&self, id: &str, dir: &Path) -> ContainerStatus {
         let mut status =
-            read_status(&dir).unwrap_or_else(|_| ContainerStatus::new(id, Phase::Unknown));
+            read_status(dir).unwrap_or_else(|_| ContainerStatus::new(id, Phase::Unknown));
         if matches!(status.phase, Phase::Created | Phase::Running)
-            && !status
-                .shim_pid
-                .is_some_and(|p| is_alive(p, &record.config.id))
+            && !status.shim_pid.is_some_and(|p| is_alive(p, id))
         {
             status.phase = Phase::Unknown;
         }
@@ -703,8 +703,12 @@ impl Runtime for LocalRuntime {
     }
 
     fn container_status(&self, id: &str) -> Result<ContainerStatus> {
-        let record = self.record(id)?;
-        Ok(self.status_of(id, &record))
+        validate_id(id)?;
+        let dir = self.container_dir(id);
+        if !dir.join("container.json").exists() {
+            return Err(Error::NotFound { kind: "container", id: id.to_string() });
+        }
+        Ok(self.status_in(id, &dir))
     }
 
     fn list_containers(&self) -> Result<Vec<ContainerInfo>> {

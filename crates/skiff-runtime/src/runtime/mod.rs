@@ -6,6 +6,7 @@
 
 mod attach;
 mod fake;
+mod liveness;
 mod local;
 mod sandbox;
 pub mod types;
