@@ -15,7 +15,14 @@ use skiff_runtime::{LocalRuntime, Runtime, RuntimeConfig};
 
 /// Private anonymous memory allowed per idle shim. Measured: ~1.5 MiB in a release build
 /// (mostly the binary's relocated read-only data), 5.3 MiB when the shim used mimalloc.
-const MAX_ANON_KIB: u64 = 4 * 1024;
+/// A debug build's shim relocates far more read-only data at load (3.4 MiB measured).
+const MAX_ANON_KIB: u64 = if cfg!(debug_assertions) { 6 * 1024 } else { 4 * 1024 };
+
+/// Resident memory allowed per idle shim (the issue's goal is 3 MB). Measured in a release
+/// build: ~2.1 MiB once the shim dropped the binary's clean code pages after create and
+/// start (7 MiB before: creating a container runs megabytes of the binary's code).
+/// A debug build measured 6.4 MiB (its relocated data alone is 3.4 MiB).
+const MAX_RSS_KIB: u64 = if cfg!(debug_assertions) { 8 * 1024 } else { 3 * 1024 };
 
 /// A field of /proc/PID/smaps_rollup, in KiB.
 fn rollup_kib(pid: i32, field: &str) -> u64 {
@@ -88,11 +95,17 @@ fn idle_shim_keeps_little_private_memory() {
         assert_eq!(t.rt.container_status(&id).unwrap().phase, Phase::Running);
         anon.push((shim, rollup_kib(shim, "Anonymous"), rollup_kib(shim, "Rss")));
     }
+    eprintln!("shims (pid, anonymous KiB, RSS KiB): {anon:?}");
     for &(pid, a, rss) in &anon {
         assert!(
             a <= MAX_ANON_KIB,
             "shim {pid} holds {a} KiB of private anonymous memory (RSS {rss} KiB), over \
              {MAX_ANON_KIB} KiB: {anon:?}"
+        );
+        assert!(
+            rss <= MAX_RSS_KIB,
+            "shim {pid} keeps {rss} KiB resident, over {MAX_RSS_KIB} KiB (are the binary's \
+             clean pages still dropped after create and start?): {anon:?}"
         );
     }
 }

@@ -41,12 +41,16 @@ pub(crate) fn shim_alive(pid: i32, id: &str) -> bool {
     true
 }
 
-/// The process's start time (field 22 of /proc/PID/stat), None when there is no such process.
+/// The process's start time (field 22 of /proc/PID/stat), None when there is no such process
+/// or it has exited and awaits reaping (a zombie keeps its pid and start time, not its life).
 fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count from its end.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(fields.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Whether the command line of `pid` is a shim's for container `id`.
@@ -87,6 +91,14 @@ mod tests {
         assert!(shim_alive(pid, "c-123"), "the remembered answer holds while the process lives");
         assert!(!shim_alive(pid, "other"), "another container's id does not match");
         holder.kill().unwrap();
+        // Killed but not reaped: a zombie, which is not alive either.
+        for _ in 0..100 {
+            if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z ")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!shim_alive(pid, "c-123"), "a zombie is not alive");
         holder.wait().unwrap();
         assert!(!shim_alive(pid, "c-123"), "a dead process is not alive");
         assert!(confirmed().lock().unwrap().get(&pid).is_none(), "and is forgotten");

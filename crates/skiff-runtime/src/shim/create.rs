@@ -237,7 +237,9 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
     }
 
     // Creating the container (spec parsing, libcontainer, the seccomp compiler) is the peak of
-    // the shim's heap; hand the freed pages back before idling for the container's lifetime.
+    // the shim's heap and of the code it runs; hand the freed heap pages back and unmap the
+    // clean code pages before idling for the container's lifetime.
+    super::resident::drop_clean_file_pages();
     release_free_heap();
 
     let mut sup = Supervisor {
@@ -484,6 +486,7 @@ impl Supervisor<'_> {
             }
             return;
         }
+        let starting = words.first() == Some(&"start");
         let reply = match (words.first().copied(), words.get(1).copied()) {
             (Some("start"), _) => Some(self.start()),
             (Some("reopen"), _) => Some(self.reopen_log()),
@@ -504,6 +507,13 @@ impl Supervisor<'_> {
         };
         if let Some(r) = reply {
             let _ = writeln!(conn, "{r}");
+        }
+        if starting {
+            // Starting ran code the idle loop never needs again; unmap it once the caller
+            // has its answer, as after create.
+            drop(conn);
+            super::resident::drop_clean_file_pages();
+            release_free_heap();
         }
     }
 

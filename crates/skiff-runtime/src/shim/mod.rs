@@ -26,6 +26,7 @@ mod create;
 mod exec;
 mod fds;
 pub mod log;
+mod resident;
 mod sandbox;
 
 use std::path::PathBuf;
