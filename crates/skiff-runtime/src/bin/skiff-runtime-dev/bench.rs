@@ -168,7 +168,14 @@ pub fn main(args: &[String]) -> i32 {
     let modes: Vec<(String, usize)> = if compare {
         vec![("seq".into(), 1), (format!("c{conc}"), conc)]
     } else {
-        vec![(if conc == 1 { "seq".into() } else { format!("c{conc}") }, conc)]
+        vec![(
+            if conc == 1 {
+                "seq".into()
+            } else {
+                format!("c{conc}")
+            },
+            conc,
+        )]
     };
     let mut series: Vec<Vec<Series>> = runners
         .iter()

@@ -285,12 +285,13 @@ impl Runner for Containerd {
     }
 
     fn run(&self, id: &str) -> Result<Sample, String> {
-        timed(
-            Command::new(&self.ctr)
-                .arg("-a")
-                .arg(&self.sock)
-                .args(["run", "--rm", &self.image, id, "/bin/true"]),
-        )
+        timed(Command::new(&self.ctr).arg("-a").arg(&self.sock).args([
+            "run",
+            "--rm",
+            &self.image,
+            id,
+            "/bin/true",
+        ]))
     }
 }
 

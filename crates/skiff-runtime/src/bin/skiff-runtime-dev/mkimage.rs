@@ -162,7 +162,11 @@ fn small_files_layer(rng: &mut XorShift, bytes: u64) -> Vec<u8> {
     while left > 0 {
         let n = (512 + rng.below(4096 - 512 + 1)).min(left) as usize;
         rng.fill(&mut buf[..n]);
-        file(&mut layer, &format!("small/d{:02}/f{i}", i % 100), &buf[..n]);
+        file(
+            &mut layer,
+            &format!("small/d{:02}/f{i}", i % 100),
+            &buf[..n],
+        );
         left -= n as u64;
         i += 1;
     }
@@ -183,7 +187,8 @@ fn write_archive(out: &Path, tag: &str, layers: &[Vec<u8>], gzip: bool) -> std::
         layers
             .iter()
             .map(|l| {
-                let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 enc.write_all(l)?;
                 enc.finish()
             })

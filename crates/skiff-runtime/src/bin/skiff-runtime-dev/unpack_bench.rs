@@ -87,8 +87,8 @@ fn run(
             let blob = store.blob_path(&l.digest);
             let dest = dir.join(format!("skiff-{i}"));
             std::fs::create_dir_all(&dest).map_err(|e| err(&e))?;
-            let compression = skiff_runtime::image::unpack::sniff_compression(&blob)
-                .map_err(|e| err(&e))?;
+            let compression =
+                skiff_runtime::image::unpack::sniff_compression(&blob).map_err(|e| err(&e))?;
             bytes += unpack_layer(&blob, compression, &l.diff_id, &dest).map_err(|e| err(&e))?;
         }
         times[1].push(t.elapsed());
