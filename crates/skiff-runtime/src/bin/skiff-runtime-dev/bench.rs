@@ -16,7 +16,7 @@ use skiff_runtime::runtime::{ContainerConfig, LoopbackOnly, SeccompProfile};
 use skiff_runtime::{LocalRuntime, Runtime, RuntimeConfig};
 
 use crate::compare::{Containerd, Runc, Runner, Sample, Skiff};
-use crate::{flag, shim_program};
+use crate::{flag, load_average, shim_program};
 
 /// Samples of one runtime in one mode, with the wall time the batches took.
 #[derive(Default)]
@@ -177,6 +177,7 @@ pub fn main(args: &[String]) -> i32 {
             conc,
         )]
     };
+    let load = load_average();
     let mut series: Vec<Vec<Series>> = runners
         .iter()
         .map(|_| modes.iter().map(|_| Series::default()).collect())
@@ -192,14 +193,10 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
     println!(
-        "n={n} per runtime and mode, {rounds} rounds, load average {}; milliseconds \
-         (create: skiff create returned; p50..max: process exited; p50+rm: container removed)",
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "n={n} per runtime and mode, {rounds} rounds, load average {load} before, {} after; \
+         milliseconds (create: skiff create returned; p50..max: process exited; p50+rm: \
+         container removed)",
+        load_average()
     );
     print_header();
     for (i, r) in runners.iter().enumerate() {

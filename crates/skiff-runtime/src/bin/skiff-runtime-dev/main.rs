@@ -23,6 +23,17 @@ use skiff_runtime::runtime::{ContainerConfig, LoopbackOnly};
 use skiff_runtime::shim::client::ShimProgram;
 use skiff_runtime::{cli, LocalRuntime, Runtime, RuntimeConfig};
 
+/// The 1/5/15-minute load averages, printed with figures: read before a run, since the run
+/// itself (many short-lived processes) raises them.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub(crate) fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)

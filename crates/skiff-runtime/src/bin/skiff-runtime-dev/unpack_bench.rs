@@ -9,7 +9,9 @@
 //!   containerd is given; the image is removed again (`ctr images rm --sync`) between rounds.
 //!
 //! MB/s are of uncompressed layer bytes (10^6 bytes). Everything lives under `--dir`
-//! (default /var/tmp) in a directory of its own that is removed at the end.
+//! (default /var/tmp) in a directory of its own that is removed at the end; containerd's
+//! root is under `$TMPDIR`. `--dir /dev/shm` with `TMPDIR=/dev/shm` takes the filesystem's
+//! per-file cost out (tmpfs), leaving the unpackers' own.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +21,7 @@ use skiff_runtime::image::unpack::unpack_layer;
 use skiff_runtime::image::{ImageStore, ImportOptions};
 
 use crate::compare::Containerd;
-use crate::flag;
+use crate::{flag, load_average};
 
 pub fn main(args: &[String]) -> i32 {
     let Some(archive) = flag(args, "--archive").map(PathBuf::from) else {
@@ -61,6 +63,7 @@ fn run(
     mut containerd: Option<&mut Containerd>,
 ) -> Result<(), String> {
     let err = |e: &dyn std::fmt::Display| e.to_string();
+    let load = load_average();
     let mut times: [Vec<Duration>; 4] = Default::default();
     let mut bytes = 0u64;
     let mut layers = 0usize;
@@ -123,19 +126,14 @@ fn run(
     let size = std::fs::metadata(archive).map_err(|e| err(&e))?.len();
     println!(
         "{}: {layers} layers, {:.1} MB uncompressed ({:.1} MB archive), {rounds} rounds, \
-         load average {}",
+         load average {load} before, {} after",
         archive.display(),
         bytes as f64 / 1e6,
         size as f64 / 1e6,
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     println!(
-        "{:<14} {:>10} {:>10} {:>10}",
+        "{:<14} {:>10} {:>10} {:>10}  seconds per round",
         "what", "median s", "MB/s", "best MB/s"
     );
     for (name, v) in ["skiff import", "skiff unpack", "tar -x", "ctr import"]
@@ -145,14 +143,19 @@ fn run(
         if v.is_empty() {
             continue;
         }
+        let each: Vec<String> = v
+            .iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect();
         v.sort();
         let median = v[v.len() / 2];
         let mbps = |d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
         println!(
-            "{name:<14} {:>10.2} {:>10.0} {:>10.0}",
+            "{name:<14} {:>10.2} {:>10.0} {:>10.0}  {}",
             median.as_secs_f64(),
             mbps(median),
-            mbps(v[0])
+            mbps(v[0]),
+            each.join(" ")
         );
     }
     Ok(())
