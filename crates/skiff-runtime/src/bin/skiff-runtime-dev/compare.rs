@@ -202,6 +202,10 @@ impl Drop for Runc {
 pub struct Containerd {
     child: Child,
     dir: PathBuf,
+    /// Paths outside `dir` that containerd and its shims create and leave (the shims' state
+    /// under /run/containerd, the namespace's `default` cgroups) and that did not exist
+    /// before: removed on drop, the cgroups only if empty.
+    leftovers: Vec<PathBuf>,
     ctr: PathBuf,
     sock: PathBuf,
     pub image: String,
@@ -211,6 +215,12 @@ impl Containerd {
     pub fn start(containerd: &Path, ctr: &Path) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("rtbench-containerd-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut leftovers: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|rd| rd.flatten().map(|e| e.path().join("default")).collect())
+            .unwrap_or_default();
+        leftovers.push("/sys/fs/cgroup/default".into());
+        leftovers.push("/run/containerd".into());
+        leftovers.retain(|p| !p.exists());
         let sock = dir.join("containerd.sock");
         let d = dir.display();
         // The CRI plugin is off: it would want CNI and is not what `ctr run` measures.
@@ -234,6 +244,7 @@ impl Containerd {
         let me = Self {
             child,
             dir,
+            leftovers,
             ctr: ctr.to_path_buf(),
             sock,
             image: String::new(),
@@ -308,5 +319,12 @@ impl Drop for Containerd {
             let _ = self.child.wait();
         }
         remove_tree(&self.dir);
+        for p in &self.leftovers {
+            if p.starts_with("/sys/fs/cgroup") {
+                let _ = std::fs::remove_dir(p);
+            } else {
+                let _ = std::fs::remove_dir_all(p);
+            }
+        }
     }
 }
