@@ -6,19 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 /// True when `labels` satisfy `sel` (an empty selector matches everything).
-pub fn matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    sel.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v))
-        && sel.match_expressions.iter().flatten().all(|e| {
-            let vals = e.values.as_deref().unwrap_or_default();
-            match e.operator.as_str() {
-                "In" => labels.get(&e.key).is_some_and(|v| vals.contains(v)),
-                "NotIn" => labels.get(&e.key).is_none_or(|v| !vals.contains(v)),
-                "Exists" => labels.contains_key(&e.key),
-                "DoesNotExist" => !labels.contains_key(&e.key),
-                _ => false,
-            }
-        })
-}
+pub use skiff_api::selector::object_selector_matches as matches;
 
 /// `sel` narrowed by `matchLabelKeys` (key In [the pod's value]) and `mismatchLabelKeys`
 /// (key NotIn [the pod's value]); keys the pod lacks are ignored, as upstream does.

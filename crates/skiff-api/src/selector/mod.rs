@@ -13,6 +13,27 @@ pub use field::{
 };
 pub use label::{LabelSelector, LabelSource, Operator, Requirement};
 
+/// True when `labels` satisfy a typed `metav1.LabelSelector` (the form workloads, PDBs,
+/// affinity terms and PVC selectors carry): every `matchLabels` pair and every
+/// `matchExpressions` requirement. The empty selector matches everything; an unknown
+/// operator matches nothing.
+pub fn object_selector_matches(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    sel.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v))
+        && sel.match_expressions.iter().flatten().all(|e| {
+            let vals = e.values.as_deref().unwrap_or_default();
+            match e.operator.as_str() {
+                "In" => labels.get(&e.key).is_some_and(|v| vals.contains(v)),
+                "NotIn" => labels.get(&e.key).is_none_or(|v| !vals.contains(v)),
+                "Exists" => labels.contains_key(&e.key),
+                "DoesNotExist" => !labels.contains_key(&e.key),
+                _ => false,
+            }
+        })
+}
+
 /// Why a selector could not be parsed or converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {

@@ -62,8 +62,34 @@ pub fn strict_check(served: &Served, req: &Request, obj: &Value) -> Result<(), A
     if unknown.is_empty() {
         return Ok(());
     }
+    Err(strict_decoding_error(&unknown))
+}
+
+/// Upstream's 400 for unknown fields under `fieldValidation=Strict`.
+fn strict_decoding_error(unknown: &[String]) -> ApiError {
     let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-    Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))))
+    ApiError::bad_request(format!("strict decoding error: {}", list.join(", ")))
+}
+
+/// Field validation of a written object, as upstream's decoding does it: unknown fields are
+/// refused under `Strict`, returned as `Warning` headers under `Warn`, and dropped from
+/// built-in objects in every mode (one pass over the object; custom resources are pruned
+/// against their schema later, by admission).
+pub fn validate_fields(served: &Served, req: &Request, obj: &mut Value) -> Result<Vec<String>, ApiError> {
+    if served.custom.is_some() {
+        strict_check(served, req, obj)?;
+        return Ok(custom_unknown_field_warnings(served, req, obj));
+    }
+    let unknown = drop_builtin_unknown_fields(obj);
+    match admission::FieldValidation::parse(req.query.get("fieldValidation")) {
+        admission::FieldValidation::Strict if !unknown.is_empty() => Err(strict_decoding_error(&unknown)),
+        admission::FieldValidation::Warn => Ok(warning_headers(unknown)),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn warning_headers(unknown: Vec<String>) -> Vec<String> {
+    unknown.into_iter().map(|f| format!("299 - \"unknown field \\\"{f}\\\"\"")).collect()
 }
 
 /// The fields of a built-in object its kind does not have (`spec.foo`, `a.b[0].c`), which
@@ -86,20 +112,14 @@ pub fn drop_builtin_unknown_fields(obj: &mut Value) -> Vec<String> {
 }
 
 /// Under `fieldValidation=Warn` (kubectl's `--validate=warn`, the server default), the
-/// unknown fields of the object, as `Warning` headers for the response.
-pub fn unknown_field_warnings(served: &Served, req: &Request, obj: &Value) -> Vec<String> {
+/// fields of a custom resource its schema lacks, as `Warning` headers for the response.
+fn custom_unknown_field_warnings(served: &Served, req: &Request, obj: &Value) -> Vec<String> {
     let fv = admission::FieldValidation::parse(req.query.get("fieldValidation"));
+    let Some(schema) = served.custom.as_ref().and_then(|c| c.schema.as_ref()) else { return Vec::new() };
     if fv != admission::FieldValidation::Warn {
         return Vec::new();
     }
-    let unknown = match served.custom.as_ref() {
-        Some(c) => match c.schema.as_ref() {
-            Some(schema) => skiff_api::crd_schema::prune_unknown_fields(&mut obj.clone(), schema),
-            None => Vec::new(),
-        },
-        None => builtin_unknown_fields(obj),
-    };
-    unknown.into_iter().map(|f| format!("299 - \"unknown field \\\"{f}\\\"\"")).collect()
+    warning_headers(skiff_api::crd_schema::prune_unknown_fields(&mut obj.clone(), schema))
 }
 
 /// Add `Warning` headers to a response.
@@ -121,13 +141,9 @@ pub async fn create(srv: &Server, req: &Request, served: &Served, ns: Option<&st
     let mut obj = decode_body(req)?;
     check_type(served, &obj)?;
     check_namespace(&obj, ns)?;
-    strict_check(served, req, &obj)?;
+    let warnings = validate_fields(served, req, &mut obj)?;
     crate::bootstrap_token::stamp_csr_requester(served, req, &mut obj);
     node_restriction_create(served, req, &obj)?;
-    let warnings = unknown_field_warnings(served, req, &obj);
-    if served.custom.is_none() {
-        drop_builtin_unknown_fields(&mut obj);
-    }
     let mgr = crate::ssa::manager_name(req.query.get("fieldManager"), req.header("user-agent"));
     let created = create_object(srv, served, &mut obj, ns, dry_run(req), Some(&mgr)).await?;
     Ok(with_warnings(http::json(201, &created), &warnings))
@@ -194,10 +210,7 @@ pub async fn update(
     let mut obj = decode_body(req)?;
     check_type(served, &obj)?;
     check_namespace(&obj, ns)?;
-    strict_check(served, req, &obj)?;
-    if served.custom.is_none() {
-        drop_builtin_unknown_fields(&mut obj);
-    }
+    validate_fields(served, req, &mut obj)?;
     let body_name = meta::name(&obj).to_string();
     if body_name.is_empty() {
         meta::set_str(&mut obj, "name", name);
@@ -335,11 +348,7 @@ pub async fn patch(srv: &Server, req: &Request, served: &Served, ns: Option<&str
     let v = patch_object(srv, served, ns, name, None, pt, &patch, dry_run(req), Some(&mgr), &|new| {
         // Unknown fields can only come from the patch (stored objects have none): refused,
         // warned about or dropped as on create and update, judged on the patched object.
-        strict_check(served, req, new)?;
-        *warnings.lock().unwrap() = unknown_field_warnings(served, req, new);
-        if served.custom.is_none() {
-            drop_builtin_unknown_fields(new);
-        }
+        *warnings.lock().unwrap() = validate_fields(served, req, new)?;
         Ok(())
     })
     .await?;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::counts::{pod_matches, Counts};
@@ -88,24 +88,18 @@ fn resolve_term(pod: &Pod, t: &PodAffinityTerm, weight: i64, namespaces: &HashMa
 /// Resolve all of `pod`'s terms.
 pub fn resolve(pod: &Pod, namespaces: &HashMap<String, std::collections::BTreeMap<String, String>>) -> Terms {
     let Some(a) = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else { return Terms::default() };
+    let required = |terms: &Option<Vec<PodAffinityTerm>>| terms.iter().flatten().map(|t| resolve_term(pod, t, 1, namespaces)).collect();
+    let preferred = |terms: &Option<Vec<WeightedPodAffinityTerm>>| {
+        terms.iter().flatten().map(|w| resolve_term(pod, &w.pod_affinity_term, w.weight as i64, namespaces)).collect()
+    };
     let mut out = Terms::default();
     if let Some(pa) = &a.pod_affinity {
-        out.affinity = pa.required_during_scheduling_ignored_during_execution.iter().flatten().map(|t| resolve_term(pod, t, 1, namespaces)).collect();
-        out.pref_affinity = pa
-            .preferred_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .map(|w| resolve_term(pod, &w.pod_affinity_term, w.weight as i64, namespaces))
-            .collect();
+        out.affinity = required(&pa.required_during_scheduling_ignored_during_execution);
+        out.pref_affinity = preferred(&pa.preferred_during_scheduling_ignored_during_execution);
     }
     if let Some(pa) = &a.pod_anti_affinity {
-        out.anti = pa.required_during_scheduling_ignored_during_execution.iter().flatten().map(|t| resolve_term(pod, t, 1, namespaces)).collect();
-        out.pref_anti = pa
-            .preferred_during_scheduling_ignored_during_execution
-            .iter()
-            .flatten()
-            .map(|w| resolve_term(pod, &w.pod_affinity_term, w.weight as i64, namespaces))
-            .collect();
+        out.anti = required(&pa.required_during_scheduling_ignored_during_execution);
+        out.pref_anti = preferred(&pa.preferred_during_scheduling_ignored_during_execution);
     }
     out
 }
