@@ -24,6 +24,7 @@ pub mod objects;
 pub mod pki;
 mod patching;
 mod protobuf_body;
+mod raw_list;
 pub mod tables;
 pub mod resources;
 pub mod route;
@@ -197,8 +198,10 @@ impl ApiServer {
         tracing::info!(addr = %self.local_addr(), "API server listening");
         let srv = self.srv.clone();
         let crd_task = tokio::spawn(handler::crd::watch_crds(srv.clone()));
+        let expiry_task = tokio::spawn(srv.watch_events.clone().expire_periodically());
         server::serve(self.srv, self.listener, self.acceptor, shutdown).await;
         crd_task.abort();
+        expiry_task.abort();
         tracing::info!("API server stopped");
     }
 }

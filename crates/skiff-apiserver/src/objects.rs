@@ -20,17 +20,24 @@ pub struct Objects {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// A page of a list.
-#[derive(Debug, Default)]
-pub struct ListPage {
-    /// Matching objects, with resourceVersion set.
-    pub items: Vec<Value>,
+/// A page of a list: decoded objects, or (for lists rendered from the stored bytes) the
+/// stored key-values themselves.
+#[derive(Debug)]
+pub struct ListPage<T = Value> {
+    /// Matching objects, with resourceVersion set (for `Value`s).
+    pub items: Vec<T>,
     /// Revision the list is consistent at.
     pub revision: Revision,
     /// Continue token when more remain.
     pub continue_token: Option<String>,
     /// Count of objects after this page (ignoring selectors), when known.
     pub remaining: Option<i64>,
+}
+
+impl<T> Default for ListPage<T> {
+    fn default() -> Self {
+        Self { items: Vec::new(), revision: 0, continue_token: None, remaining: None }
+    }
 }
 
 /// Decode a stored value, setting its resourceVersion from the store revision.
@@ -190,6 +197,36 @@ impl Objects {
         at: Option<Revision>,
         filter: &(dyn Fn(&Value) -> bool + Sync),
     ) -> ApiResult<ListPage> {
+        self.list_with(info, ns, limit, continue_token, at, &mut |kv| {
+            let obj = decode(&kv)?;
+            Ok(filter(&obj).then_some(obj))
+        })
+        .await
+    }
+
+    /// One page of a list of the stored key-values themselves, unfiltered (see `raw_list`).
+    pub async fn list_stored(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        limit: usize,
+        continue_token: Option<&str>,
+        at: Option<Revision>,
+    ) -> ApiResult<ListPage<KeyValue>> {
+        self.list_with(info, ns, limit, continue_token, at, &mut |kv| Ok(Some(kv))).await
+    }
+
+    /// The paging loop behind `list` and `list_stored`: `keep` turns a stored key-value into
+    /// a page item, or None when it does not match.
+    async fn list_with<T>(
+        &self,
+        info: &ResourceInfo,
+        ns: Option<&str>,
+        limit: usize,
+        continue_token: Option<&str>,
+        at: Option<Revision>,
+        keep: &mut (dyn FnMut(KeyValue) -> ApiResult<Option<T>> + Send),
+    ) -> ApiResult<ListPage<T>> {
         let prefix = info.list_prefix(ns);
         let (mut revision, mut start_after) = match continue_token {
             Some(t) => {
@@ -214,16 +251,15 @@ impl Objects {
             revision = Some(r.revision);
             page.revision = r.revision;
             let n = r.kvs.len();
-            for (i, kv) in r.kvs.iter().enumerate() {
-                let obj = decode(kv)?;
-                if !filter(&obj) {
-                    continue;
-                }
-                page.items.push(obj);
+            let last_key = r.kvs.last().map(|kv| kv.key.clone());
+            for (i, kv) in r.kvs.into_iter().enumerate() {
+                let key = (limit > 0).then(|| kv.key.clone());
+                let Some(item) = keep(kv)? else { continue };
+                page.items.push(item);
                 if limit > 0 && page.items.len() == limit {
                     let more_here = i + 1 < n;
                     if more_here || r.more {
-                        page.continue_token = Some(encode_continue(r.revision, &kv.key));
+                        page.continue_token = Some(encode_continue(r.revision, &key.unwrap_or_default()));
                     }
                     return Ok(page);
                 }
@@ -231,7 +267,7 @@ impl Objects {
             if !r.more || n == 0 {
                 return Ok(page);
             }
-            start_after = Some(r.kvs[n - 1].key.clone());
+            start_after = last_key;
         }
     }
 

@@ -66,24 +66,54 @@ pub async fn run_with(client: kube::Client, config: Config) {
     // Pods whose preemption was started recently: their victims may not show as terminating
     // in the cache yet, and preempting again would evict more than needed.
     let mut preempting: HashMap<String, Instant> = HashMap::new();
+    // Pods that fit nowhere, set aside until the cluster changes (see `Unschedulable`).
+    let mut unschedulable = Unschedulable::default();
+    // Generation and time of the last pass over every pod.
+    let mut last_full = (u64::MAX, Instant::now());
+    // A binding failed: its pod is pending again without any event saying so.
+    let mut retry_failed_binds = false;
     loop {
         tokio::select! {
             _ = tokio::time::timeout(Duration::from_secs(2), cache.changed.notified()) => {}
-            Some(key) = failed_rx.recv() => { assumed.remove(&key); }
+            Some(key) = failed_rx.recv() => { assumed.remove(&key); retry_failed_binds = true; }
         }
         // Coalesce bursts of watch events (every binding echoes back as one) into one pass.
         tokio::time::sleep(Duration::from_millis(5)).await;
         while let Ok(key) = failed_rx.try_recv() {
             assumed.remove(&key);
+            retry_failed_binds = true;
         }
         assumed.retain(|key, (_, at)| {
             let (ns, name) = key.split_once('/').unwrap_or(("", key));
             at.elapsed() < Duration::from_secs(30)
                 && cache.pods.get(&ObjectRef::new(name).within(ns)).is_some_and(|p| node_of(&p).is_empty())
         });
+        // Read before the pods: a change that lands during this pass bumps it again.
+        let generation = cache.generation.load(std::sync::atomic::Ordering::Acquire);
+        let arrived = std::mem::take(&mut *cache.arrived.lock().unwrap());
+        // A full pass looks at every pod; otherwise only at pods that arrived (nothing else
+        // changed that could let a set-aside pod fit).
+        let full = generation != last_full.0 || last_full.1.elapsed() >= RETRY_AFTER || retry_failed_binds;
+        if full {
+            last_full = (generation, Instant::now());
+            retry_failed_binds = false;
+        } else if arrived.is_empty() {
+            continue;
+        }
         let pods: Vec<Arc<Pod>> = cache.pods.state();
-        let mut pending: Vec<&Arc<Pod>> =
-            pods.iter().filter(|p| needs_scheduling(p, &config.scheduler_name) && (assumed.is_empty() || !assumed.contains_key(&pod_key(p)))).collect();
+        unschedulable.forget_gone(&pods);
+        let candidates: Vec<Arc<Pod>> = if full {
+            pods.clone()
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            arrived.into_iter().filter(|r| seen.insert(r.clone())).filter_map(|r| cache.pods.get(&r)).collect()
+        };
+        let mut pending: Vec<&Arc<Pod>> = candidates
+            .iter()
+            .filter(|p| needs_scheduling(p, &config.scheduler_name))
+            .filter(|p| !unschedulable.set_aside(p, generation))
+            .filter(|p| assumed.is_empty() || !assumed.contains_key(&pod_key(p)))
+            .collect();
         preempting.retain(|_, at| at.elapsed() < Duration::from_secs(10));
         if pending.is_empty() {
             continue;
@@ -99,6 +129,7 @@ pub async fn run_with(client: kube::Client, config: Config) {
                 Ok(i) => {
                     let node = snap.nodes[i].name().to_string();
                     snap.assume(i, (*pod).clone());
+                    unschedulable.remove(pod);
                     assumed.insert(key.clone(), (node.clone(), Instant::now()));
                     reported.remove(&key);
                     let (client, pod, permits, failed) = (client.clone(), (*pod).clone(), binds.clone(), failed_tx.clone());
@@ -112,6 +143,7 @@ pub async fn run_with(client: kube::Client, config: Config) {
                     });
                 }
                 Err(err) => {
+                    unschedulable.insert(pod, generation);
                     let mut msg = err.message();
                     let candidate = if preempting.contains_key(&key) { Err(String::new()) } else { find_candidate(&fw, &err, pod, &snap) };
                     match candidate {
@@ -134,6 +166,54 @@ pub async fn run_with(client: kube::Client, config: Config) {
     }
 }
 
+/// Pods that fit nowhere, with the cluster generation and their own resourceVersion at the
+/// failed attempt. They are tried again only when the cluster changed since (a node, a bound
+/// or deleted pod, a claim...), when the pod itself changed, or after `RETRY_AFTER` anyway.
+/// Without this every new pod would re-run the whole backlog of unschedulable pods: with
+/// 10,000 of them that was several milliseconds of CPU per created pod.
+#[derive(Default)]
+struct Unschedulable {
+    /// By uid (looked up for every pending pod on every pass: no key to format).
+    pods: HashMap<String, (Option<String>, u64, Instant)>,
+    last_cleanup: Option<Instant>,
+}
+
+/// Upstream's podMaxInUnschedulablePodsDuration is 5 minutes; a minute is cheap here.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+impl Unschedulable {
+    fn insert(&mut self, pod: &Pod, generation: u64) {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.pods.insert(uid, (pod.metadata.resource_version.clone(), generation, Instant::now()));
+    }
+
+    fn remove(&mut self, pod: &Pod) {
+        if !self.pods.is_empty() {
+            self.pods.remove(pod.metadata.uid.as_deref().unwrap_or(""));
+        }
+    }
+
+    /// Whether `pod` failed at this very generation and has not changed since.
+    fn set_aside(&self, pod: &Pod, generation: u64) -> bool {
+        if self.pods.is_empty() {
+            return false;
+        }
+        self.pods.get(pod.metadata.uid.as_deref().unwrap_or("")).is_some_and(|(rv, at_generation, at)| {
+            *at_generation == generation && *rv == pod.metadata.resource_version && at.elapsed() < RETRY_AFTER
+        })
+    }
+
+    /// Drop pods that no longer exist (now and then: it walks every pod).
+    fn forget_gone(&mut self, pods: &[Arc<Pod>]) {
+        if self.pods.is_empty() || self.last_cleanup.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        self.last_cleanup = Some(Instant::now());
+        let live: std::collections::HashSet<&str> = pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
+        self.pods.retain(|uid, _| live.contains(uid.as_str()));
+    }
+}
+
 /// Nodes that are Ready, with the pods on them (bound, or assumed in an earlier batch).
 fn snapshot(cache: &Cache, pods: &[Arc<Pod>], assumed: &HashMap<String, (String, Instant)>) -> Snapshot {
     let nodes: Vec<Arc<Node>> = cache.nodes.state().into_iter().filter(|n| node_ready(n)).collect();
@@ -141,6 +221,9 @@ fn snapshot(cache: &Cache, pods: &[Arc<Pod>], assumed: &HashMap<String, (String,
     for p in pods.iter().filter(|p| active(p)) {
         let node = node_of(p);
         let node = if node.is_empty() {
+            if assumed.is_empty() {
+                continue;
+            }
             match assumed.get(&pod_key(p)) {
                 Some((n, _)) => n.as_str(),
                 None => continue,
@@ -254,4 +337,43 @@ async fn report_unschedulable(client: kube::Client, pod: Pod, msg: String) {
     let status = json!({"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg, "lastTransitionTime": now}]}});
     let _ = api.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&status)).await;
     event(&client, &pod, "Warning", "FailedScheduling", &msg).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, rv: &str) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some("default".into());
+        p.metadata.resource_version = Some(rv.into());
+        p.metadata.uid = Some(format!("uid-{name}"));
+        p
+    }
+
+    #[test]
+    fn unschedulable_pods_wait_for_a_cluster_change_or_their_own() {
+        let mut u = Unschedulable::default();
+        let p = pod("web", "5");
+        assert!(!u.set_aside(&p, 1), "never tried: schedule it");
+        u.insert(&p, 1);
+        assert!(u.set_aside(&p, 1), "nothing changed since it failed");
+        assert!(!u.set_aside(&p, 2), "the cluster changed: try again");
+        assert!(!u.set_aside(&pod("web", "6"), 1), "the pod itself changed: try again");
+        assert!(!u.set_aside(&pod("other", "5"), 1));
+        u.remove(&p);
+        assert!(!u.set_aside(&p, 1));
+    }
+
+    #[test]
+    fn unschedulable_forgets_deleted_pods() {
+        let mut u = Unschedulable::default();
+        let (a, b) = (pod("a", "1"), pod("b", "1"));
+        u.insert(&a, 1);
+        u.insert(&b, 1);
+        u.forget_gone(&[Arc::new(a.clone())]);
+        assert!(u.set_aside(&a, 1));
+        assert_eq!(u.pods.len(), 1);
+    }
 }

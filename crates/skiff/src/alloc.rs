@@ -45,6 +45,10 @@ fn decide() -> u8 {
     let mode = if is_shim() {
         tune_glibc_for_shim();
         SYSTEM
+    } else if asks_for_system() {
+        // `SKIFF_MALLOC=system`: glibc malloc for the whole process, so that heap profilers
+        // that hook malloc (heaptrack, valgrind) see every allocation.
+        SYSTEM
     } else {
         MIMALLOC
     };
@@ -54,26 +58,33 @@ fn decide() -> u8 {
 
 /// Whether `argv[1]` is `shim`, read from `/proc/self/cmdline` (NUL-separated arguments).
 /// Without /proc, the answer is no: mimalloc works everywhere, it only costs more memory.
-#[allow(unsafe_code)]
 fn is_shim() -> bool {
     let mut buf = [0u8; 512];
-    // SAFETY: a NUL-terminated path literal, and reads into a stack buffer of the given size.
+    let n = read_proc_self(c"/proc/self/cmdline", &mut buf);
+    n > 0 && argv1_is_shim(&buf[..n])
+}
+
+/// Whether the environment (first 8 KiB of `/proc/self/environ`) has `SKIFF_MALLOC=system`.
+fn asks_for_system() -> bool {
+    let mut buf = [0u8; 8192];
+    let n = read_proc_self(c"/proc/self/environ", &mut buf);
+    buf[..n].split(|&b| b == 0).any(|v| v == b"SKIFF_MALLOC=system")
+}
+
+/// Read the start of a /proc file into `buf` without allocating; 0 on any error.
+#[allow(unsafe_code)]
+fn read_proc_self(path: &std::ffi::CStr, buf: &mut [u8]) -> usize {
+    // SAFETY: a NUL-terminated path, and a read into a buffer of the given size.
     let n = unsafe {
-        let fd = libc::open(
-            c"/proc/self/cmdline".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
         if fd < 0 {
-            return false;
+            return 0;
         }
         let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
         libc::close(fd);
         n
     };
-    if n <= 0 {
-        return false;
-    }
-    argv1_is_shim(&buf[..n as usize])
+    n.max(0) as usize
 }
 
 /// `argv[1] == "shim"` in a NUL-separated command line.

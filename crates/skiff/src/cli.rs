@@ -179,6 +179,13 @@ pub struct ServerArgs {
     /// Run without a node agent on this machine (control plane only).
     #[arg(long)]
     pub disable_agent: bool,
+    /// Do not run the scheduler in this server (as k3s: another server or an external
+    /// scheduler binds pods).
+    #[arg(long)]
+    pub disable_scheduler: bool,
+    /// Do not run the controller manager in this server (as k3s).
+    #[arg(long)]
+    pub disable_controller_manager: bool,
     /// Settings of this machine's node agent.
     #[command(flatten)]
     pub node: NodeArgs,

@@ -65,8 +65,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let addr = api.local_addr();
     let acceptor = skiff_apiserver::server::health_acceptor(&api.state().pki)?;
     let bind = args.bind_address;
-    for (port, component) in [(args.controller_manager_port, "kube-controller-manager"), (args.scheduler_port, "kube-scheduler")] {
-        if port != 0 {
+    for (port, component, disabled) in [
+        (args.controller_manager_port, "kube-controller-manager", args.disable_controller_manager),
+        (args.scheduler_port, "kube-scheduler", args.disable_scheduler),
+    ] {
+        if port != 0 && !disabled {
             tokio::spawn(crate::health::serve(std::net::SocketAddr::new(bind, port), acceptor.clone(), component));
         }
     }
@@ -82,12 +85,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
     controllers.node_timings.grace = std::time::Duration::from_secs(args.node_monitor_grace_period.max(1));
     let kubeconfig = controllers.kubeconfig.clone();
+    let run_controllers = !args.disable_controller_manager;
     let controllers_task = tokio::spawn(async move {
+        if !run_controllers {
+            return;
+        }
         if let Err(e) = skiff_controllers::run(controllers, rx).await {
             tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
         }
     });
+    let run_scheduler = !args.disable_scheduler;
     let scheduler_task = tokio::spawn(async move {
+        if !run_scheduler {
+            return;
+        }
         match skiff_controllers::client::from_kubeconfig(&kubeconfig).await {
             Ok(client) => {
                 let c = client.clone();

@@ -83,6 +83,44 @@ fn unschedulable_pods_stay_pending_with_a_reason() {
 }
 
 #[test]
+fn a_pending_pod_is_scheduled_once_a_deleted_pod_frees_room() {
+    let c = cluster();
+    let _n = c.fake_node("roomy").unwrap();
+    let pod = |name: &str| {
+        let spec = format!(r#"{{"spec":{{"containers":[{{"name":"{name}","image":"busybox","resources":{{"requests":{{"cpu":"3"}}}}}}]}}}}"#);
+        c.ok(&["run", name, "--image=busybox", "--overrides", &spec]).unwrap();
+    };
+    pod("first");
+    c.eventually(Duration::from_secs(20), "first bound", || c.json(&["get", "pod", "first"]).unwrap()["spec"]["nodeName"] == "roomy").unwrap();
+    pod("second");
+    c.eventually(Duration::from_secs(20), "second Unschedulable", || {
+        let p = c.json(&["get", "pod", "second"]).unwrap();
+        p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["reason"] == "Unschedulable"))
+    })
+    .unwrap();
+    // The deletion is the cluster change that gets the set-aside `second` tried again.
+    c.ok(&["delete", "pod", "first", "--wait=false"]).unwrap();
+    c.eventually(Duration::from_secs(20), "second bound after first is gone", || {
+        c.json(&["get", "pod", "second"]).unwrap()["spec"]["nodeName"] == "roomy"
+    })
+    .unwrap();
+}
+
+#[test]
+fn disable_scheduler_leaves_pods_unbound() {
+    let c = Cluster::start_with(std::path::Path::new(env!("CARGO_BIN_EXE_skiff")), &["--disable-scheduler"]).unwrap();
+    let _n = c.fake_node("idle").unwrap();
+    c.ok(&["run", "waiting", "--image=busybox"]).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let p = c.json(&["get", "pod", "waiting"]).unwrap();
+    assert!(p["spec"]["nodeName"].is_null(), "bound without a scheduler: {p}");
+    assert!(p["status"]["conditions"].is_null(), "a scheduler wrote conditions: {p}");
+    // The controller manager still runs: a Deployment gets its ReplicaSet.
+    c.ok(&["create", "deployment", "still", "--image=busybox"]).unwrap();
+    c.eventually(Duration::from_secs(20), "ReplicaSet created", || !c.ok(&["get", "rs", "-o", "name"]).unwrap().trim().is_empty()).unwrap();
+}
+
+#[test]
 fn pods_of_a_dead_node_are_replaced() {
     let c = Cluster::start_with(
         std::path::Path::new(env!("CARGO_BIN_EXE_skiff")),

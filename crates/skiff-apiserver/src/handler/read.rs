@@ -97,6 +97,11 @@ pub async fn list(srv: &Server, req: &Request, served: &Served, ns: Option<&str>
         None => 0,
     };
     let at = list_revision(req)?;
+    if filter.is_empty() && rendering(req) == Rendering::Object {
+        // No selector to evaluate: copy the stored JSON instead of parsing and re-encoding it.
+        let page = srv.objects.list_stored(&served.info, ns, limit, req.query.non_empty("continue"), at).await?;
+        return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &page)?));
+    }
     let page = srv
         .objects
         .list(&served.info, ns, limit, req.query.non_empty("continue"), at, &|o| {

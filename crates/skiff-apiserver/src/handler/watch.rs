@@ -55,7 +55,10 @@ impl WatchJob {
     fn live_line(&mut self, kind: &str, rendered: &Rendered) -> Bytes {
         match self.render {
             Rendering::Object => event_line(kind, &rendered.json),
-            _ => self.line(kind, rendered.object.clone()),
+            _ => match rendered.object() {
+                Some(o) => self.line(kind, o.clone()),
+                None => Bytes::new(),
+            },
         }
     }
 
@@ -189,13 +192,13 @@ pub async fn watch(
                     };
                     last_rev = ev.kv.mod_revision;
                     let Some(new) = cache.rendered(&job.served, &ev.kv) else { continue };
-                    let new_match = job.filter.matches(&new.object);
+                    let new_match = job.filter.is_empty() || new.object().is_some_and(|o| job.filter.matches(o));
                     // Without selectors the previous value only tells whether there was one;
                     // decoding it is needed only to see whether it matched.
                     let old_match = match &ev.prev {
                         None => false,
                         Some(_) if job.filter.is_empty() => true,
-                        Some(p) => cache.rendered(&job.served, p).is_some_and(|o| job.filter.matches(&o.object)),
+                        Some(p) => cache.rendered(&job.served, p).is_some_and(|r| r.object().is_some_and(|o| job.filter.matches(o))),
                     };
                     let kind = match ev.kind {
                         EventKind::Create if new_match => "ADDED",

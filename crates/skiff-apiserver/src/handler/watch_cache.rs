@@ -6,10 +6,15 @@
 //! one binding was parsed and encoded ten or more times, and that JSON work was most of the API
 //! server's CPU under load. This cache keeps the rendered form of recent events keyed by the
 //! stored key, its revision and the served version, so the first watcher does the work and the
-//! others copy bytes.
+//! others copy bytes. The JSON is spliced from the stored bytes (`raw_list`), and the parsed
+//! object is made only for watchers with selectors or non-JSON renderings.
+//!
+//! Entries also expire after `MAX_AGE`: a rendered pod is several kilobytes, and an idle
+//! server should not keep the last few thousand of them alive.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -21,12 +26,22 @@ use crate::resources::Served;
 /// other, so a short window serves nearly every lookup; a miss only costs a decode.
 const CAPACITY: usize = 4096;
 
-/// One stored value as served: the object with `kind`/`apiVersion` set and its JSON.
+/// How long a rendered event stays cached. Watchers of one event read it within milliseconds
+/// of each other unless they are far behind, and those decode again.
+const MAX_AGE: Duration = Duration::from_secs(5);
+
+/// One stored value as served: its JSON with `kind`/`apiVersion`/`resourceVersion` set.
 pub struct Rendered {
-    /// The served object (used for selector matching and non-JSON renderings).
-    pub object: Value,
-    /// `object` serialised.
+    /// The served object's JSON.
     pub json: Bytes,
+    object: OnceLock<Option<Value>>,
+}
+
+impl Rendered {
+    /// The served object (for selector matching and non-JSON renderings), parsed on first use.
+    pub fn object(&self) -> Option<&Value> {
+        self.object.get_or_init(|| serde_json::from_slice(&self.json).ok()).as_ref()
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -45,7 +60,20 @@ pub struct EventCache {
 #[derive(Default)]
 struct Entries {
     map: HashMap<CacheKey, Arc<Rendered>>,
-    order: VecDeque<CacheKey>,
+    order: VecDeque<(CacheKey, Instant)>,
+}
+
+impl Entries {
+    /// Drop entries beyond the capacity or older than `max_age` (oldest first).
+    fn trim(&mut self, max_age: Duration) {
+        while let Some((key, at)) = self.order.front() {
+            if self.order.len() <= CAPACITY && at.elapsed() < max_age {
+                break;
+            }
+            self.map.remove(key);
+            self.order.pop_front();
+        }
+    }
 }
 
 impl EventCache {
@@ -58,19 +86,29 @@ impl EventCache {
         }
         // Rendered outside the lock: two watchers racing on a miss both render, which is
         // cheaper than making every watcher wait behind one decode.
-        let object = super::read::with_type(served, crate::objects::decode(kv).ok()?);
-        let json = Bytes::from(serde_json::to_vec(&object).ok()?);
-        let rendered = Arc::new(Rendered { object, json });
+        let mut json = Vec::with_capacity(kv.value.len() + 32);
+        crate::raw_list::write_item(&mut json, served, &served.info.api_version(), kv).ok()?;
+        let rendered = Arc::new(Rendered { json: Bytes::from(json), object: OnceLock::new() });
         let mut entries = self.inner.lock().unwrap();
         if entries.map.insert(key.clone(), rendered.clone()).is_none() {
-            entries.order.push_back(key);
+            entries.order.push_back((key, Instant::now()));
         }
-        while entries.order.len() > CAPACITY {
-            if let Some(old) = entries.order.pop_front() {
-                entries.map.remove(&old);
-            }
-        }
+        entries.trim(MAX_AGE);
         Some(rendered)
+    }
+
+    /// Drop entries older than `max_age` (the server calls this periodically, so that an idle
+    /// server holds none).
+    pub fn expire(&self, max_age: Duration) {
+        self.inner.lock().unwrap().trim(max_age);
+    }
+
+    /// Expire entries every few seconds, forever.
+    pub async fn expire_periodically(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(MAX_AGE).await;
+            self.expire(MAX_AGE);
+        }
     }
 
     /// Number of events held (for tests).
@@ -115,13 +153,14 @@ mod tests {
         let a = cache.rendered(&served, &kv("web", 5, "a")).unwrap();
         let b = cache.rendered(&served, &kv("web", 5, "a")).unwrap();
         assert!(Arc::ptr_eq(&a, &b), "a second watcher must reuse the first rendering");
-        assert_eq!(a.object["metadata"]["resourceVersion"], "5");
-        assert_eq!(a.object["kind"], "Pod");
+        let obj = a.object().unwrap();
+        assert_eq!(obj["metadata"]["resourceVersion"], "5");
+        assert_eq!(obj["kind"], "Pod");
         let parsed: Value = serde_json::from_slice(&a.json).unwrap();
-        assert_eq!(parsed, a.object);
+        assert_eq!(&parsed, obj);
         let c = cache.rendered(&served, &kv("web", 6, "b")).unwrap();
         assert!(!Arc::ptr_eq(&a, &c), "a new revision is a new rendering");
-        assert_eq!(c.object["metadata"]["labels"]["app"], "b");
+        assert_eq!(c.object().unwrap()["metadata"]["labels"]["app"], "b");
     }
 
     #[test]
@@ -134,6 +173,17 @@ mod tests {
         assert_eq!(cache.len(), CAPACITY);
         let bad = KeyValue { key: "/registry/pods/default/bad".into(), value: b"{not json".to_vec(), create_revision: 1, mod_revision: 1 };
         assert!(cache.rendered(&served, &bad).is_none());
+    }
+
+    #[test]
+    fn expires_entries_by_age() {
+        let cache = EventCache::default();
+        let served = pods();
+        cache.rendered(&served, &kv("p", 1, "x")).unwrap();
+        cache.expire(Duration::from_secs(60));
+        assert_eq!(cache.len(), 1);
+        cache.expire(Duration::ZERO);
+        assert!(cache.is_empty());
     }
 
     #[test]
