@@ -5,7 +5,7 @@
 //! into an immutable [`Routes`] snapshot with [`build_routes`] and swaps it into a running
 //! [`IngressServer`] through its [`IngressHandle`]. Requests never wait for the API server.
 //!
-//! Layout: `matcher` (host and path matching, pure), `rewrite` (nginx's rewrite-target),
+//! Layout: `balance` (spreading connections over workers), `matcher` (host and path matching, pure), `rewrite` (nginx's rewrite-target),
 //! `routes` (API objects -> snapshot), `tls` (certificates, SNI), `pool` (keep-alive
 //! connections to endpoints), `body` (response bodies that hand connections back to the pool),
 //! `proxy` (one request: routing, headers, retries, upgrades), `server` (listeners,
@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 
+mod balance;
 mod body;
 mod matcher;
 mod metrics;
