@@ -217,6 +217,8 @@ async fn proxy(conn: &ConnInfo, mut req: Request<Incoming>) -> Response<Response
         None
     };
     strip_hop_by_hop(&mut parts.headers);
+    // Room for the forwarded headers up front: one growth of the map instead of two or three.
+    parts.headers.reserve(6);
     if let Some(v) = upgrade_value {
         parts
             .headers
