@@ -2,8 +2,9 @@
 //!
 //! Every worker accepts on the shared listening sockets, and whichever wakes first drains the
 //! whole backlog: a burst of new connections (a load balancer or client opening its pool)
-//! lands on one worker while the others idle, and with keep-alive it stays there. Measured
-//! with wrk's 32 connections: splits from 2/30 to 13/19, and throughput varying with them.
+//! lands on one worker while the others idle, and with keep-alive it stays there. Seen with
+//! wrk's 32 connections: 2 of them on one worker in one run, 13 in another, and requests/s
+//! varying with the split.
 //! So after each accept a worker compares its count of open connections with the least loaded
 //! worker's, and hands the new connection over (as a plain socket, through a channel) when it
 //! has more. Handing over costs one cross-thread wake-up per connection, not per request.
@@ -131,7 +132,7 @@ mod tests {
             tls: false,
             open,
         };
-        let h = b.hand_over(h).err().expect("inbox closed");
+        let h = b.hand_over(h).expect_err("inbox closed");
         assert_eq!(h.open.worker(), 1);
         drop(h);
         assert_eq!(b.open[1].load(Relaxed), 0);

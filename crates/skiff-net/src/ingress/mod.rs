@@ -5,11 +5,12 @@
 //! into an immutable [`Routes`] snapshot with [`build_routes`] and swaps it into a running
 //! [`IngressServer`] through its [`IngressHandle`]. Requests never wait for the API server.
 //!
-//! Layout: `balance` (spreading connections over workers), `matcher` (host and path matching, pure), `rewrite` (nginx's rewrite-target),
+//! Layout: `matcher` (host and path matching, pure), `rewrite` (nginx's rewrite-target),
 //! `routes` (API objects -> snapshot), `tls` (certificates, SNI), `pool` (keep-alive
 //! connections to endpoints), `body` (response bodies that hand connections back to the pool),
 //! `proxy` (one request: routing, headers, retries, upgrades), `server` (listeners,
-//! HTTP/1.1 and HTTP/2, drain), `metrics` (Prometheus counters), `status` (Ingress status and
+//! HTTP/1.1 and HTTP/2, drain), `balance` (spreading connections over the worker threads),
+//! `metrics` (Prometheus counters), `status` (Ingress status and
 //! IngressClass helpers). Calls only tokio, hyper, rustls and k8s-openapi types.
 
 use std::net::SocketAddr;
