@@ -15,6 +15,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+/// Unit tests (and the ingress benchmark among them) run on the allocator the shipped binary
+/// uses (see `skiff`'s `alloc.rs`), so that measured costs are those of production.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod conntrack;
 pub mod dns;
 pub mod ingress;

@@ -9,11 +9,13 @@
 //! `routes` (API objects -> snapshot), `tls` (certificates, SNI), `pool` (keep-alive
 //! connections to endpoints), `body` (response bodies that hand connections back to the pool),
 //! `proxy` (one request: routing, headers, retries, upgrades), `server` (listeners,
-//! HTTP/1.1 and HTTP/2, drain), `metrics` (Prometheus counters), `status` (Ingress status and
+//! HTTP/1.1 and HTTP/2, drain), `balance` (spreading connections over the worker threads),
+//! `metrics` (Prometheus counters), `status` (Ingress status and
 //! IngressClass helpers). Calls only tokio, hyper, rustls and k8s-openapi types.
 
 use std::net::SocketAddr;
 
+mod balance;
 mod body;
 mod matcher;
 mod metrics;

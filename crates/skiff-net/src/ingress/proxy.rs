@@ -3,7 +3,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -14,7 +15,7 @@ use hyper_util::rt::TokioIo;
 
 use super::body::ResponseBody;
 use super::matcher::{normalize_host, Lookup};
-use super::metrics::IngressMetrics;
+use super::metrics::{Counters, IngressMetrics};
 use super::pool::{Pool, Sender};
 use super::routes::{Backend, Routes};
 
@@ -32,8 +33,10 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// State shared by every connection of one server.
 pub(crate) struct Shared {
     pub(crate) routes: Arc<RwLock<Routes>>,
-    /// One pool per worker thread (see `server.rs`); kept here for pruning on updates.
-    pub(crate) pools: Vec<Arc<Pool>>,
+    /// Bumped after each routes update; workers compare it with their copy's.
+    pub(crate) generation: AtomicU64,
+    /// Per worker thread state (see `server.rs`); kept here for pruning pools on updates.
+    pub(crate) workers: Vec<Arc<Worker>>,
     pub(crate) metrics: IngressMetrics,
     /// Port put in https redirects (omitted when 443).
     pub(crate) https_port: u16,
@@ -41,27 +44,83 @@ pub(crate) struct Shared {
     pub(crate) upstream_timeout: Duration,
 }
 
+impl Shared {
+    /// Publishes a new routing snapshot to every worker.
+    pub(crate) fn set_routes(&self, routes: Routes) {
+        let mut cur = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        *cur = routes;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// What one worker thread keeps to itself, so that a request writes no memory another core
+/// writes too (an atomic on a cache line the other core just wrote costs about as much as
+/// parsing a header): its upstream pool, its metrics shard, its copy of the routes handle.
+pub(crate) struct Worker {
+    /// Index of the metrics shard.
+    pub(crate) index: usize,
+    /// Upstream connections stay on the thread that drives them, so a request never wakes
+    /// another thread.
+    pub(crate) pool: Arc<Pool>,
+    /// The generation and snapshot last seen. An `Arc` of this worker's own, so cloning it
+    /// per request does not touch the snapshot's shared reference count.
+    routes: Mutex<(u64, Arc<Routes>)>,
+}
+
+impl Worker {
+    pub(crate) fn new(index: usize, pool: Pool) -> Self {
+        Worker {
+            index,
+            pool: Arc::new(pool),
+            routes: Mutex::new((u64::MAX, Arc::new(Routes::default()))),
+        }
+    }
+
+    /// The current routing snapshot; refreshed from `shared` only after an update.
+    fn routes(&self, shared: &Shared) -> Arc<Routes> {
+        let generation = shared.generation.load(Ordering::Acquire);
+        let mut mine = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if mine.0 != generation {
+            let cur = shared.routes.read().unwrap_or_else(|p| p.into_inner());
+            *mine = (generation, Arc::new(cur.clone()));
+        }
+        mine.1.clone()
+    }
+}
+
 /// Per client connection facts, with header values prepared once per connection.
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
-    /// The pool of the worker serving this connection: upstream connections stay on the
-    /// thread that drives them, so a request never wakes another thread.
-    pool: Arc<Pool>,
+    shared: Arc<Shared>,
+    /// The worker serving this connection.
+    worker: Arc<Worker>,
     peer_ip: HeaderValue,
     local_port: HeaderValue,
 }
 
 impl ConnInfo {
-    pub(crate) fn new(peer: SocketAddr, local: SocketAddr, tls: bool, pool: Arc<Pool>) -> Self {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+        shared: Arc<Shared>,
+        worker: Arc<Worker>,
+    ) -> Self {
         ConnInfo {
             peer,
             tls,
-            pool,
+            shared,
+            worker,
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             local_port: HeaderValue::from(local.port()),
         }
+    }
+
+    /// This worker's counters.
+    pub(crate) fn metrics(&self) -> &Counters {
+        self.shared.metrics.shard(self.worker.index)
     }
 
     fn proto(&self) -> HeaderValue {
@@ -71,12 +130,11 @@ impl ConnInfo {
 
 /// hyper service entry point: never fails, every problem becomes a status code.
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let resp = proxy(&shared, &conn, req).await;
-    shared.metrics.response(resp.status());
+    let resp = proxy(&conn, req).await;
+    conn.metrics().response(resp.status());
     Ok(resp)
 }
 
@@ -90,26 +148,26 @@ fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     resp
 }
 
-/// What the routing decision needs to keep once the snapshot borrow ends.
-struct Target {
-    backend: Arc<Backend>,
+/// The routing decision, borrowed from the snapshot the request holds.
+struct Target<'a> {
+    backend: &'a Backend,
     /// The Ingress that routed the request (none for a default backend), for logs.
-    source: Option<Arc<str>>,
+    source: Option<&'a str>,
     rewritten: Option<String>,
     redirect: bool,
 }
 
-fn route(routes: &Routes, host: &str, uri: &Uri) -> Option<Target> {
+fn route<'a>(routes: &'a Routes, host: &str, uri: &Uri) -> Option<Target<'a>> {
     let path = uri.path();
     match routes.table.lookup(host, path) {
         Lookup::Path(r) => Some(Target {
-            backend: r.backend.clone(),
-            source: Some(r.source.clone()),
+            backend: &r.backend,
+            source: Some(&r.source),
             rewritten: r.rewrite.as_ref().map(|rw| rw.apply(path, uri.query())),
             redirect: r.ssl_redirect,
         }),
         Lookup::Default(b) => Some(Target {
-            backend: b.clone(),
+            backend: b,
             source: None,
             rewritten: None,
             redirect: false,
@@ -118,11 +176,9 @@ fn route(routes: &Routes, host: &str, uri: &Uri) -> Option<Target> {
     }
 }
 
-async fn proxy(
-    shared: &Shared,
-    conn: &ConnInfo,
-    mut req: Request<Incoming>,
-) -> Response<ResponseBody> {
+async fn proxy(conn: &ConnInfo, mut req: Request<Incoming>) -> Response<ResponseBody> {
+    let shared = &*conn.shared;
+    let metrics = conn.metrics();
     // HTTP/2 (and absolute-form HTTP/1) carry the host in the URI, HTTP/1 in Host.
     let host_value = match req.uri().authority() {
         Some(a) => HeaderValue::from_str(a.as_str()).ok(),
@@ -133,26 +189,19 @@ async fn proxy(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let host = normalize_host(host_str);
-    let target = {
-        let routes = shared
-            .routes
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        route(&routes, &host, req.uri())
-    };
-    let Some(target) = target else {
-        shared.metrics.not_found();
+    let routes = conn.worker.routes(shared);
+    let Some(target) = route(&routes, &host, req.uri()) else {
+        metrics.not_found();
         return local(StatusCode::NOT_FOUND, "404 page not found\n");
     };
 
     if target.redirect && !conn.tls && !req.uri().path().starts_with("/.well-known/acme-challenge/")
     {
-        shared.metrics.redirect();
+        metrics.redirect();
         return redirect(&host, shared.https_port, req.uri());
     }
     if target.backend.endpoints.is_empty() {
-        shared.metrics.no_endpoints();
+        metrics.no_endpoints();
         return local(
             StatusCode::SERVICE_UNAVAILABLE,
             "503 service unavailable: no ready endpoints\n",
@@ -168,6 +217,8 @@ async fn proxy(
         None
     };
     strip_hop_by_hop(&mut parts.headers);
+    // Room for the forwarded headers up front: one growth of the map instead of two or three.
+    parts.headers.reserve(6);
     if let Some(v) = upgrade_value {
         parts
             .headers
@@ -198,7 +249,7 @@ async fn proxy(
     parts.version = Version::HTTP_11;
     let req = Request::from_parts(parts, body);
 
-    let Some((result, tx, addr)) = send(shared, &conn.pool, &target.backend, req).await else {
+    let Some((result, tx, addr)) = send(conn, target.backend, req).await else {
         return local(
             StatusCode::BAD_GATEWAY,
             "502 bad gateway: no endpoint accepted the connection\n",
@@ -221,7 +272,7 @@ async fn proxy(
         Some(client_up) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
             let mut resp = resp;
             let upstream_up = hyper::upgrade::on(&mut resp);
-            shared.metrics.upgrade();
+            metrics.upgrade();
             let peer = conn.peer;
             tokio::spawn(async move {
                 match tokio::join!(client_up, upstream_up) {
@@ -250,7 +301,7 @@ async fn proxy(
             strip_hop_by_hop(&mut parts.headers);
             Response::from_parts(
                 parts,
-                ResponseBody::upstream(body, conn.pool.clone(), addr, tx),
+                ResponseBody::upstream(body, conn.worker.pool.clone(), addr, tx),
             )
         }
     }
@@ -264,13 +315,8 @@ type Sent = (Result<Response<Incoming>, StatusCode>, Sender, SocketAddr);
 /// while connecting fails; once a connection accepted the request it is never retried
 /// elsewhere, since the endpoint may have acted on it. `None` when no endpoint could be
 /// reached at all.
-async fn send(
-    shared: &Shared,
-    pool: &Pool,
-    backend: &Backend,
-    mut req: Request<Incoming>,
-) -> Option<Sent> {
-    let metrics = &shared.metrics;
+async fn send(conn: &ConnInfo, backend: &Backend, mut req: Request<Incoming>) -> Option<Sent> {
+    let (shared, pool, metrics) = (&*conn.shared, &*conn.worker.pool, conn.metrics());
     let mut first = true;
     'endpoints: for (idx, addr) in backend.candidates(MAX_ENDPOINT_TRIES) {
         if !first {
@@ -443,12 +489,22 @@ mod tests {
 
     #[test]
     fn forwarded_headers_append_for_and_overwrite_the_rest() {
-        let pool = Arc::new(Pool::new(1, Duration::from_secs(1), Duration::from_secs(1)));
+        let pool = Pool::new(1, Duration::from_secs(1), Duration::from_secs(1));
+        let worker = Arc::new(Worker::new(0, pool));
+        let shared = Arc::new(Shared {
+            routes: Arc::default(),
+            generation: AtomicU64::new(0),
+            workers: vec![worker.clone()],
+            metrics: IngressMetrics::default(),
+            https_port: 443,
+            upstream_timeout: Duration::from_secs(1),
+        });
         let conn = ConnInfo::new(
             "10.0.0.7:5555".parse().unwrap(),
             "0.0.0.0:443".parse().unwrap(),
             true,
-            pool,
+            shared,
+            worker,
         );
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));

@@ -15,9 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use super::balance::{Balancer, Handoff, Open};
 use super::metrics::IngressMetrics;
 use super::pool::Pool;
-use super::proxy::{serve, ConnInfo, Shared};
+use super::proxy::{serve, ConnInfo, Shared, Worker};
 use super::routes::Routes;
 use super::{tls, IngressError};
 
@@ -89,13 +90,9 @@ impl IngressHandle {
     /// Swaps in a new routing snapshot; requests already routed finish on the old one.
     pub fn update(&self, routes: Routes) {
         let keep: HashSet<SocketAddr> = all_endpoints(&routes);
-        *self
-            .shared
-            .routes
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = routes;
-        for pool in &self.shared.pools {
-            pool.retain(&keep);
+        self.shared.set_routes(routes);
+        for w in &self.shared.workers {
+            w.pool.retain(&keep);
         }
     }
 
@@ -161,19 +158,22 @@ impl IngressServer {
             .unwrap_or(cfg.https.port());
         let routes = Arc::new(RwLock::new(Routes::default()));
         let tls_config = tls::server_config(routes.clone(), tls::default_certificate()?)?;
-        let pools = (0..cfg.workers.max(1))
-            .map(|_| {
-                Arc::new(Pool::new(
+        let n = cfg.workers.max(1);
+        let workers = (0..n)
+            .map(|i| {
+                let pool = Pool::new(
                     cfg.max_idle_per_endpoint,
                     cfg.idle_timeout,
                     cfg.connect_timeout,
-                ))
+                );
+                Arc::new(Worker::new(i, pool))
             })
             .collect();
         let shared = Arc::new(Shared {
             routes,
-            pools,
-            metrics: IngressMetrics::default(),
+            generation: Default::default(),
+            workers,
+            metrics: IngressMetrics::new(n),
             https_port,
             upstream_timeout: cfg.upstream_timeout,
         });
@@ -220,7 +220,8 @@ impl IngressServer {
                 https,
                 acceptor,
             };
-            accept_loop(listeners, shared.clone(), shared.pools[0].clone(), shutdown).await;
+            let worker = shared.workers[0].clone();
+            accept_loop(listeners, shared, worker, None, shutdown).await;
             tracing::info!("ingress stopped");
             return;
         }
@@ -234,7 +235,8 @@ impl IngressServer {
             }
         };
         let mut done = Vec::new();
-        for (i, pool) in shared.pools.iter().enumerate() {
+        let (balancer, inboxes) = Balancer::new(shared.workers.len());
+        for ((i, w), inbox) in shared.workers.iter().enumerate().zip(inboxes) {
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let clones = http.try_clone().and_then(|h| Ok((h, https.try_clone()?)));
             let (h, s) = match clones {
@@ -244,21 +246,26 @@ impl IngressServer {
                     continue;
                 }
             };
-            let (shared, pool, acceptor, stop) = (
+            let (shared, w, acceptor, stop) = (
                 shared.clone(),
-                pool.clone(),
+                w.clone(),
                 acceptor.clone(),
                 shutdown.clone(),
             );
+            let seat = Seat {
+                me: i,
+                balancer: balancer.clone(),
+                inbox,
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("skiff-ingress-{i}"))
-                .spawn(move || worker(i, h, s, acceptor, shared, pool, stop, tx));
+                .spawn(move || worker(seat, h, s, acceptor, shared, w, stop, tx));
             match spawned {
                 Ok(_) => done.push(rx),
                 Err(e) => tracing::error!(worker = i, error = %e, "cannot start ingress worker"),
             }
         }
-        drop((http, https));
+        drop((http, https, balancer));
         if done.is_empty() {
             tracing::error!("no ingress worker could start");
         }
@@ -277,18 +284,26 @@ struct Listeners {
     acceptor: TlsAcceptor,
 }
 
+/// A worker's place among the others: its index, the shared balancer and its inbox.
+struct Seat {
+    me: usize,
+    balancer: Arc<Balancer>,
+    inbox: mpsc::UnboundedReceiver<Handoff>,
+}
+
 /// Body of one worker thread: its own current-thread runtime running an accept loop.
 #[allow(clippy::too_many_arguments)]
 fn worker(
-    i: usize,
+    seat: Seat,
     http: std::net::TcpListener,
     https: std::net::TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
-    pool: Arc<Pool>,
+    me: Arc<Worker>,
     stop: watch::Receiver<bool>,
     done: tokio::sync::oneshot::Sender<()>,
 ) {
+    let i = seat.me;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -300,6 +315,7 @@ fn worker(
         }
     };
     rt.block_on(async move {
+        tokio::spawn(heartbeat());
         match (TcpListener::from_std(http), TcpListener::from_std(https)) {
             (Ok(http), Ok(https)) => {
                 accept_loop(
@@ -309,7 +325,8 @@ fn worker(
                         acceptor,
                     },
                     shared,
-                    pool,
+                    me,
+                    Some(seat),
                     stop,
                 )
                 .await;
@@ -322,24 +339,59 @@ fn worker(
     let _ = done.send(());
 }
 
-/// Accepts on both listeners until shutdown, then drains this loop's connections.
+/// Keeps a timer due within a second on the worker's runtime. Every request arms timers due
+/// in 30 s (header read) and 60 s (upstream): when such a timer is due before the runtime's
+/// planned wake-up, tokio interrupts its reactor with an eventfd write, which measured at one
+/// extra write and epoll_wait per five requests. A near timer makes that never the case.
+async fn heartbeat() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+    }
+}
+
+/// Accepts on both listeners until shutdown, then drains this loop's connections. With a
+/// seat, connections are spread over the workers (see `balance.rs`): some accepted here are
+/// handed over, and others come in through the inbox.
 async fn accept_loop(
     l: Listeners,
     shared: Arc<Shared>,
-    pool: Arc<Pool>,
+    me: Arc<Worker>,
+    mut seat: Option<Seat>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let http_addr = l.http.local_addr().ok();
-    let https_addr = l.https.local_addr().ok();
     // Every connection task holds a sender; recv() returning None means all have ended.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let spawner = Spawner {
+        http_addr: l.http.local_addr().ok(),
+        https_addr: l.https.local_addr().ok(),
+        acceptor: l.acceptor.clone(),
+        shared,
+        worker: me,
+        stop: shutdown.clone(),
+        alive: alive_tx,
+    };
     loop {
         if *shutdown.borrow() {
             break;
         }
+        let inbox = async {
+            match seat.as_mut() {
+                Some(s) => s.inbox.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         let (accepted, tls) = tokio::select! {
             r = l.http.accept() => (r, false),
             r = l.https.accept() => (r, true),
+            Some(h) = inbox => {
+                match TcpStream::from_std(h.stream) {
+                    Ok(stream) => spawner.spawn(stream, h.peer, h.tls, Some(h.open)),
+                    Err(e) => tracing::warn!(error = %e, "ingress worker cannot register a handed-over connection"),
+                }
+                continue;
+            }
             r = shutdown.changed() => {
                 if r.is_err() { break } else { continue }
             }
@@ -353,30 +405,43 @@ async fn accept_loop(
                 continue;
             }
         };
-        shared.metrics.connection();
-        let fallback = if tls { https_addr } else { http_addr };
-        let Some(local) = stream.local_addr().ok().or(fallback) else {
+        spawner.metrics().connection();
+        let Some(seat) = &seat else {
+            spawner.spawn(stream, peer, tls, None);
             continue;
         };
-        let conn = Arc::new(ConnInfo::new(peer, local, tls, pool.clone()));
-        let (shared, stop, alive, acceptor) = (
-            shared.clone(),
-            shutdown.clone(),
-            alive_tx.clone(),
-            l.acceptor.clone(),
-        );
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            if tls {
-                serve_tls(acceptor, stream, shared, conn, stop).await;
-            } else {
-                serve_http1(TokioIo::new(stream), shared, conn, stop).await;
+        let open = seat.balancer.assign(seat.me);
+        if open.worker() == seat.me {
+            spawner.spawn(stream, peer, tls, Some(open));
+            continue;
+        }
+        // Leaves this worker's reactor; the receiving worker registers it with its own.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot hand over ingress connection");
+                continue;
             }
-            drop(alive);
-        });
+        };
+        let handoff = Handoff {
+            stream,
+            peer,
+            tls,
+            open,
+        };
+        if let Err(h) = seat.balancer.hand_over(handoff) {
+            // That worker has stopped (shutdown): serve it here.
+            drop(h.open);
+            let open = seat.balancer.count(seat.me);
+            match TcpStream::from_std(h.stream) {
+                Ok(stream) => spawner.spawn(stream, peer, tls, Some(open)),
+                Err(e) => tracing::debug!(%peer, error = %e, "cannot take back ingress connection"),
+            }
+        }
     }
     drop(l);
-    drop(alive_tx);
+    drop(seat);
+    drop(spawner);
     if tokio::time::timeout(DRAIN_TIMEOUT, alive_rx.recv())
         .await
         .is_err()
@@ -385,30 +450,73 @@ async fn accept_loop(
     }
 }
 
+/// What an accept loop needs to start serving a connection on its runtime.
+struct Spawner {
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    worker: Arc<Worker>,
+    stop: watch::Receiver<bool>,
+    alive: mpsc::Sender<()>,
+}
+
+impl Spawner {
+    fn metrics(&self) -> &super::metrics::Counters {
+        self.shared.metrics.shard(self.worker.index)
+    }
+
+    /// Serves one client connection in its own task; `open` counts it for the balancer
+    /// until the task ends.
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr, tls: bool, open: Option<Open>) {
+        let fallback = if tls { self.https_addr } else { self.http_addr };
+        let Some(local) = stream.local_addr().ok().or(fallback) else {
+            return;
+        };
+        let conn = Arc::new(ConnInfo::new(
+            peer,
+            local,
+            tls,
+            self.shared.clone(),
+            self.worker.clone(),
+        ));
+        let (stop, alive, acceptor) =
+            (self.stop.clone(), self.alive.clone(), self.acceptor.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            if tls {
+                serve_tls(acceptor, stream, conn, stop).await;
+            } else {
+                serve_http1(TokioIo::new(stream), conn, stop).await;
+            }
+            drop((alive, open));
+        });
+    }
+}
+
 async fn serve_tls(
     acceptor: TlsAcceptor,
     stream: TcpStream,
-    shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     stop: watch::Receiver<bool>,
 ) {
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            shared.metrics.tls_handshake_error();
+            conn.metrics().tls_handshake_error();
             tracing::debug!(peer = %conn.peer, error = %e, "tls handshake failed");
             return;
         }
         Err(_) => {
-            shared.metrics.tls_handshake_error();
+            conn.metrics().tls_handshake_error();
             return;
         }
     };
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     if h2 {
-        serve_http2(TokioIo::new(tls), shared, conn, stop).await;
+        serve_http2(TokioIo::new(tls), conn, stop).await;
     } else {
-        serve_http1(TokioIo::new(tls), shared, conn, stop).await;
+        serve_http1(TokioIo::new(tls), conn, stop).await;
     }
 }
 
@@ -418,16 +526,12 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn serve_http1<I>(
-    io: TokioIo<I>,
-    shared: Arc<Shared>,
-    conn: Arc<ConnInfo>,
-    mut stop: watch::Receiver<bool>,
-) where
+async fn serve_http1<I>(io: TokioIo<I>, conn: Arc<ConnInfo>, mut stop: watch::Receiver<bool>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let svc = service_fn(move |req| serve(shared.clone(), conn.clone(), req));
+    let svc = service_fn(move |req| serve(conn.clone(), req));
     let c = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -446,16 +550,12 @@ async fn serve_http1<I>(
     }
 }
 
-async fn serve_http2<I>(
-    io: TokioIo<I>,
-    shared: Arc<Shared>,
-    conn: Arc<ConnInfo>,
-    mut stop: watch::Receiver<bool>,
-) where
+async fn serve_http2<I>(io: TokioIo<I>, conn: Arc<ConnInfo>, mut stop: watch::Receiver<bool>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let svc = service_fn(move |req| serve(shared.clone(), conn.clone(), req));
+    let svc = service_fn(move |req| serve(conn.clone(), req));
     let c = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .serve_connection(io, svc);

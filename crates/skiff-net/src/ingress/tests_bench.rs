@@ -97,6 +97,63 @@ fn wrk(url: &str, secs: u64, conns: u64) -> Figures {
     parse_wrk(&text).unwrap_or_else(|| panic!("cannot parse wrk output:\n{text}"))
 }
 
+/// CPU time (user + system) used so far by the tasks or processes whose `/proc` directories
+/// are given, in microseconds. 0 for any that are gone.
+fn cpu_us(dirs: &[PathBuf]) -> u64 {
+    let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    let ticks: u64 = dirs
+        .iter()
+        .filter_map(|d| std::fs::read_to_string(d.join("stat")).ok())
+        .map(|s| {
+            // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+            let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let at = |i: usize| {
+                f.get(i - 3)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            at(14) + at(15)
+        })
+        .sum();
+    ticks * 1_000_000 / tck
+}
+
+/// This process's threads whose name starts with `prefix`.
+fn own_threads(prefix: &str) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| std::fs::read_to_string(p.join("comm")).is_ok_and(|c| c.starts_with(prefix)))
+        .collect()
+}
+
+/// The processes whose parent is `ppid` (nginx's workers).
+fn children(ppid: u32) -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            std::fs::read_to_string(p.join("stat")).is_ok_and(|s| {
+                let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+                rest.split_whitespace().nth(1) == Some(ppid.to_string().as_str())
+            })
+        })
+        .collect()
+}
+
+/// The 1, 5 and 15 minute load averages: the machine is shared, so figures need them.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn nginx_conf(dir: &Path, listen: SocketAddr, backend: SocketAddr) -> String {
     // A typical reverse-proxy setup, tuned the way an operator would: upstream keep-alive,
     // no access log, as many workers as cores, same forwarded headers as ours.
@@ -173,33 +230,36 @@ fn start_backend() -> (
 ) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(l.local_addr().unwrap()).unwrap();
-            loop {
-                let (s, _) = tokio::select! {
-                    r = l.accept() => r.unwrap(),
-                    _ = &mut stop_rx => return,
-                };
-                let _ = s.set_nodelay(true);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(BODY),
-                        )))
+    let thread = std::thread::Builder::new()
+        .name("bench-backend".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(l.local_addr().unwrap()).unwrap();
+                loop {
+                    let (s, _) = tokio::select! {
+                        r = l.accept() => r.unwrap(),
+                        _ = &mut stop_rx => return,
+                    };
+                    let _ = s.set_nodelay(true);
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(|_req| async {
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                Bytes::from_static(BODY),
+                            )))
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc)
-                        .await;
-                });
-            }
-        });
-    });
+                }
+            });
+        })
+        .unwrap();
     (addr_rx.recv().unwrap(), thread, stop_tx)
 }
 
@@ -247,6 +307,14 @@ fn bench_ingress_vs_nginx() {
     });
     let ours = addr_rx.recv().unwrap();
     let (nginx, nginx_addr) = start_nginx(backend);
+    // Whose CPU time each row's proxy column counts: CPU per request is steadier than
+    // requests/s on a shared machine, where other load takes a varying share of the cores.
+    let proxies = [
+        Vec::new(),
+        own_threads("skiff-ingress"),
+        children(nginx.child.id()),
+    ];
+    let backend_thread_dir = own_threads("bench-backend");
 
     let urls = [
         ("backend (direct)", format!("http://{backend}/")),
@@ -259,24 +327,35 @@ fn bench_ingress_vs_nginx() {
     }
     let cmd = format!("wrk -t2 -c{conns} -d{secs}s --latency <url>");
     println!(
-        "\n{cmd}; backend: hyper HTTP/1.1, {}-byte body; {rounds} rounds",
-        BODY.len()
+        "\n{cmd}; backend: hyper HTTP/1.1, {}-byte body; {rounds} rounds; load average before: {}",
+        BODY.len(),
+        loadavg()
     );
     let mut sums = [(0.0f64, 0.0f64); 3];
     for round in 1..=rounds {
+        let mut rps = [0.0f64; 3];
         // Alternate the proxies' order so that neither always runs right after the other.
         let order: [usize; 3] = if round % 2 == 1 { [0, 1, 2] } else { [0, 2, 1] };
         for i in order {
             let (name, url) = &urls[i];
+            let (p0, b0) = (cpu_us(&proxies[i]), cpu_us(&backend_thread_dir));
             let f = wrk(url, secs, conns);
+            let (p1, b1) = (cpu_us(&proxies[i]), cpu_us(&backend_thread_dir));
+            let reqs = f.rps * secs as f64;
             println!(
-                "round {round} {name:<18} {:>10.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  non-2xx {}",
-                f.rps, f.p50_ms, f.p99_ms, f.non2xx
+                "round {round} {name:<18} {:>10.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  non-2xx {}  cpu/req: proxy {:>5.1} us, backend {:>5.1} us",
+                f.rps, f.p50_ms, f.p99_ms, f.non2xx,
+                (p1 - p0) as f64 / reqs, (b1 - b0) as f64 / reqs
             );
             assert_eq!(f.non2xx, 0, "{name} returned errors");
             sums[i].0 += f.rps;
             sums[i].1 += f.p99_ms;
+            rps[i] = f.rps;
         }
+        println!(
+            "round {round} skiff/nginx requests/s: {:.2}",
+            rps[1] / rps[2]
+        );
     }
     let n = rounds as f64;
     println!("mean:");
@@ -288,6 +367,7 @@ fn bench_ingress_vs_nginx() {
         );
     }
     println!("skiff/nginx requests/s ratio: {:.2}", sums[1].0 / sums[2].0);
+    println!("load average after: {}", loadavg());
 
     drop(nginx);
     let _ = stop.send(true);
