@@ -99,9 +99,11 @@ fn pending_pod_event(event: &watcher::Event<Pod>) -> bool {
     }
 }
 
-/// What of a Pod the scheduler never reads: managed fields, annotations, and the status
-/// beyond phase, start time and nominated node. With 10,000 pods cached this is most of
-/// their memory (a running pod's status and managed fields are larger than its spec).
+/// What of a Pod the scheduler never reads: managed fields, annotations, the status beyond
+/// phase, start time and nominated node, volumes other than claims, and in containers
+/// everything but name, image, ports, resources and restart policy. A defaulted typed Pod
+/// takes kilobytes in many small allocations (a heap profile with 3,000 pods cached showed
+/// about 15 KB each, most of it spec the plugins never look at).
 pub fn strip_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
     pod.metadata.annotations = None;
@@ -112,6 +114,59 @@ pub fn strip_pod(pod: &mut Pod) {
             nominated_node_name: status.nominated_node_name,
             ..Default::default()
         });
+    }
+    if let Some(spec) = pod.spec.as_mut() {
+        if let Some(volumes) = spec.volumes.as_mut() {
+            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+        }
+        for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+            *c = k8s_openapi::api::core::v1::Container {
+                name: std::mem::take(&mut c.name),
+                image: c.image.take(),
+                ports: c.ports.take(),
+                resources: c.resources.take(),
+                restart_policy: c.restart_policy.take(),
+                ..Default::default()
+            };
+        }
+        spec.ephemeral_containers = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripped_pods_keep_what_plugins_read() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"app": "a"}, "annotations": {"x": "y"}, "managedFields": [{"manager": "m"}]},
+            "spec": {
+                "nodeSelector": {"disk": "ssd"},
+                "tolerations": [{"key": "k", "operator": "Exists"}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}, {"name": "cfg", "configMap": {"name": "cm"}}],
+                "initContainers": [{"name": "side", "image": "s", "restartPolicy": "Always", "env": [{"name": "A", "value": "1"}]}],
+                "containers": [{"name": "app", "image": "nginx", "args": ["-x"], "env": [{"name": "A", "value": "1"}],
+                    "ports": [{"containerPort": 80, "hostPort": 8080}], "resources": {"requests": {"cpu": "1"}}}]
+            },
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}
+        }))
+        .unwrap();
+        strip_pod(&mut pod);
+        let v = serde_json::to_value(&pod).unwrap();
+        assert_eq!(v["metadata"]["labels"]["app"], "a");
+        assert!(v["metadata"]["annotations"].is_null() && v["metadata"]["managedFields"].is_null());
+        assert_eq!(v["spec"]["nodeSelector"]["disk"], "ssd");
+        assert_eq!(v["spec"]["tolerations"][0]["key"], "k");
+        assert_eq!(v["spec"]["volumes"], serde_json::json!([{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]));
+        let c = &v["spec"]["containers"][0];
+        assert_eq!((c["name"].as_str(), c["image"].as_str()), (Some("app"), Some("nginx")));
+        assert_eq!(c["ports"][0]["hostPort"], 8080);
+        assert_eq!(c["resources"]["requests"]["cpu"], "1");
+        assert!(c["env"].is_null() && c["args"].is_null());
+        assert_eq!(v["spec"]["initContainers"][0]["restartPolicy"], "Always");
+        assert!(v["spec"]["initContainers"][0]["env"].is_null());
+        assert_eq!(v["status"], serde_json::json!({"phase": "Pending"}));
     }
 }
 
