@@ -204,21 +204,9 @@ impl Objects {
         .await
     }
 
-    /// One page of a list of the stored key-values themselves, unfiltered (see `raw_list`).
-    pub async fn list_stored(
-        &self,
-        info: &ResourceInfo,
-        ns: Option<&str>,
-        limit: usize,
-        continue_token: Option<&str>,
-        at: Option<Revision>,
-    ) -> ApiResult<ListPage<KeyValue>> {
-        self.list_with(info, ns, limit, continue_token, at, &mut |kv| Ok(Some(kv))).await
-    }
-
-    /// The paging loop behind `list` and `list_stored`: `keep` turns a stored key-value into
-    /// a page item, or None when it does not match.
-    async fn list_with<T>(
+    /// The paging loop behind `list`: `keep` turns a stored key-value into a page item, or
+    /// None when it does not match (`|kv| Ok(Some(kv))` pages the stored values themselves).
+    pub async fn list_with<T>(
         &self,
         info: &ResourceInfo,
         ns: Option<&str>,

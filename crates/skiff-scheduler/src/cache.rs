@@ -133,6 +133,42 @@ pub fn strip_pod(pod: &mut Pod) {
     }
 }
 
+impl Cache {
+    /// Start the watches; returns at once (the stores fill in the background).
+    pub fn start(client: kube::Client) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+        let s = Signals { changed: Arc::new(Notify::new()), generation: Arc::new(AtomicU64::new(0)) };
+        let arrived = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let c = &client;
+        let cache = Self {
+            nodes: watch(Api::all(c.clone()), &s, &mut tasks),
+            pods: watch_with(Api::all(c.clone()), strip_pod, pending_pod_event, Some(arrived.clone()), &s, &mut tasks),
+            namespaces: watch(Api::all(c.clone()), &s, &mut tasks),
+            claims: watch(Api::all(c.clone()), &s, &mut tasks),
+            volumes: watch(Api::all(c.clone()), &s, &mut tasks),
+            classes: watch(Api::all(c.clone()), &s, &mut tasks),
+            pdbs: watch(Api::all(c.clone()), &s, &mut tasks),
+            changed: s.changed,
+            generation: s.generation,
+            arrived,
+        };
+        (cache, tasks)
+    }
+
+    /// Whether every watch has listed once.
+    pub async fn wait_synced(&self) {
+        let _ = tokio::join!(
+            self.nodes.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.claims.wait_until_ready(),
+            self.volumes.wait_until_ready(),
+            self.classes.wait_until_ready(),
+            self.pdbs.wait_until_ready()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,41 +203,5 @@ mod tests {
         assert_eq!(v["spec"]["initContainers"][0]["restartPolicy"], "Always");
         assert!(v["spec"]["initContainers"][0]["env"].is_null());
         assert_eq!(v["status"], serde_json::json!({"phase": "Pending"}));
-    }
-}
-
-impl Cache {
-    /// Start the watches; returns at once (the stores fill in the background).
-    pub fn start(client: kube::Client) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
-        let s = Signals { changed: Arc::new(Notify::new()), generation: Arc::new(AtomicU64::new(0)) };
-        let arrived = Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        let c = &client;
-        let cache = Self {
-            nodes: watch(Api::all(c.clone()), &s, &mut tasks),
-            pods: watch_with(Api::all(c.clone()), strip_pod, pending_pod_event, Some(arrived.clone()), &s, &mut tasks),
-            namespaces: watch(Api::all(c.clone()), &s, &mut tasks),
-            claims: watch(Api::all(c.clone()), &s, &mut tasks),
-            volumes: watch(Api::all(c.clone()), &s, &mut tasks),
-            classes: watch(Api::all(c.clone()), &s, &mut tasks),
-            pdbs: watch(Api::all(c.clone()), &s, &mut tasks),
-            changed: s.changed,
-            generation: s.generation,
-            arrived,
-        };
-        (cache, tasks)
-    }
-
-    /// Whether every watch has listed once.
-    pub async fn wait_synced(&self) {
-        let _ = tokio::join!(
-            self.nodes.wait_until_ready(),
-            self.pods.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.claims.wait_until_ready(),
-            self.volumes.wait_until_ready(),
-            self.classes.wait_until_ready(),
-            self.pdbs.wait_until_ready()
-        );
     }
 }

@@ -102,11 +102,13 @@ pub async fn run_with(client: kube::Client, config: Config) {
         }
         let pods: Vec<Arc<Pod>> = cache.pods.state();
         unschedulable.forget_gone(&pods);
-        let candidates: Vec<Arc<Pod>> = if full {
-            pods.clone()
+        let arrived_pods: Vec<Arc<Pod>>;
+        let candidates: &[Arc<Pod>] = if full {
+            &pods
         } else {
             let mut seen = std::collections::HashSet::new();
-            arrived.into_iter().filter(|r| seen.insert(r.clone())).filter_map(|r| cache.pods.get(&r)).collect()
+            arrived_pods = arrived.into_iter().filter(|r| seen.insert(r.clone())).filter_map(|r| cache.pods.get(&r)).collect();
+            &arrived_pods
         };
         let mut pending: Vec<&Arc<Pod>> = candidates
             .iter()

@@ -64,11 +64,16 @@ fn is_shim() -> bool {
     n > 0 && argv1_is_shim(&buf[..n])
 }
 
-/// Whether the environment (first 8 KiB of `/proc/self/environ`) has `SKIFF_MALLOC=system`.
+/// Whether the environment has `SKIFF_MALLOC=system`. libc's `getenv` reads the environment
+/// block the loader set up and allocates nothing.
+#[allow(unsafe_code)]
 fn asks_for_system() -> bool {
-    let mut buf = [0u8; 8192];
-    let n = read_proc_self(c"/proc/self/environ", &mut buf);
-    buf[..n].split(|&b| b == 0).any(|v| v == b"SKIFF_MALLOC=system")
+    // SAFETY: a NUL-terminated name; the result is null or a NUL-terminated string that lives
+    // as long as the environment, and nothing modifies the environment this early.
+    unsafe {
+        let v = libc::getenv(c"SKIFF_MALLOC".as_ptr());
+        !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"system"
+    }
 }
 
 /// Read the start of a /proc file into `buf` without allocating; 0 on any error.

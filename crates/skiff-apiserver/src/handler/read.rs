@@ -99,7 +99,7 @@ pub async fn list(srv: &Server, req: &Request, served: &Served, ns: Option<&str>
     let at = list_revision(req)?;
     if filter.is_empty() && rendering(req) == Rendering::Object {
         // No selector to evaluate: copy the stored JSON instead of parsing and re-encoding it.
-        let page = srv.objects.list_stored(&served.info, ns, limit, req.query.non_empty("continue"), at).await?;
+        let page = srv.objects.list_with(&served.info, ns, limit, req.query.non_empty("continue"), at, &mut |kv| Ok(Some(kv))).await?;
         return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &page)?));
     }
     let page = srv
