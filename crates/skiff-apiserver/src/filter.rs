@@ -2,7 +2,7 @@
 //! objects (parsing and matching are skiff-api's selector module).
 
 use serde_json::Value;
-use skiff_api::selector::{FieldSelector, LabelSelector};
+use skiff_api::selector::{FieldSelector, LabelSelector, ViewPaths};
 use skiff_api::status::ApiError;
 use skiff_api::ResourceInfo;
 
@@ -47,6 +47,19 @@ impl Filter {
     /// True when the filter selects everything.
     pub fn is_empty(&self) -> bool {
         self.labels.iter().all(LabelSelector::is_empty) && self.fields.iter().all(FieldSelector::is_empty)
+    }
+
+    /// The object paths matching reads: a [`skiff_api::selector::parse_view`] of them
+    /// matches exactly as the whole object does.
+    pub fn view_paths(&self) -> ViewPaths {
+        let mut paths = ViewPaths::default();
+        if !self.labels.is_empty() {
+            paths.add("metadata.labels");
+        }
+        for f in &self.fields {
+            f.add_view_paths_for(&self.group, &self.resource, &mut paths);
+        }
+        paths
     }
 
     /// True when `obj` matches.

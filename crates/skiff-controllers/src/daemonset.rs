@@ -34,12 +34,12 @@ use crate::runtime::{Error, Ctx};
 pub const HASH_LABEL: &str = revisions::HASH_LABEL;
 
 /// Run the controller until aborted. Node changes re-check every DaemonSet.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, pods: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     let controller = Controller::new(Api::<DaemonSet>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .owns_shared_stream(pods)
         .watches(Api::<Node>::all(client), watcher::Config::default(), move |_node: Node| {
             store.state().iter().map(|ds| ObjectRef::from_obj(ds.as_ref())).collect::<Vec<_>>()
         })

@@ -29,12 +29,12 @@ use crate::runtime::{Error, Ctx};
 const DISRUPTION_TIMEOUT_SECS: i64 = 120;
 
 /// Run until aborted.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, pods: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     let controller = Controller::new(Api::<PodDisruptionBudget>::all(client.clone()), watcher::Config::default());
     let budgets = controller.store();
     controller
-        .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod: Pod| {
+        .watches_shared_stream(pods, move |pod: Arc<Pod>| {
             let ns = pod.namespace();
             let labels = pod.labels().clone();
             budgets

@@ -24,12 +24,12 @@ use crate::runtime::{Error, Ctx};
 const MANAGER: &str = "endpointslice-controller.k8s.io";
 
 /// Run until aborted.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, pods: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     let controller = Controller::new(Api::<Service>::all(client.clone()), watcher::Config::default());
     let services = controller.store();
     controller
-        .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod: Pod| {
+        .watches_shared_stream(pods, move |pod: Arc<Pod>| {
             let ns = pod.namespace();
             let labels = pod.labels().clone();
             services

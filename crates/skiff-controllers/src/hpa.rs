@@ -115,14 +115,14 @@ struct Ctx {
 }
 
 /// Run until aborted, reading metrics from `metrics`.
-pub async fn run(client: kube::Client, metrics: Arc<dyn MetricsSource>) {
+pub async fn run(client: kube::Client, metrics: Arc<dyn MetricsSource>, pods: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone(), metrics, history: Mutex::new(HashMap::new()) });
     let controller = Controller::new(Api::<HorizontalPodAutoscaler>::all(client.clone()), watcher::Config::default());
     let hpas = controller.store();
     controller
         // Pods changing (and their fake usage) re-evaluate the namespace's autoscalers sooner
         // than the sync period.
-        .watches(Api::<Pod>::all(client), watcher::Config::default(), move |pod: Pod| {
+        .watches_shared_stream(pods, move |pod: Arc<Pod>| {
             let ns = pod.namespace();
             hpas.state().into_iter().filter(|h| h.namespace() == ns).map(|h| ObjectRef::from_obj(h.as_ref())).collect::<Vec<_>>()
         })

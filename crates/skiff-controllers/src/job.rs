@@ -25,10 +25,10 @@ use crate::runtime::{Error, Ctx};
 const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
 
 /// Run until aborted.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, pods: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
+        .owns_shared_stream(pods)
         .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -6,7 +6,8 @@
 //! CronJob ([`schedule`] parses cron); Endpoints/EndpointSlices; node lifecycle; service
 //! accounts and root CA; PodDisruptionBudget status ([`disruption`]); HorizontalPodAutoscaler;
 //! PV binding and local-path provisioning ([`volume`]); ResourceQuota usage
-//! ([`resourcequota`]). They run only while this process holds the controller manager's Lease ([`leader`]).
+//! ([`resourcequota`]). Controllers that react to pods share one pod watch ([`informer`]).
+//! They run only while this process holds the controller manager's Lease ([`leader`]).
 //! May call no other skiff crate (it talks HTTP to the API server).
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ pub mod endpoints;
 pub mod gc;
 pub mod graph;
 pub mod hpa;
+pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod namespace;
@@ -96,25 +98,29 @@ impl Drop for StopGraph {
 async fn run_controllers(client: kube::Client, config: Config) {
     let graph = graph::Graph::start(client.clone(), config.rediscover_every);
     let _stop = StopGraph(graph.clone());
+    // One pod watch for all controllers that react to pods (informer.rs).
+    let pods = informer::PodFeed::new();
     let mut set = tokio::task::JoinSet::new();
     set.spawn(gc::run(client.clone(), graph.clone()));
     set.spawn(namespace::run(client.clone(), graph.clone()));
-    set.spawn(replicaset::run(client.clone()));
+    set.spawn(replicaset::run(client.clone(), pods.subscribe()));
     set.spawn(deployment::run(client.clone()));
     set.spawn(node_lifecycle::run(client.clone(), config.node_timings.clone()));
-    set.spawn(endpoints::run(client.clone()));
+    set.spawn(endpoints::run(client.clone(), pods.subscribe()));
     set.spawn(nodeipam::run(client.clone()));
     set.spawn(servicelb::run(client.clone()));
-    set.spawn(job::run(client.clone()));
+    set.spawn(job::run(client.clone(), pods.subscribe()));
     set.spawn(cronjob::run(client.clone()));
-    set.spawn(daemonset::run(client.clone()));
-    set.spawn(statefulset::run(client.clone()));
-    set.spawn(disruption::run(client.clone()));
+    set.spawn(daemonset::run(client.clone(), pods.subscribe()));
+    set.spawn(statefulset::run(client.clone(), pods.subscribe()));
+    set.spawn(disruption::run(client.clone(), pods.subscribe()));
     set.spawn(resourcequota::run(client.clone(), graph.clone()));
-    set.spawn(volume::run(client.clone()));
-    set.spawn(hpa::run(client.clone(), std::sync::Arc::new(hpa::PodMetricsSource::new(client.clone()))));
+    set.spawn(volume::run(client.clone(), pods.subscribe()));
+    set.spawn(hpa::run(client.clone(), std::sync::Arc::new(hpa::PodMetricsSource::new(client.clone())), pods.subscribe()));
     set.spawn(serviceaccount::run(client.clone(), serviceaccount::ca_from_kubeconfig(&config.kubeconfig)));
     set.spawn(csr::run(client.clone(), config.tls_dir.clone()));
     set.spawn(bootstrap_signer::run(client.clone(), config.kubeconfig.clone()));
+    // Started last: every pod-triggered controller has subscribed by now.
+    set.spawn(pods.run(client.clone()));
     while set.join_next().await.is_some() {}
 }

@@ -35,10 +35,10 @@ pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
 /// Run the controller until aborted.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, pods: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     let ctx = Arc::new(Ctx { client: client.clone() });
     Controller::new(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Pod>::all(client), watcher::Config::default())
+        .owns_shared_stream(pods)
         .run(reconcile, crate::runtime::error_policy, ctx)
         .for_each(|_| async {})
         .await;

@@ -40,13 +40,13 @@ const DEFAULT_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 const COMPONENT: &str = "persistentvolume-controller";
 
 /// Run until aborted.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, pods: impl futures::Stream<Item = Arc<Pod>> + Send + 'static) {
     ensure_default_class(&client).await;
     let ctx = Arc::new(Ctx { client: client.clone() });
     let claims = Controller::new(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default());
     let claim_store = claims.store();
     let claims = claims
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), |pod: Pod| {
+        .watches_shared_stream(pods, |pod: Arc<Pod>| {
             let ns = pod.namespace().unwrap_or_default();
             claim_names(&pod).into_iter().map(|c| ObjectRef::new(&c).within(&ns)).collect::<Vec<_>>()
         })

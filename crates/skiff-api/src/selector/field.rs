@@ -132,6 +132,15 @@ impl FieldSelector {
         self.matches(obj, |o, f| field_value_for(group, resource, o, f))
     }
 
+    /// Adds the object paths matching this (canonical) selector reads to `paths`.
+    pub fn add_view_paths_for(&self, group: &str, resource: &str, paths: &mut super::ViewPaths) {
+        for r in &self.requirements {
+            for p in field_paths_for(group, resource, &r.field) {
+                paths.add(&p);
+            }
+        }
+    }
+
     /// The value a term requires `field` to equal, if any (upstream `RequiresExactMatch`);
     /// lets callers use an index, e.g. pods by `spec.nodeName`.
     pub fn exact_match(&self, field: &str) -> Option<&str> {
@@ -291,6 +300,24 @@ pub fn field_value_for(group: &str, resource: &str, obj: &Value, field: &str) ->
             .map(str::to_string)
             .or_else(|| field_value(obj, "status.podIP")),
         _ => field_value(obj, field),
+    }
+}
+
+/// The object paths [`field_value_for`] reads for a canonical field: what a sparse decode
+/// ([`super::view::parse_view`]) must keep for the match to see the same value. Kept next to
+/// `field_value_for` so the two change together (a test checks they agree).
+pub fn field_paths_for(group: &str, resource: &str, field: &str) -> Vec<String> {
+    match (group, resource, field) {
+        ("batch", "jobs", "status.successful") => vec!["status.succeeded".into()],
+        ("", "events", "source") => vec!["source.component".into(), "reportingComponent".into()],
+        ("events.k8s.io", "events", f) => match f.strip_prefix("involvedObject.") {
+            Some(rest) => vec![format!("regarding.{rest}")],
+            None if f == "reportingComponent" => vec!["reportingController".into()],
+            None => vec![f.to_string()],
+        },
+        ("", "pods", "status.podIPs") => vec![],
+        ("", "pods", "status.podIP") => vec!["status.podIPs".into(), "status.podIP".into()],
+        _ => vec![field.to_string()],
     }
 }
 
@@ -463,6 +490,51 @@ pub fn normalize_field(group: &str, resource: &str, field: &str) -> Result<Strin
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Matching on the sparse view gives the same answer as on the full object, for every
+    /// field each kind accepts, with the value the object has and with another value.
+    #[test]
+    fn sparse_views_match_like_full_objects() {
+        let pod = json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"a": "b"}},
+            "spec": {"nodeName": "n1", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                     "serviceAccountName": "sa", "hostNetwork": true, "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.2"}], "nominatedNodeName": "n2"}});
+        let event = json!({"metadata": {"name": "e", "namespace": "ns"}, "reason": "R", "type": "Normal",
+            "involvedObject": {"kind": "Pod", "namespace": "ns", "name": "p", "uid": "u", "apiVersion": "v1",
+                               "resourceVersion": "5", "fieldPath": "spec"},
+            "source": {"component": ""}, "reportingComponent": "kubelet"});
+        let event2 = json!({"metadata": {"name": "e"}, "regarding": {"kind": "Pod", "name": "p"},
+            "reportingController": "kubelet", "reason": "R", "type": "Warning"});
+        let job = json!({"metadata": {"name": "j", "namespace": "ns"}, "status": {"succeeded": 2}});
+        let node = json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}});
+        let cases = [("", "pods", &pod), ("", "events", &event), ("events.k8s.io", "events", &event2),
+            ("batch", "jobs", &job), ("", "nodes", &node), ("", "pods", &json!({"metadata": {"name": "bare"}}))];
+        for (group, resource, obj) in cases {
+            let bytes = serde_json::to_vec(obj).unwrap();
+            // events.k8s.io matches on the canonical core names its aliases resolve to.
+            let canonical: &[&str] = if group == "events.k8s.io" {
+                &["involvedObject.kind", "involvedObject.name", "reportingComponent"]
+            } else {
+                &[]
+            };
+            for field in supported_fields(group, resource).iter().chain(canonical) {
+                let have = field_value_for(group, resource, obj, field).unwrap_or_default();
+                for value in [have.as_str(), "other"] {
+                    for op in ["=", "!="] {
+                        let sel = FieldSelector::parse(&format!("{field}{op}{value}")).unwrap();
+                        let mut paths = super::super::ViewPaths::default();
+                        sel.add_view_paths_for(group, resource, &mut paths);
+                        let view = super::super::parse_view(&bytes, &paths).unwrap();
+                        assert_eq!(
+                            sel.matches_object_for(group, resource, &view),
+                            sel.matches_object_for(group, resource, obj),
+                            "{group}/{resource} {field}{op}{value}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn parse_and_print() {

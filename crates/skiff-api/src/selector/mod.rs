@@ -6,12 +6,14 @@
 
 mod field;
 mod label;
+mod view;
 
 pub use field::{
-    field_value, field_value_for, normalize_field, supported_fields, FieldOperator,
+    field_paths_for, field_value, field_value_for, normalize_field, supported_fields, FieldOperator,
     FieldRequirement, FieldSelector,
 };
 pub use label::{LabelSelector, LabelSource, Operator, Requirement};
+pub use view::{parse_view, ViewPaths};
 
 /// True when `labels` satisfy a typed `metav1.LabelSelector` (the form workloads, PDBs,
 /// affinity terms and PVC selectors carry): every `matchLabels` pair and every

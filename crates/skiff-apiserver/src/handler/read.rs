@@ -102,6 +102,21 @@ pub async fn list(srv: &Server, req: &Request, served: &Served, ns: Option<&str>
         let page = srv.objects.list_with(&served.info, ns, limit, req.query.non_empty("continue"), at, &mut |kv| Ok(Some(kv))).await?;
         return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &page)?));
     }
+    if rendering(req) == Rendering::Object && !crate::convert::shares_storage(served) {
+        // Decode only what the selectors read, and copy the matching objects' stored JSON:
+        // a label-selected list of a namespace's pods (every controller's reconcile) no
+        // longer decodes every pod in it.
+        let paths = filter.view_paths();
+        let page = srv
+            .objects
+            .list_with(&served.info, ns, limit, req.query.non_empty("continue"), at, &mut |kv| {
+                let view = skiff_api::selector::parse_view(&kv.value, &paths)
+                    .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
+                Ok(filter.matches(&view).then_some(kv))
+            })
+            .await?;
+        return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &page)?));
+    }
     let page = srv
         .objects
         .list(&served.info, ns, limit, req.query.non_empty("continue"), at, &|o| {
