@@ -11,11 +11,15 @@
 //! served, escapes in those strings, no `metadata` object) are rendered the slow way, so the
 //! output is always what `with_type` + `serde_json` would give, up to field order.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
 use serde_json::Value;
 use skiff_api::status::ApiError;
 use skiff_store::KeyValue;
 
-use crate::objects::{decode, ListPage};
+use crate::http::Body;
+use crate::objects::{decode, ListPage, Objects};
 use crate::resources::Served;
 
 /// Where the interesting parts of an object's top level are, as byte offsets into it.
@@ -157,11 +161,11 @@ pub fn write_item(out: &mut Vec<u8>, served: &Served, api_version: &str, kv: &Ke
     serde_json::to_writer(&mut *out, &obj).map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// Render a page of stored objects as the served `<Kind>List` JSON body.
-pub fn render(served: &Served, page: &ListPage<KeyValue>) -> Result<Vec<u8>, ApiError> {
-    let api_version = served.info.api_version();
-    let size: usize = page.items.iter().map(|kv| kv.value.len() + 40).sum();
-    let mut out = Vec::with_capacity(size + 256);
+/// Items read from the store per batch when an unpaged list is streamed.
+pub const STREAM_BATCH: usize = 500;
+
+/// `{"kind":..,"apiVersion":..,"metadata":{..},"items":[` for a page.
+fn write_head<T>(out: &mut Vec<u8>, served: &Served, page: &ListPage<T>) -> Result<(), ApiError> {
     let mut meta = serde_json::Map::new();
     meta.insert("resourceVersion".into(), Value::String(page.revision.to_string()));
     if let Some(c) = &page.continue_token {
@@ -170,19 +174,84 @@ pub fn render(served: &Served, page: &ListPage<KeyValue>) -> Result<Vec<u8>, Api
     if let Some(r) = page.remaining {
         meta.insert("remainingItemCount".into(), r.into());
     }
-    let head = serde_json::json!({"kind": format!("{}List", served.info.kind), "apiVersion": api_version, "metadata": meta});
+    let head = serde_json::json!({"kind": format!("{}List", served.info.kind), "apiVersion": served.info.api_version(), "metadata": meta});
     let head = serde_json::to_vec(&head).map_err(|e| ApiError::internal(e.to_string()))?;
-    // `{"kind":..,"metadata":{..}` + `,"items":[` ... `]}`
     out.extend_from_slice(&head[..head.len() - 1]);
     out.extend_from_slice(b",\"items\":[");
-    for (n, kv) in page.items.iter().enumerate() {
-        if n > 0 {
+    Ok(())
+}
+
+/// Append `items`, each preceded by a comma unless it is the list's very first.
+fn write_items(out: &mut Vec<u8>, served: &Served, items: &[KeyValue], first: bool) -> Result<(), ApiError> {
+    let api_version = served.info.api_version();
+    for (n, kv) in items.iter().enumerate() {
+        if n > 0 || !first {
             out.push(b',');
         }
-        write_item(&mut out, served, &api_version, kv)?;
+        write_item(out, served, &api_version, kv)?;
     }
+    Ok(())
+}
+
+/// Render a page of stored objects as the served `<Kind>List` JSON body.
+pub fn render(served: &Served, page: &ListPage<KeyValue>) -> Result<Vec<u8>, ApiError> {
+    let size: usize = page.items.iter().map(|kv| kv.value.len() + 40).sum();
+    let mut out = Vec::with_capacity(size + 256);
+    write_head(&mut out, served, page)?;
+    write_items(&mut out, served, &page.items, true)?;
     out.extend_from_slice(b"]}");
     Ok(out)
+}
+
+/// The body of an unpaged list whose first `STREAM_BATCH` items are in `first` (read with
+/// that limit, so its continue token marks where the rest starts): the rest is read at the
+/// same revision and sent batch by batch. A full list of 10,000 pods used to hold the stored
+/// values and the rendered body at once (2 x 38 MB); now it holds one batch. An error after
+/// the first batch can no longer change the status, so it ends the body early and the client
+/// sees a truncated response, as with upstream's encoder.
+pub fn stream(
+    objects: Objects,
+    served: Served,
+    ns: Option<String>,
+    first: ListPage<KeyValue>,
+    keep: impl FnMut(KeyValue) -> Result<Option<KeyValue>, ApiError> + Send + Sync + 'static,
+) -> Result<Body, ApiError> {
+    let mut head = Vec::new();
+    let unpaged = ListPage::<KeyValue> { items: Vec::new(), revision: first.revision, continue_token: None, remaining: None };
+    write_head(&mut head, &served, &unpaged)?;
+    write_items(&mut head, &served, &first.items, true)?;
+    // A task reads and renders the rest; the channel's single slot keeps it at most one
+    // batch ahead of the client, and a client that goes away ends it (send fails).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    tokio::spawn(async move {
+        let mut keep = keep;
+        let (mut next, mut none_yet) = (first.continue_token, first.items.is_empty());
+        if tx.send(Ok(Bytes::from(head))).await.is_err() {
+            return;
+        }
+        while let Some(token) = next {
+            let page = match objects.list_with(&served.info, ns.as_deref(), STREAM_BATCH, Some(&token), None, &mut keep).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                    return;
+                }
+            };
+            let mut out = Vec::with_capacity(page.items.iter().map(|kv| kv.value.len() + 40).sum());
+            if let Err(e) = write_items(&mut out, &served, &page.items, none_yet) {
+                let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+                return;
+            }
+            none_yet = none_yet && page.items.is_empty();
+            next = page.continue_token;
+            if tx.send(Ok(Bytes::from(out))).await.is_err() {
+                return;
+            }
+        }
+        let _ = tx.send(Ok(Bytes::from_static(b"]}"))).await;
+    });
+    let chunks = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c.map(Frame::data), rx)) });
+    Ok(BodyExt::boxed(StreamBody::new(chunks)))
 }
 
 #[cfg(test)]

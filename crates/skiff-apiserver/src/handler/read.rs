@@ -7,6 +7,7 @@ use skiff_api::status::ApiError;
 use crate::filter::Filter;
 use crate::http::{self, Request, Response};
 use crate::objects::{list_envelope, ListPage};
+use skiff_store::KeyValue;
 use crate::resources::Served;
 use crate::Server;
 
@@ -99,23 +100,20 @@ pub async fn list(srv: &Server, req: &Request, served: &Served, ns: Option<&str>
     let at = list_revision(req)?;
     if filter.is_empty() && rendering(req) == Rendering::Object {
         // No selector to evaluate: copy the stored JSON instead of parsing and re-encoding it.
-        let page = srv.objects.list_with(&served.info, ns, limit, req.query.non_empty("continue"), at, &mut |kv| Ok(Some(kv))).await?;
-        return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &page)?));
+        return raw_list(srv, req, served, ns, limit, at, |kv| Ok(Some(kv))).await;
     }
     if rendering(req) == Rendering::Object && !crate::convert::shares_storage(served) {
         // Decode only what the selectors read, and copy the matching objects' stored JSON:
         // a label-selected list of a namespace's pods (every controller's reconcile) no
         // longer decodes every pod in it.
         let paths = filter.view_paths();
-        let page = srv
-            .objects
-            .list_with(&served.info, ns, limit, req.query.non_empty("continue"), at, &mut |kv| {
-                let view = skiff_api::selector::parse_view(&kv.value, &paths)
-                    .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
-                Ok(filter.matches(&view).then_some(kv))
-            })
-            .await?;
-        return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &page)?));
+        let filter = filter.clone();
+        return raw_list(srv, req, served, ns, limit, at, move |kv| {
+            let view = skiff_api::selector::parse_view(&kv.value, &paths)
+                .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
+            Ok(filter.matches(&view).then_some(kv))
+        })
+        .await;
     }
     let page = srv
         .objects
@@ -128,6 +126,36 @@ pub async fn list(srv: &Server, req: &Request, served: &Served, ns: Option<&str>
         })
         .await?;
     Ok(render_list(req, served, page))
+}
+
+/// A plain JSON list copied from the stored bytes, `keep` choosing the items (and returning
+/// them unchanged). An unpaged list longer than one batch is streamed as it is read.
+#[allow(clippy::too_many_arguments)]
+async fn raw_list(
+    srv: &Server,
+    req: &Request,
+    served: &Served,
+    ns: Option<&str>,
+    limit: usize,
+    at: Option<i64>,
+    mut keep: impl FnMut(KeyValue) -> Result<Option<KeyValue>, ApiError> + Send + Sync + 'static,
+) -> Result<Response, ApiError> {
+    let continue_token = req.query.non_empty("continue");
+    if limit > 0 || continue_token.is_some() {
+        let page = srv.objects.list_with(&served.info, ns, limit, continue_token, at, &mut keep).await?;
+        return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &page)?));
+    }
+    let first = srv.objects.list_with(&served.info, ns, crate::raw_list::STREAM_BATCH, None, at, &mut keep).await?;
+    if first.continue_token.is_none() {
+        return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &first)?));
+    }
+    let body = crate::raw_list::stream(srv.objects.clone(), served.clone(), ns.map(str::to_string), first, keep)?;
+    Ok(hyper::Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-cache, private")
+        .body(body)
+        .expect("valid response"))
 }
 
 /// Render a list page as the client asked.
