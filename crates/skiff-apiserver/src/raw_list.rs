@@ -144,6 +144,19 @@ fn top_level(b: &[u8]) -> Option<TopLevel<'_>> {
     }
 }
 
+/// The `PartialObjectMetadata` JSON of a served object's JSON, cut from the bytes: its
+/// `metadata` object copied as is. None when the top level has no `metadata` object.
+pub fn partial_metadata_json(served_json: &[u8]) -> Option<Vec<u8>> {
+    let (body, _) = top_level(served_json)?.metadata_body?;
+    let end = value_end(served_json, body - 1)?;
+    let head = br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#;
+    let mut out = Vec::with_capacity(head.len() + end - body + 2);
+    out.extend_from_slice(head);
+    out.extend_from_slice(&served_json[body - 1..end]);
+    out.push(b'}');
+    Some(out)
+}
+
 /// Append one stored object to `out` as the served object, resourceVersion included.
 pub fn write_item(out: &mut Vec<u8>, served: &Served, api_version: &str, kv: &KeyValue) -> Result<(), ApiError> {
     let b = &kv.value;
@@ -257,6 +270,17 @@ pub fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_metadata_is_cut_from_the_bytes() {
+        let obj = serde_json::json!({"spec": {"metadata": {"x": 1}}, "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": "a", "labels": {"k": "}{\"]"}, "resourceVersion": "7"}, "status": {}});
+        let bytes = serde_json::to_vec(&obj).unwrap();
+        let cut: Value = serde_json::from_slice(&partial_metadata_json(&bytes).unwrap()).unwrap();
+        assert_eq!(cut, crate::handler::read::partial_metadata(&obj));
+        assert_eq!(partial_metadata_json(br#"{"kind":"Pod","metadata":"oops"}"#), None);
+        assert_eq!(partial_metadata_json(b"[1]"), None);
+    }
 
     #[test]
     fn finds_top_level_fields_in_any_order_and_skips_nested_ones() {

@@ -55,7 +55,8 @@ impl WatchJob {
     fn live_line(&mut self, kind: &str, rendered: &Rendered) -> Bytes {
         match self.render {
             Rendering::Object => event_line(kind, &rendered.json),
-            _ => match rendered.object() {
+            Rendering::Metadata => rendered.metadata_json().map(|m| event_line(kind, m)).unwrap_or_default(),
+            Rendering::Table => match rendered.object() {
                 Some(o) => self.line(kind, o.clone()),
                 None => Bytes::new(),
             },

@@ -7,7 +7,8 @@
 //! server's CPU under load. This cache keeps the rendered form of recent events keyed by the
 //! stored key, its revision and the served version, so the first watcher does the work and the
 //! others copy bytes. The JSON is spliced from the stored bytes (`raw_list`), and the parsed
-//! object is made only for watchers with selectors or non-JSON renderings.
+//! object is made only for watchers with selectors or Table renderings; metadata-only watchers
+//! get the `metadata` object cut from the JSON.
 //!
 //! Entries also expire after `MAX_AGE`: a rendered pod is several kilobytes, and an idle
 //! server should not keep the last few thousand of them alive.
@@ -27,17 +28,25 @@ use crate::resources::Served;
 const CAPACITY: usize = 4096;
 
 /// How long a rendered event stays cached. Watchers of one event read it within milliseconds
-/// of each other unless they are far behind, and those decode again.
-const MAX_AGE: Duration = Duration::from_secs(5);
+/// of each other unless they are far behind, and those decode again. (5 s kept thousands of
+/// pods alive after a burst of creates, with their parsed forms.)
+const MAX_AGE: Duration = Duration::from_secs(2);
 
 /// One stored value as served: its JSON with `kind`/`apiVersion`/`resourceVersion` set.
 pub struct Rendered {
     /// The served object's JSON.
     pub json: Bytes,
     object: OnceLock<Option<Value>>,
+    metadata: OnceLock<Option<Bytes>>,
 }
 
 impl Rendered {
+    /// The object as `PartialObjectMetadata` JSON (for metadata-only watchers such as the
+    /// garbage collector's), cut from `json` on first use without parsing the object.
+    pub fn metadata_json(&self) -> Option<&Bytes> {
+        self.metadata.get_or_init(|| crate::raw_list::partial_metadata_json(&self.json).map(Bytes::from)).as_ref()
+    }
+
     /// The served object (for selector matching and non-JSON renderings), parsed on first use.
     pub fn object(&self) -> Option<&Value> {
         self.object.get_or_init(|| serde_json::from_slice(&self.json).ok()).as_ref()
@@ -88,7 +97,7 @@ impl EventCache {
         // cheaper than making every watcher wait behind one decode.
         let mut json = Vec::with_capacity(kv.value.len() + 32);
         crate::raw_list::write_item(&mut json, served, &served.info.api_version(), kv).ok()?;
-        let rendered = Arc::new(Rendered { json: Bytes::from(json), object: OnceLock::new() });
+        let rendered = Arc::new(Rendered { json: Bytes::from(json), object: OnceLock::new(), metadata: OnceLock::new() });
         let mut entries = self.inner.lock().unwrap();
         if entries.map.insert(key.clone(), rendered.clone()).is_none() {
             entries.order.push_back((key, Instant::now()));
@@ -106,7 +115,7 @@ impl EventCache {
     /// Expire entries every few seconds, forever.
     pub async fn expire_periodically(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(MAX_AGE).await;
+            tokio::time::sleep(MAX_AGE / 2).await;
             self.expire(MAX_AGE);
         }
     }
