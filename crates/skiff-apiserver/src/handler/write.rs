@@ -281,7 +281,7 @@ where
             crate::ssa::record_update(Some(&current), &mut new, m, subresource.filter(|s| *s == "status"));
         }
         // Nothing changed: upstream returns the object without writing (resourceVersion kept).
-        if !dry_run && strip_rv(&new) == strip_rv(&current) {
+        if !dry_run && same_but_version(&new, &current) {
             return Ok(with_type(served, current));
         }
         // Quota applies to spec writes, not to subresources (status, binding, ...).
@@ -324,16 +324,26 @@ where
     Err(conflict(served, name))
 }
 
-fn strip_rv(v: &Value) -> Value {
-    let mut c = v.clone();
-    if let Some(m) = c.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
+/// Whether two objects are equal apart from `kind`, `apiVersion` and
+/// `metadata.resourceVersion`, which an update may or may not carry. Compared in place:
+/// stripping them from clones cost two deep copies of the object on every write.
+fn same_but_version(a: &Value, b: &Value) -> bool {
+    fn same_map_except(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, skip: &[&str], metadata: bool) -> bool {
+        let counted = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+        counted(a) == counted(b)
+            && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, av)| match (b.get(k), metadata && k == "metadata") {
+                (None, _) => false,
+                (Some(bv), true) => match (av.as_object(), bv.as_object()) {
+                    (Some(am), Some(bm)) => same_map_except(am, bm, &["resourceVersion"], false),
+                    _ => av == bv,
+                },
+                (Some(bv), false) => av == bv,
+            })
     }
-    if let Some(m) = c.as_object_mut() {
-        m.remove("kind");
-        m.remove("apiVersion");
+    match (a.as_object(), b.as_object()) {
+        (Some(am), Some(bm)) => same_map_except(am, bm, &["kind", "apiVersion"], true),
+        _ => a == b,
     }
-    c
 }
 
 /// PATCH: JSON, merge, strategic merge, or server-side apply.
@@ -390,4 +400,24 @@ pub async fn patch_object(
         Ok(new)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn same_but_version_ignores_only_kind_api_version_and_resource_version() {
+        let a = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "a", "resourceVersion": "5"}, "spec": {"x": 1}});
+        assert!(same_but_version(&a, &json!({"metadata": {"name": "a"}, "spec": {"x": 1}})));
+        assert!(same_but_version(&a, &json!({"kind": "Pod", "metadata": {"name": "a", "resourceVersion": "9"}, "spec": {"x": 1}})));
+        assert!(!same_but_version(&a, &json!({"metadata": {"name": "a"}, "spec": {"x": 2}})));
+        assert!(!same_but_version(&a, &json!({"metadata": {"name": "a", "labels": {}}, "spec": {"x": 1}})));
+        assert!(!same_but_version(&a, &json!({"metadata": {"name": "a"}, "spec": {"x": 1}, "status": {}})));
+        assert!(!same_but_version(&a, &json!({"metadata": {"name": "b", "resourceVersion": "5"}, "spec": {"x": 1}})));
+        // resourceVersion is ignored only in metadata, kind/apiVersion only at the top.
+        assert!(!same_but_version(&json!({"spec": {"kind": 1}}), &json!({"spec": {}})));
+        assert!(!same_but_version(&json!({"spec": {"resourceVersion": 1}}), &json!({"spec": {}})));
+    }
 }
