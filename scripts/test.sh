@@ -41,5 +41,13 @@ fi
 # that need a client this machine lacks (they say so in the output).
 export SKIFF_TEST_KUBECTL_DIR="${SKIFF_TEST_KUBECTL_DIR:-/usr/lib/google-cloud-sdk/bin}"
 
+# The containers' cgroups go with them, but the `skiff` parent directories (one per cgroup v1
+# hierarchy) stay behind, empty, once the suite ends: remove them afterwards, pass or fail.
+# rmdir refuses any cgroup that still has processes or children, so nothing in use goes.
+remove_empty_skiff_cgroups() {
+    find /sys/fs/cgroup -depth -type d -path '*/skiff*' -exec rmdir {} \; 2>/dev/null || true
+}
+trap remove_empty_skiff_cgroups EXIT
+
 cargo build -p skiff
 cargo test --workspace --no-fail-fast 2>&1
