@@ -112,11 +112,16 @@ pub fn json(code: u16, v: &Value) -> Response {
 
 /// A response with an explicit content type.
 pub fn raw(code: u16, content_type: &str, body: impl Into<Bytes>) -> Response {
+    with_body(code, content_type, full(body))
+}
+
+/// A response whose body is already a [`Body`] (streamed lists and watches).
+pub fn with_body(code: u16, content_type: &str, body: Body) -> Response {
     http::Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", content_type)
         .header("cache-control", "no-cache, private")
-        .body(full(body))
+        .body(body)
         .expect("valid response")
 }
 

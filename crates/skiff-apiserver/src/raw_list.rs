@@ -177,14 +177,20 @@ pub fn write_item(out: &mut Vec<u8>, served: &Served, api_version: &str, kv: &Ke
 /// Items read from the store per batch when an unpaged list is streamed.
 pub const STREAM_BATCH: usize = 500;
 
-/// `{"kind":..,"apiVersion":..,"metadata":{..},"items":[` for a page.
-fn write_head<T>(out: &mut Vec<u8>, served: &Served, page: &ListPage<T>) -> Result<(), ApiError> {
+/// `{"kind":..,"apiVersion":..,"metadata":{..},"items":[` for a list at `revision`.
+fn write_head(
+    out: &mut Vec<u8>,
+    served: &Served,
+    revision: i64,
+    continue_token: Option<&str>,
+    remaining: Option<i64>,
+) -> Result<(), ApiError> {
     let mut meta = serde_json::Map::new();
-    meta.insert("resourceVersion".into(), Value::String(page.revision.to_string()));
-    if let Some(c) = &page.continue_token {
-        meta.insert("continue".into(), Value::String(c.clone()));
+    meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    if let Some(c) = continue_token {
+        meta.insert("continue".into(), Value::String(c.to_string()));
     }
-    if let Some(r) = page.remaining {
+    if let Some(r) = remaining {
         meta.insert("remainingItemCount".into(), r.into());
     }
     let head = serde_json::json!({"kind": format!("{}List", served.info.kind), "apiVersion": served.info.api_version(), "metadata": meta});
@@ -210,7 +216,7 @@ fn write_items(out: &mut Vec<u8>, served: &Served, items: &[KeyValue], first: bo
 pub fn render(served: &Served, page: &ListPage<KeyValue>) -> Result<Vec<u8>, ApiError> {
     let size: usize = page.items.iter().map(|kv| kv.value.len() + 40).sum();
     let mut out = Vec::with_capacity(size + 256);
-    write_head(&mut out, served, page)?;
+    write_head(&mut out, served, page.revision, page.continue_token.as_deref(), page.remaining)?;
     write_items(&mut out, served, &page.items, true)?;
     out.extend_from_slice(b"]}");
     Ok(out)
@@ -227,17 +233,16 @@ pub fn stream(
     served: Served,
     ns: Option<String>,
     first: ListPage<KeyValue>,
-    keep: impl FnMut(KeyValue) -> Result<Option<KeyValue>, ApiError> + Send + Sync + 'static,
+    mut keep: impl FnMut(KeyValue) -> Result<Option<KeyValue>, ApiError> + Send + Sync + 'static,
 ) -> Result<Body, ApiError> {
     let mut head = Vec::new();
-    let unpaged = ListPage::<KeyValue> { items: Vec::new(), revision: first.revision, continue_token: None, remaining: None };
-    write_head(&mut head, &served, &unpaged)?;
+    // The whole list is one response: no continue token, nothing remaining.
+    write_head(&mut head, &served, first.revision, None, None)?;
     write_items(&mut head, &served, &first.items, true)?;
     // A task reads and renders the rest; the channel's single slot keeps it at most one
     // batch ahead of the client, and a client that goes away ends it (send fails).
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
     tokio::spawn(async move {
-        let mut keep = keep;
         let (mut next, mut none_yet) = (first.continue_token, first.items.is_empty());
         if tx.send(Ok(Bytes::from(head))).await.is_err() {
             return;

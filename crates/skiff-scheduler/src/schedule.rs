@@ -194,13 +194,12 @@ const RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl Unschedulable {
     fn insert(&mut self, pod: &Pod, generation: u64) {
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        self.pods.insert(uid, (pod.metadata.resource_version.clone(), generation, Instant::now()));
+        self.pods.insert(uid_of(pod).to_string(), (pod.metadata.resource_version.clone(), generation, Instant::now()));
     }
 
     fn remove(&mut self, pod: &Pod) {
         if !self.pods.is_empty() {
-            self.pods.remove(pod.metadata.uid.as_deref().unwrap_or(""));
+            self.pods.remove(uid_of(pod));
         }
     }
 
@@ -209,7 +208,7 @@ impl Unschedulable {
         if self.pods.is_empty() {
             return false;
         }
-        self.pods.get(pod.metadata.uid.as_deref().unwrap_or("")).is_some_and(|(rv, at_generation, at)| {
+        self.pods.get(uid_of(pod)).is_some_and(|(rv, at_generation, at)| {
             *at_generation == generation && *rv == pod.metadata.resource_version && at.elapsed() < RETRY_AFTER
         })
     }

@@ -6,8 +6,9 @@ use skiff_api::status::ApiError;
 
 use crate::filter::Filter;
 use crate::http::{self, Request, Response};
-use crate::objects::{list_envelope, ListPage};
 use skiff_store::KeyValue;
+
+use crate::objects::{list_envelope, ListPage};
 use crate::resources::Served;
 use crate::Server;
 
@@ -107,7 +108,6 @@ pub async fn list(srv: &Server, req: &Request, served: &Served, ns: Option<&str>
         // a label-selected list of a namespace's pods (every controller's reconcile) no
         // longer decodes every pod in it.
         let paths = filter.view_paths();
-        let filter = filter.clone();
         return raw_list(srv, req, served, ns, limit, at, move |kv| {
             let view = skiff_api::selector::parse_view(&kv.value, &paths)
                 .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
@@ -150,12 +150,7 @@ async fn raw_list(
         return Ok(http::raw(200, "application/json", crate::raw_list::render(served, &first)?));
     }
     let body = crate::raw_list::stream(srv.objects.clone(), served.clone(), ns.map(str::to_string), first, keep)?;
-    Ok(hyper::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-cache, private")
-        .body(body)
-        .expect("valid response"))
+    Ok(http::with_body(200, "application/json", body))
 }
 
 /// Render a list page as the client asked.

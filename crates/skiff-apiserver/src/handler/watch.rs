@@ -221,12 +221,7 @@ pub async fn watch(
     let body = StreamBody::new(futures::stream::unfold((rx, gauge), |(mut rx, g)| async move {
         rx.recv().await.map(|b| (Ok::<_, std::io::Error>(hyper::body::Frame::data(b)), (rx, g)))
     }));
-    Ok(http::Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-cache, private")
-        .body(BodyExt::boxed(body))
-        .unwrap())
+    Ok(crate::http::with_body(200, "application/json", BodyExt::boxed(body)))
 }
 
 /// Decrements the open-watch gauge when the response body is dropped.
