@@ -68,7 +68,11 @@ fn start_agent(lab: &NetLab, i: usize, join: Join<'_>, root: &std::path::Path) -
         Join::Kubeconfig(k) => args.extend(["--kubeconfig".into(), k.display().to_string()]),
         Join::Token { server, token } => args.extend(["--server".into(), server, "--token".into(), token]),
     }
-    for a in ["--data-dir", data_dir.to_str().unwrap(), "--node-name", &node, "--node-ip", &ip, "--kubelet-healthz-port", "0"] {
+    // A memory-only threshold no test machine crosses (as the testkit gives the server's agent):
+    // upstream's default disk thresholds would taint these nodes on a CI disk that is over
+    // 85% full, and the test is about the network, not eviction.
+    let flags = ["--data-dir", data_dir.to_str().unwrap(), "--node-name", &node, "--node-ip", &ip, "--kubelet-healthz-port", "0"];
+    for a in flags.into_iter().chain(["--eviction-hard", "memory.available<1Mi"]) {
         args.push(a.to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
