@@ -5,6 +5,7 @@
 //! handlers next to the store write) live in submodules.
 
 mod limit_ranger;
+pub mod presence;
 pub mod resource_quota;
 
 use std::collections::HashSet;

@@ -107,6 +107,8 @@ pub struct Server {
     pub sa_tokens: sa_token::TokenSigner,
     /// Watch events rendered once for all watchers.
     pub watch_events: Arc<handler::watch_cache::EventCache>,
+    /// Namespaces holding ResourceQuotas or LimitRanges (admission skips the others).
+    pub policy_presence: admission::presence::PolicyPresence,
 }
 
 impl Server {
@@ -177,6 +179,7 @@ impl ApiServer {
             openapi: Default::default(),
             sa_tokens,
             watch_events: Default::default(),
+            policy_presence: Default::default(),
         });
         bootstrap::seed(&srv).await?;
         handler::crd::load_all(&srv).await?;
@@ -199,9 +202,11 @@ impl ApiServer {
         let srv = self.srv.clone();
         let crd_task = tokio::spawn(handler::crd::watch_crds(srv.clone()));
         let expiry_task = tokio::spawn(srv.watch_events.clone().expire_periodically());
+        let presence_task = tokio::spawn(admission::presence::PolicyPresence::run(srv.clone()));
         server::serve(self.srv, self.listener, self.acceptor, shutdown).await;
         crd_task.abort();
         expiry_task.abort();
+        presence_task.abort();
         tracing::info!("API server stopped");
     }
 }

@@ -226,3 +226,42 @@ fn concurrent_creates_do_not_overshoot() {
     })
     .unwrap();
 }
+
+/// Admission skips reading quotas and limit ranges in namespaces that hold none
+/// (`admission::presence`); a policy must nonetheless bind from the moment its create is
+/// acknowledged, stop binding once deleted, and bind again right after a restart.
+#[test]
+fn policies_bind_from_their_acknowledged_create() {
+    let mut c = cluster();
+    let refused = |c: &Cluster, ns: &str, name: &str| {
+        let out = c.kubectl(&["create", "configmap", name, "-n", ns]).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "configmap {ns}/{name} admitted past a zero quota");
+        assert!(err.contains("exceeded quota: zero"), "{err}");
+    };
+    for i in 0..5 {
+        let ns = format!("fresh{i}");
+        c.ok(&["create", "namespace", &ns]).unwrap();
+        // A create first, so the namespace is known to hold nothing.
+        c.ok(&["create", "configmap", "before", "-n", &ns]).unwrap();
+        c.ok(&["create", "quota", "zero", "--hard=configmaps=1", "-n", &ns]).unwrap();
+        refused(&c, &ns, "after");
+    }
+    // Deleted: creates pass again once the deletion is seen.
+    c.ok(&["delete", "quota", "zero", "-n", "fresh0"]).unwrap();
+    c.eventually(Duration::from_secs(10), "a create past the deleted quota", || {
+        c.kubectl(&["create", "configmap", "free", "-n", "fresh0"]).unwrap().status.success()
+    })
+    .unwrap();
+    // LimitRange defaults apply to the very next pod.
+    c.ok(&["create", "namespace", "ranged"]).unwrap();
+    create(&c, &pod("first", "100m", "64Mi"), &["-n", "ranged"]).unwrap();
+    let range = r#"{"apiVersion":"v1","kind":"LimitRange","metadata":{"name":"lr"},"spec":{"limits":[{"type":"Container","default":{"cpu":"300m"}}]}}"#;
+    create(&c, range, &["-n", "ranged"]).unwrap();
+    create(&c, &pod("second", "100m", "64Mi"), &["-n", "ranged"]).unwrap();
+    let second = c.json(&["get", "pod", "second", "-n", "ranged"]).unwrap();
+    assert_eq!(second["spec"]["containers"][0]["resources"]["limits"]["cpu"], "300m", "{second}");
+    // After a restart the stored quotas are found again.
+    c.restart().unwrap();
+    refused(&c, "fresh1", "after-restart");
+}

@@ -24,6 +24,9 @@ fn handles(info: &ResourceInfo) -> bool {
 
 /// The namespace's LimitRanges, oldest name first.
 async fn load(srv: &Server, ns: &str) -> Result<Vec<Value>, ApiError> {
+    if !srv.policy_presence.may_have(super::presence::Policy::LimitRange, ns) {
+        return Ok(Vec::new());
+    }
     let Some(lr) = srv.resources.find("", "v1", "limitranges") else { return Ok(Vec::new()) };
     Ok(srv.objects.list(&lr.info, Some(ns), 0, None, None, &|_| true).await?.items)
 }

@@ -124,8 +124,11 @@ pub async fn admit(srv: &Server, info: &ResourceInfo, obj: &Value, old: Option<&
     if delta.is_empty() && !is_pod {
         return Ok(charges);
     }
-    let qinfo = quotas_info(srv);
     let ns = charges.ns.clone();
+    if !srv.policy_presence.may_have(super::presence::Policy::Quota, &ns) {
+        return Ok(charges);
+    }
+    let qinfo = quotas_info(srv);
     'attempt: for _ in 0..ATTEMPTS {
         let mut quotas = srv.objects.list(&qinfo, Some(&ns), 0, None, None, &|_| true).await?.items;
         if quotas.is_empty() {

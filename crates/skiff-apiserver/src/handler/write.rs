@@ -180,6 +180,10 @@ pub async fn create_object(
     if dry_run {
         return Ok(obj.clone());
     }
+    if let Some(policy) = admission::presence::Policy::of(&served.info) {
+        // Before the write: admission must see the namespace's quota once it is acknowledged.
+        srv.policy_presence.mark(policy, meta::namespace(obj).unwrap_or("default"), meta::name(obj));
+    }
     let created = match srv.objects.create(&served.info, obj.clone()).await {
         Ok(c) => c,
         Err(e) => {
