@@ -139,8 +139,9 @@ pub struct ServerArgs {
     /// Where state, certificates and the kubeconfig live.
     #[arg(long, default_value = "/var/lib/skiff")]
     pub data_dir: PathBuf,
-    /// HTTPS port of the API server.
-    #[arg(long, default_value_t = 6443)]
+    /// HTTPS port of the API server (1-65535; the `kubernetes` Service points at it, so it
+    /// cannot be left to the kernel with 0).
+    #[arg(long, default_value_t = 6443, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
@@ -333,5 +334,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{text}");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn port_zero_is_refused_with_the_range() {
+        let err = Cli::try_parse_from(["skiff", "server", "--port", "0"]).err().expect("port 0 refused");
+        assert!(err.to_string().contains("0 is not in 1..=65535"), "{err}");
+        assert!(Cli::try_parse_from(["skiff", "server", "--port", "16443"]).is_ok());
     }
 }
