@@ -560,3 +560,38 @@ fn idle_shim_keeps_little_private_memory() {
     );
     t.rt.remove_container("idle").unwrap();
 }
+
+/// Statuses of running containers are remembered while their shim lives (the node agent
+/// polls every container each second); an exit, or a shim's death, must still show at once.
+#[test]
+fn polled_status_follows_exits_and_shim_deaths() {
+    let t = TestRuntime::new("polled");
+    t.rt.create_container(&t.sh("ends", "sleep 1; exit 5")).unwrap();
+    t.rt.start_container("ends").unwrap();
+    t.rt.create_container(&t.sh("killed", "while true; do sleep 1; done")).unwrap();
+    t.rt.start_container("killed").unwrap();
+    assert_eq!(t.rt.container_status("ends").unwrap().phase, Phase::Running);
+    let killed = t.rt.container_status("killed").unwrap();
+    assert_eq!(killed.phase, Phase::Running);
+    assert_eq!(t.rt.container_status("killed").unwrap().phase, Phase::Running, "second read, remembered");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ended = loop {
+        let st = t.rt.container_status("ends").unwrap();
+        if st.phase != Phase::Running || Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((ended.phase, ended.exit_code), (Phase::Exited, Some(5)));
+
+    // The shim dies without recording anything: the container is no longer Running.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(killed.shim_pid.unwrap()), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.rt.container_status("killed").unwrap().phase == Phase::Running {
+        assert!(Instant::now() < deadline, "a dead shim's container still reads Running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.rt.remove_container("ends").unwrap();
+    t.rt.remove_container("killed").unwrap();
+}

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! cargo build --release -p skiff -p skiff-bench
-//! sudo target/release/skiff-podbench [--pods 100] [--rate 30] [--secs 3]
+//! sudo target/release/skiff-podbench [--pods 100] [--rate 30] [--secs 3] [--hold SECS]
 //! ```
+//!
+//! `--hold SECS` keeps the N idle pods running that long after their measurement (the
+//! agent's PID is printed), for profiling the agent with `perf` or `/proc/PID/smaps`.
 //!
 //! Runs a control plane (`skiff server --disable-agent`) and a separate `skiff agent` in a
 //! network namespace of its own (pods get real veths and addresses; nothing changes in the
@@ -34,6 +37,7 @@ struct Opts {
     pods: usize,
     rate: usize,
     secs: usize,
+    hold: usize,
 }
 
 fn opts() -> Opts {
@@ -41,7 +45,7 @@ fn opts() -> Opts {
     let get = |name: &str, default: usize| {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
     };
-    Opts { pods: get("--pods", 100), rate: get("--rate", 30), secs: get("--secs", 3) }
+    Opts { pods: get("--pods", 100), rate: get("--rate", 30), secs: get("--secs", 3), hold: get("--hold", 0) }
 }
 
 fn sh(args: &[&str]) -> anyhow::Result<()> {
@@ -335,6 +339,11 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32, server_pid: u32) -> an
     let threads_idle = status_field(agent_pid, "Threads:");
     let (shims, shim_rss, shim_pss, shim_anon) = shim_memory_mib();
     let agent_pss = rollup_kib(agent_pid, "Pss") as f64 / 1024.0;
+    let agent_anon = rollup_kib(agent_pid, "Anonymous") as f64 / 1024.0;
+    if o.hold > 0 {
+        eprintln!("holding {} idle pods for {} s: agent pid {agent_pid}, server pid {server_pid}", o.pods, o.hold);
+        tokio::time::sleep(Duration::from_secs(o.hold as u64)).await;
+    }
     delete_all(&client).await?;
 
     let step = Duration::from_secs_f64(1.0 / o.rate as f64);
@@ -368,7 +377,7 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32, server_pid: u32) -> an
     println!("  idle, 0 pods: RSS {rss0:.1} MiB, CPU {cpu0:.2}% of a core (10 s)");
     println!("  idle, {} pods: RSS {rss_n:.1} MiB, CPU {cpu_n:.2}% of a core (10 s)", o.pods);
     println!("  threads: {threads_after_burst} right after the burst, {threads_idle} after 10 s idle");
-    println!("  idle, {} pods: PSS {agent_pss:.1} MiB (RSS minus the shares of pages others map too)", o.pods);
+    println!("  idle, {} pods: PSS {agent_pss:.1} MiB (RSS minus the shares of pages others map too), anonymous {agent_anon:.1} MiB", o.pods);
     println!(
         "  shims: {shims} processes, RSS {shim_rss:.1} MiB, PSS {shim_pss:.1} MiB, anonymous {shim_anon:.1} MiB in total ({:.2} / {:.2} / {:.2} MiB each)",
         shim_rss / shims.max(1) as f64,

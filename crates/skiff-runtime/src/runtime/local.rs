@@ -84,6 +84,7 @@ pub struct LocalRuntime {
     cfg: RuntimeConfig,
     images: ImageStore,
     network: Arc<dyn NetworkHook>,
+    running: super::running::RunningStatuses,
 }
 
 impl std::fmt::Debug for LocalRuntime {
@@ -135,6 +136,7 @@ impl LocalRuntime {
             cfg,
             images,
             network,
+            running: Default::default(),
         })
     }
 
@@ -654,6 +656,7 @@ impl Runtime for LocalRuntime {
     }
 
     fn stop_container(&self, id: &str, grace: Duration) -> Result<ContainerStatus> {
+        self.running.forget(id);
         let record = self.record(id)?;
         let dir = self.container_dir(id);
         let status = self.status_of(id, &record);
@@ -687,6 +690,7 @@ impl Runtime for LocalRuntime {
 
     fn remove_container(&self, id: &str) -> Result<()> {
         validate_id(id)?;
+        self.running.forget(id);
         let Ok(record) = self.record(id) else {
             self.cleanup(id, None);
             return Ok(());
@@ -704,11 +708,16 @@ impl Runtime for LocalRuntime {
 
     fn container_status(&self, id: &str) -> Result<ContainerStatus> {
         validate_id(id)?;
+        if let Some(status) = self.running.get(id) {
+            return Ok(status);
+        }
         let dir = self.container_dir(id);
         if !dir.join("container.json").exists() {
             return Err(Error::NotFound { kind: "container", id: id.to_string() });
         }
-        Ok(self.status_in(id, &dir))
+        let status = self.status_in(id, &dir);
+        self.running.remember(id, &status, |pid| is_alive(pid, id));
+        Ok(status)
     }
 
     fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
