@@ -1,10 +1,14 @@
-//! The global allocator: mimalloc for the server and agent, glibc's malloc for `skiff shim`.
+//! The global allocator: mimalloc for the server, glibc's malloc for `skiff shim` and
+//! `skiff agent`.
 //!
 //! mimalloc returns freed memory to the OS promptly in busy processes; with glibc's allocator
 //! the pages freed after a large LIST stayed resident (hundreds of MB measured). But a shim
 //! runs one per container and is idle after creating it: mimalloc held ~4 MiB of private
 //! memory in each (an arena region touched while the container was created and never purged,
-//! since purging happens only on later allocator calls), against a 3 MB goal per shim.
+//! since purging happens only on later allocator calls), against a 3 MB goal per shim. The
+//! node agent is idle most of its life too: with 100 pods, 15 s after starting them, it
+//! held 83.6 MiB anonymous under mimalloc and 33.8 MiB under glibc (live heap ~19.5 MiB),
+//! at no cost in the burst's CPU (`skiff-podbench`, docs/benchmarks.md).
 //!
 //! So the choice is made once, on the first allocation (before `main`, before any thread),
 //! from the process's own command line, and never changes: every pointer is allocated and
@@ -18,7 +22,7 @@ use nix::libc;
 
 /// Not decided yet.
 const UNDECIDED: u8 = 0;
-/// glibc malloc (the process is `skiff shim ...`).
+/// glibc malloc (the process is `skiff shim ...` or `skiff agent ...`).
 const SYSTEM: u8 = 1;
 /// mimalloc (everything else).
 const MIMALLOC: u8 = 2;
@@ -42,8 +46,8 @@ impl Dispatch {
 /// other allocation, which Rust's startup does not do) compute the same answer.
 #[cold]
 fn decide() -> u8 {
-    let mode = if is_shim() {
-        tune_glibc_for_shim();
+    let mode = if let Some(sub) = glibc_subcommand() {
+        tune_glibc(sub);
         SYSTEM
     } else if asks_for_system() {
         // `SKIFF_MALLOC=system`: glibc malloc for the whole process, so that heap profilers
@@ -56,12 +60,20 @@ fn decide() -> u8 {
     mode
 }
 
-/// Whether `argv[1]` is `shim`, read from `/proc/self/cmdline` (NUL-separated arguments).
-/// Without /proc, the answer is no: mimalloc works everywhere, it only costs more memory.
-fn is_shim() -> bool {
+/// The subcommands that run on glibc malloc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GlibcSubcommand {
+    Shim,
+    Agent,
+}
+
+/// Whether `argv[1]` is `shim` or `agent`, read from `/proc/self/cmdline` (NUL-separated
+/// arguments). Without /proc, the answer is no: mimalloc works everywhere, it only costs
+/// more memory.
+fn glibc_subcommand() -> Option<GlibcSubcommand> {
     let mut buf = [0u8; 512];
     let n = read_proc_self(c"/proc/self/cmdline", &mut buf);
-    n > 0 && argv1_is_shim(&buf[..n])
+    (n > 0).then(|| argv1(&buf[..n])).flatten()
 }
 
 /// Whether the environment has `SKIFF_MALLOC=system`. libc's `getenv` reads the environment
@@ -92,24 +104,33 @@ fn read_proc_self(path: &std::ffi::CStr, buf: &mut [u8]) -> usize {
     n.max(0) as usize
 }
 
-/// `argv[1] == "shim"` in a NUL-separated command line.
-fn argv1_is_shim(cmdline: &[u8]) -> bool {
+/// `argv[1]` of a NUL-separated command line, when it is `shim` or `agent`.
+fn argv1(cmdline: &[u8]) -> Option<GlibcSubcommand> {
     let mut args = cmdline.split(|&b| b == 0);
     args.next();
-    args.next() == Some(b"shim")
+    match args.next()? {
+        b"shim" => Some(GlibcSubcommand::Shim),
+        b"agent" => Some(GlibcSubcommand::Agent),
+        _ => None,
+    }
 }
 
 /// glibc's defaults adapt the mmap threshold upwards after large frees, after which freed
 /// blocks stay in the heap; fixed thresholds keep big transient buffers (spec parsing, the
-/// seccomp compiler) in mmap and let the heap shrink. One arena: the shim is single-threaded.
+/// seccomp compiler, API responses) in mmap and let the heap shrink. Few arenas: the shim is
+/// single-threaded, the agent's runtime has two worker threads and a few blocking ones.
 #[allow(unsafe_code)]
-fn tune_glibc_for_shim() {
+fn tune_glibc(sub: GlibcSubcommand) {
+    let (arenas, threshold) = match sub {
+        GlibcSubcommand::Shim => (1, 64 * 1024),
+        GlibcSubcommand::Agent => (2, 128 * 1024),
+    };
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets tunables; no allocation has happened yet.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, threshold);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, threshold);
     }
 }
 
@@ -160,12 +181,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_argv1_shim_selects_the_system_allocator() {
-        assert!(argv1_is_shim(b"/usr/bin/skiff\0shim\0create\0--id\0c1\0"));
-        assert!(argv1_is_shim(b"skiff\0shim\0"));
-        assert!(!argv1_is_shim(b"skiff\0server\0--shim\0"));
-        assert!(!argv1_is_shim(b"skiff\0shimx\0"));
-        assert!(!argv1_is_shim(b"skiff\0"));
-        assert!(!argv1_is_shim(b"shim\0"));
+    fn only_argv1_shim_or_agent_selects_the_system_allocator() {
+        assert_eq!(argv1(b"/usr/bin/skiff\0shim\0create\0--id\0c1\0"), Some(GlibcSubcommand::Shim));
+        assert_eq!(argv1(b"skiff\0shim\0"), Some(GlibcSubcommand::Shim));
+        assert_eq!(argv1(b"skiff\0agent\0--server\0https://x\0"), Some(GlibcSubcommand::Agent));
+        assert_eq!(argv1(b"skiff\0server\0--shim\0"), None, "the server (with or without its agent) keeps mimalloc");
+        assert_eq!(argv1(b"skiff\0up\0"), None);
+        assert_eq!(argv1(b"skiff\0shimx\0"), None);
+        assert_eq!(argv1(b"skiff\0"), None);
+        assert_eq!(argv1(b"shim\0"), None);
     }
 }
