@@ -18,6 +18,7 @@ pub mod bootstrap_token;
 pub mod convert;
 pub mod handler;
 pub mod http;
+pub mod in_process;
 pub mod metrics;
 pub mod node_authz;
 pub mod objects;

@@ -139,9 +139,15 @@ async fn handle(
         user,
         upgrade: std::sync::Mutex::new(parts.extensions.remove::<hyper::upgrade::OnUpgrade>()),
     };
+    dispatch(&srv, request, start, &peer).await
+}
+
+/// Run a decoded request through the handlers, counting it in the metrics and stamping the
+/// audit id; shared by HTTPS connections and in-process clients ([`crate::in_process`]).
+pub(crate) async fn dispatch(srv: &Server, request: Request, start: Instant, peer: &(dyn std::fmt::Display + Sync)) -> http::Response {
     let verb = request.method.to_string();
     let path = request.path.clone();
-    let mut response = crate::handler::handle(&srv, request).await;
+    let mut response = crate::handler::handle(srv, request).await;
     let code = response.status().as_u16();
     let secs = start.elapsed().as_secs_f64();
     let resource = crate::handler::metric_resource(&path);

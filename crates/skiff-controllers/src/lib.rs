@@ -43,10 +43,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Controller manager settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
-    /// Kubeconfig used to reach the API server.
+    /// Kubeconfig used to reach the API server (and to read the cluster CA from).
     pub kubeconfig: PathBuf,
+    /// A ready client to use instead of one built from `kubeconfig` (`skiff server` passes
+    /// its in-process transport).
+    pub client: Option<kube::Client>,
     /// How often API discovery is re-read to pick up new CRDs.
     pub rediscover_every: Duration,
     /// Node heartbeat grace and check period.
@@ -60,14 +63,17 @@ impl Config {
     pub fn new(kubeconfig: PathBuf) -> Self {
         // The server writes its kubeconfig to `<data-dir>/kubeconfig.yaml` and its CA to `<data-dir>/tls`.
         let tls_dir = kubeconfig.parent().map(|d| d.join("tls"));
-        Self { kubeconfig, rediscover_every: Duration::from_secs(5), node_timings: Default::default(), tls_dir }
+        Self { kubeconfig, client: None, rediscover_every: Duration::from_secs(5), node_timings: Default::default(), tls_dir }
     }
 }
 
 /// Run the controller manager until `shutdown` becomes true: controllers run only while this
 /// process holds the `kube-controller-manager` Lease, so several servers can run it.
 pub async fn run(config: Config, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-    let client = client::from_kubeconfig(&config.kubeconfig).await?;
+    let client = match &config.client {
+        Some(c) => c.clone(),
+        None => client::from_kubeconfig(&config.kubeconfig).await?,
+    };
     let c = client.clone();
     let elected = tokio::spawn(leader::run_elected(client, leader::LeaseConfig::new("kube-controller-manager"), move || {
         run_controllers(c.clone(), config.clone())

@@ -80,11 +80,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map(|pair| (pair.cert_pem, pair.key_pem, pki.ca.cert_pem.clone()))
         .map_err(|e| tracing::warn!(error = %e, "could not issue the kubelet serving certificate"))
         .ok();
+    let state = api.state();
     let task = tokio::spawn(api.run(rx.clone()));
     let agent_shutdown = rx.clone();
+    // The controller manager and the scheduler run in this process: their API client hands
+    // requests straight to the handlers (as the admin kubeconfig's user, which they used over
+    // HTTPS before) instead of looping through TLS and TCP.
+    let admin = skiff_apiserver::auth::User::new("system:admin", &["system:masters".to_string()]);
+    let in_process = kube::Client::new(skiff_apiserver::in_process::InProcess::new(state, admin), "default");
     let mut controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
+    controllers.client = Some(in_process.clone());
     controllers.node_timings.grace = std::time::Duration::from_secs(args.node_monitor_grace_period.max(1));
-    let kubeconfig = controllers.kubeconfig.clone();
     let run_controllers = !args.disable_controller_manager;
     let controllers_task = tokio::spawn(async move {
         if !run_controllers {
@@ -99,14 +105,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         if !run_scheduler {
             return;
         }
-        match skiff_controllers::client::from_kubeconfig(&kubeconfig).await {
-            Ok(client) => {
-                let c = client.clone();
-                let lease = skiff_controllers::leader::LeaseConfig::new("kube-scheduler");
-                skiff_controllers::leader::run_elected(client, lease, move || skiff_scheduler::run(c.clone())).await
-            }
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "scheduler could not start"),
-        }
+        let c = in_process.clone();
+        let lease = skiff_controllers::leader::LeaseConfig::new("kube-scheduler");
+        skiff_controllers::leader::run_elected(in_process, lease, move || skiff_scheduler::run(c.clone())).await
     });
     let agent_task = (!args.disable_agent).then(|| {
         let options = crate::agent::AgentOptions {
