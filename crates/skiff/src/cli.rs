@@ -365,8 +365,7 @@ mod tests {
     #[test]
     fn cni_mode_excludes_a_flannel_backend() {
         let err = Cli::try_parse_from(["skiff", "agent", "--cni-conf-dir", "/etc/cni/net.d", "--flannel-backend", "host-gw"])
-            .err()
-            .expect("both refused");
+            .expect_err("both refused");
         let text = err.to_string();
         assert!(text.contains("--cni-conf-dir") && text.contains("--flannel-backend"), "{text}");
         let Command::Server(args) = Cli::try_parse_from(["skiff", "server", "--cni-conf-dir", "/etc/cni/net.d"]).unwrap().command else {

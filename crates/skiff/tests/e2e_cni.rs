@@ -1,7 +1,9 @@
 //! CNI mode: a node whose pods are wired by Debian's containernetworking-plugins (`bridge`
 //! with `host-local` IPAM, then `loopback`) instead of skiff's own bridge. Two pods get
-//! addresses from the CNI subnet and reach each other; a Service by name works (skiff's
-//! proxy and DNS still run); deleting the pods gives their addresses back to host-local.
+//! addresses from the CNI subnet (once the configuration appears: until then sandboxes fail
+//! and are retried) and reach each other; a Service by name works (skiff's proxy and DNS
+//! still run); a restart keeps the addresses; deleting the pods gives them back to
+//! host-local.
 //!
 //! The node runs in a network namespace of its own (a one-machine [`NetLab`]), so the CNI
 //! bridge, the DNS address and the nftables rules never touch the host's network; the
@@ -93,14 +95,13 @@ fn pods_wired_by_cni_plugins_reach_each_other_and_release_addresses() -> Result<
     let ipam_dir: PathBuf = scratch.path().join("ipam");
     std::fs::create_dir_all(&conf_dir)?;
     let with_loopback = Path::new(PLUGINS).join("loopback").exists();
-    std::fs::write(conf_dir.join("10-skiff-e2e.conflist"), conflist(&ipam_dir, with_loopback))?;
 
     // Dropped in reverse: the cluster (and its containers) first, then the bridge, then the
     // namespaces.
     let lab = NetLab::new(&format!("skc{}", std::process::id() % 10000), 1)?;
     let _bridge = BridgeGuard(lab.machine(1).to_string());
     let ip = lab.address(1);
-    let cluster = Cluster::start_in_netns(
+    let mut cluster = Cluster::start_in_netns(
         common::skiff_binary(),
         lab.machine(1),
         &["--bind-address", "0.0.0.0", "--advertise-address", &ip, "--tls-san", &ip, "--node-name", "cni1", "--cni-conf-dir", conf_dir.to_str().unwrap()],
@@ -117,6 +118,15 @@ fn pods_wired_by_cni_plugins_reach_each_other_and_release_addresses() -> Result<
     let serve = "mkdir -p /var/www; echo $(hostname) > /var/www/index.html; exec httpd -f -p 8080 -h /var/www";
     cluster.kubectl_stdin(&["apply", "-f", "-"], &pod_manifest("web", r#"{"app": "web"}"#, serve))?;
     cluster.kubectl_stdin(&["apply", "-f", "-"], &pod_manifest("client", r#"{"role": "client"}"#, "sleep 3600"))?;
+    // No configuration yet (an add-on would write it once its own pod runs): sandboxes fail
+    // to get a network, saying why, and the agent keeps retrying.
+    cluster.eventually(Duration::from_secs(30), "a FailedCreatePodSandBox event naming the missing configuration", || {
+        cluster
+            .ok(&["get", "events", "--field-selector", "reason=FailedCreatePodSandBox", "-o", "jsonpath={.items[*].message}"])
+            .is_ok_and(|m| m.contains("no CNI network configuration"))
+    })?;
+    assert!(pod_ip(&cluster, "web").is_empty());
+    std::fs::write(conf_dir.join("10-skiff-e2e.conflist"), conflist(&ipam_dir, with_loopback))?;
     let running = cluster.eventually(Duration::from_secs(90), "both pods Running with CNI addresses", || {
         let out = cluster.ok(&["get", "pods", "-o", "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}"]);
         out.is_ok_and(|o| o.lines().filter(|l| l.starts_with(&format!("Running {SUBNET_PREFIX}"))).count() == 2)
@@ -149,6 +159,17 @@ fn pods_wired_by_cni_plugins_reach_each_other_and_release_addresses() -> Result<
     cluster.eventually(Duration::from_secs(30), "the Service to answer by name", || {
         wget(&cluster, "client", "http://web.default.svc.cluster.local/").is_some_and(|b| b.trim() == "web")
     })?;
+
+    // A restart of the server and its agent keeps the pods, their addresses and their wiring.
+    cluster.restart()?;
+    cluster.eventually(Duration::from_secs(60), "the pods Running with the same addresses after a restart", || {
+        pod_ip(&cluster, "web") == web_ip
+            && pod_ip(&cluster, "client") == client_ip
+            && cluster.ok(&["get", "pods", "-o", "jsonpath={.items[*].status.phase}"]).is_ok_and(|p| p == "Running Running")
+    })?;
+    let body = wget(&cluster, "client", &format!("http://{web_ip}:8080/"));
+    assert_eq!(body.as_deref().map(str::trim), Some("web"), "client -> web at {web_ip} after the restart");
+    assert_eq!(reserved(&ipam_dir).len(), 2);
 
     // Deleting the pods runs DEL: host-local gives the addresses back, the agent forgets them.
     cluster.ok(&["delete", "pod", "web", "client", "--wait=true", "--timeout=60s"])?;

@@ -194,9 +194,21 @@ impl CniNetwork {
     /// the attachment is kept so that the next teardown tries again, and the first error is
     /// returned.
     pub fn del(&self, id: &str) -> Result<(), CniError> {
-        let Some(attachment) = self.state.load(id)? else {
-            self.forget(id);
-            return Ok(());
+        let attachment = match self.state.load(id) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                self.forget(id);
+                return Ok(());
+            }
+            // Unreadable JSON can never be undone with its own chain, and keeping it would
+            // fail the sandbox's removal forever: dropped, with a warning.
+            Err(e @ CniError::State { .. }) => {
+                tracing::warn!(sandbox = %id, error = %e, "dropping an unreadable CNI attachment without DEL");
+                self.state.remove(id)?;
+                self.forget(id);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         };
         // A namespace that is gone (the node rebooted) is passed as empty: plugins then
         // release what they hold outside it (addresses, host links) and skip the rest.

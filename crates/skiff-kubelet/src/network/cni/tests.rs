@@ -360,3 +360,15 @@ fn bin_dirs_are_a_cni_path() {
     assert_eq!(c.bin_dirs, vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]);
     assert_eq!(exec::cni_path(&c.bin_dirs), "/opt/cni/bin:/usr/lib/cni");
 }
+
+#[test]
+fn an_unreadable_attachment_does_not_block_teardown() {
+    let lab = chain_lab();
+    std::fs::write(lab.root.join("state").join("sb1.json"), "{truncated").unwrap();
+    let net = lab.network();
+    let sandbox = lab.sandbox("sb1");
+    assert_eq!(net.pod_ip(&sandbox), None);
+    net.teardown(&sandbox).unwrap();
+    assert!(lab.log().is_empty());
+    assert!(StateDir::new(lab.root.join("state")).ids().is_empty());
+}
