@@ -2,8 +2,8 @@
 //! with `host-local` IPAM, then `loopback`) instead of skiff's own bridge. Two pods get
 //! addresses from the CNI subnet (once the configuration appears: until then sandboxes fail
 //! and are retried) and reach each other; a Service by name works (skiff's proxy and DNS
-//! still run); a restart keeps the addresses; deleting the pods gives them back to
-//! host-local.
+//! still run); a restart keeps the addresses; deleting the pods, or `skiff killall`, gives
+//! them back to host-local.
 //!
 //! The node runs in a network namespace of its own (a one-machine [`NetLab`]), so the CNI
 //! bridge, the DNS address and the nftables rules never touch the host's network; the
@@ -177,5 +177,12 @@ fn pods_wired_by_cni_plugins_reach_each_other_and_release_addresses() -> Result<
     let state = cluster.data_dir().join("agent").join("cni");
     let left: Vec<_> = std::fs::read_dir(&state).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
     assert!(left.is_empty(), "CNI attachments left in {}: {left:?}", state.display());
+
+    // `skiff killall` (run when the test cluster drops) unwires what is still running.
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &pod_manifest("leftover", r#"{"app": "leftover"}"#, "sleep 3600"))?;
+    cluster.eventually(Duration::from_secs(60), "the leftover pod to run", || pod_ip(&cluster, "leftover").starts_with(SUBNET_PREFIX))?;
+    assert_eq!(reserved(&ipam_dir).len(), 1);
+    drop(cluster);
+    assert_eq!(reserved(&ipam_dir), Vec::<String>::new(), "skiff killall left an address reserved");
     Ok(())
 }
