@@ -1,9 +1,9 @@
 //! CNI mode: a node whose pods are wired by Debian's containernetworking-plugins (`bridge`
 //! with `host-local` IPAM, then `loopback`) instead of skiff's own bridge. Two pods get
 //! addresses from the CNI subnet (once the configuration appears: until then sandboxes fail
-//! and are retried) and reach each other; a Service by name works (skiff's proxy and DNS
-//! still run); a restart keeps the addresses; deleting the pods, or `skiff killall`, gives
-//! them back to host-local.
+//! and are retried) and reach each other; a Service by name works and a NetworkPolicy
+//! blocks (skiff's proxy, DNS and policy enforcement still run); a restart keeps the
+//! addresses; deleting the pods, or `skiff killall`, gives them back to host-local.
 //!
 //! The node runs in a network namespace of its own (a one-machine [`NetLab`]), so the CNI
 //! bridge, the DNS address and the nftables rules never touch the host's network; the
@@ -159,6 +159,14 @@ fn pods_wired_by_cni_plugins_reach_each_other_and_release_addresses() -> Result<
     cluster.eventually(Duration::from_secs(30), "the Service to answer by name", || {
         wget(&cluster, "client", "http://web.default.svc.cluster.local/").is_some_and(|b| b.trim() == "web")
     })?;
+
+    // So does NetworkPolicy enforcement (br_netfilter sees the CNI bridge as it sees skiff's).
+    let deny = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "web-deny"},
+                   "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress"]}}"#;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], deny)?;
+    cluster.eventually(Duration::from_secs(20), "the policy to block", || wget(&cluster, "client", &format!("http://{web_ip}:8080/")).is_none())?;
+    cluster.ok(&["delete", "networkpolicy", "web-deny"])?;
+    cluster.eventually(Duration::from_secs(20), "traffic to flow again", || wget(&cluster, "client", &format!("http://{web_ip}:8080/")).is_some())?;
 
     // A restart of the server and its agent keeps the pods, their addresses and their wiring.
     cluster.restart()?;
