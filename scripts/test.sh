@@ -17,6 +17,8 @@ command -v nft >/dev/null || need_apt+=(nftables)
 command -v curl >/dev/null || need_apt+=(curl)
 # Registry pull tests run Debian's registry (distribution) on loopback.
 command -v docker-registry >/dev/null || need_apt+=(docker-registry)
+# The CNI-mode e2e wires pods with Debian's CNI plugins (bridge, host-local, loopback).
+[ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 if ((${#need_apt[@]})); then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi

@@ -89,7 +89,9 @@ impl Cluster {
     pub fn start_with_agent(binary: &Path, extra: &[&str]) -> Result<Self> {
         let mut c = Self::unstarted(binary, extra, true, None)?;
         c.extra_args.extend(["--kubelet-port".to_string(), free_port().to_string(), "--kubelet-healthz-port".into(), "0".into()]);
-        if !extra.contains(&"--flannel-backend") {
+        // No built-in pod network unless the test asks for one, or for CNI mode (which the
+        // CLI keeps apart from any --flannel-backend).
+        if !extra.contains(&"--flannel-backend") && !extra.contains(&"--cni-conf-dir") {
             c.extra_args.extend(["--flannel-backend".to_string(), "none".into()]);
         }
         c.extra_args.extend(relaxed_eviction(extra));

@@ -62,14 +62,69 @@ fn import_seed_images(runtime: &LocalRuntime, data_dir: &std::path::Path) {
     }
 }
 
+/// Who wires the pods: skiff's bridge and VXLAN, CNI plugins, or nobody (loopback only).
+enum PodNetworkKind {
+    Builtin(Arc<skiff_kubelet::network::ClusterNetwork>),
+    Cni(Arc<skiff_kubelet::network::CniNetwork>),
+    Loopback,
+}
+
+impl PodNetworkKind {
+    fn new(options: &AgentOptions) -> Self {
+        match options.network.as_ref() {
+            None => Self::Loopback,
+            Some(n) => match &n.cni {
+                // Attachments live with the rest of the agent's state, so a restart finds them.
+                Some(cni) => Self::Cni(Arc::new(skiff_kubelet::network::CniNetwork::new(cni.clone(), options.data_dir.join("agent").join("cni")))),
+                None => Self::Builtin(Arc::new(skiff_kubelet::network::ClusterNetwork::new())),
+            },
+        }
+    }
+
+    fn hook(&self) -> Arc<dyn skiff_runtime::runtime::NetworkHook> {
+        match self {
+            Self::Builtin(n) => n.clone(),
+            Self::Cni(n) => n.clone(),
+            Self::Loopback => Arc::new(LoopbackOnly),
+        }
+    }
+
+    fn addresses(&self) -> Arc<dyn skiff_kubelet::PodAddresses> {
+        match self {
+            Self::Builtin(n) => n.clone(),
+            Self::Cni(n) => n.clone(),
+            Self::Loopback => Arc::new(NoPodNetwork),
+        }
+    }
+}
+
+/// Runs CNI DEL for attachments whose sandbox is gone (removed while the agent was down), so
+/// their addresses go back to the plugin's IPAM. Done before any pod worker runs: a sandbox
+/// being created has its attachment saved before the runtime lists it.
+fn release_vanished_attachments(runtime: &LocalRuntime, cni: &skiff_kubelet::network::CniNetwork) {
+    let sandboxes = match skiff_runtime::Runtime::list_sandboxes(runtime) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list sandboxes; CNI attachments are not garbage collected");
+            return;
+        }
+    };
+    let live: Vec<&str> = sandboxes.iter().map(|s| s.config.id.as_str()).collect();
+    let released = cni.gc(&live);
+    if !released.is_empty() {
+        tracing::info!(sandboxes = ?released, "released CNI attachments of vanished sandboxes");
+    }
+}
+
 /// Runs the agent until `shutdown` turns true.
 pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
     let root = skiff_runtime::cli::runtime_root(&options.data_dir);
     let data_dir = options.data_dir.clone();
-    let cluster_network = Arc::new(skiff_kubelet::network::ClusterNetwork::new());
-    let hook: Arc<dyn skiff_runtime::runtime::NetworkHook> = match options.network {
-        Some(_) => cluster_network.clone(),
-        None => Arc::new(LoopbackOnly),
+    let pod_network = PodNetworkKind::new(&options);
+    let hook = pod_network.hook();
+    let cni = match &pod_network {
+        PodNetworkKind::Cni(n) => Some(n.clone()),
+        _ => None,
     };
     let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<LocalRuntime> {
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -78,6 +133,9 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
         let report = runtime.recover().map_err(|e| anyhow::anyhow!("recovering containers: {e}"))?;
         tracing::info!(live = report.live.len(), exited = report.exited.len(), lost = report.lost.len(), cleaned = report.cleaned.len(), "container runtime recovered");
         import_seed_images(&runtime, &data_dir);
+        if let Some(cni) = cni {
+            release_vanished_attachments(&runtime, &cni);
+        }
         Ok(runtime)
     })
     .await??;
@@ -93,14 +151,14 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
     if let Some(text) = &options.eviction_hard {
         config.eviction_hard = skiff_kubelet::eviction::parse_list(text).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     }
-    let addresses: Arc<dyn skiff_kubelet::PodAddresses> = match options.network {
-        Some(_) => cluster_network.clone(),
-        None => Arc::new(NoPodNetwork),
-    };
-    let mut kubelet = Kubelet::new(config, client, Arc::new(runtime), addresses);
+    let mut kubelet = Kubelet::new(config, client, Arc::new(runtime), pod_network.addresses());
     if let Some(network) = options.network.clone() {
         let shared = kubelet.shared();
-        tokio::spawn(skiff_kubelet::network::run(shared, cluster_network, network));
+        match pod_network {
+            PodNetworkKind::Builtin(net) => tokio::spawn(skiff_kubelet::network::run(shared, net, network)),
+            PodNetworkKind::Cni(net) => tokio::spawn(skiff_kubelet::network::run_cni(shared, net, network)),
+            PodNetworkKind::Loopback => unreachable!("a network was asked for"),
+        };
     }
     if let Some((cert, key, ca)) = &options.serving {
         let tls = skiff_kubelet::streaming::tls_config(cert, key, ca).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -118,7 +176,11 @@ pub fn killall(data_dir: &std::path::Path) -> anyhow::Result<()> {
     if root.exists() {
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
         let cgroup_parent = config.cgroup_parent.clone();
-        let runtime = LocalRuntime::new(config, Arc::new(LoopbackOnly)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Sandboxes wired by CNI plugins are unwired by them (addresses go back to the
+        // plugin's IPAM); the saved attachments say with which plugins.
+        let cni = skiff_kubelet::network::CniNetwork::for_cleanup(data_dir.join("agent").join("cni"));
+        let hook: Arc<dyn skiff_runtime::runtime::NetworkHook> = if cni.has_attachments() { Arc::new(cni) } else { Arc::new(LoopbackOnly) };
+        let runtime = LocalRuntime::new(config, hook).map_err(|e| anyhow::anyhow!("{e}"))?;
         for c in runtime.list_containers().unwrap_or_default() {
             if let Err(e) = runtime.remove_container(&c.config.id) {
                 eprintln!("could not remove container {}: {e}", c.config.id);

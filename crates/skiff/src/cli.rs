@@ -205,6 +205,16 @@ pub struct NodeArgs {
     /// segment), or `none` (pods get only loopback; no Services, DNS or policies on the node).
     #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "host-gw", "none"])]
     pub flannel_backend: String,
+    /// Wire pods with the CNI plugins configured in this directory (the first `*.conflist`,
+    /// `*.conf` or `*.json` file by name, e.g. the one a Flannel, Calico or Cilium install
+    /// writes) instead of skiff's own bridge and VXLAN. Services, DNS, NetworkPolicies and
+    /// Ingress still run on the node unless disabled.
+    #[arg(long, value_name = "DIR", conflicts_with = "flannel_backend")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Where the CNI plugins are, as CNI_PATH: a directory or a `:`-separated list (Debian's
+    /// containernetworking-plugins installs them in /usr/lib/cni).
+    #[arg(long, value_name = "DIR[:DIR...]", default_value = skiff_kubelet::network::cni::DEFAULT_BIN_DIR)]
+    pub cni_bin_dir: String,
     /// Do not program Services into nftables on this node.
     #[arg(long)]
     pub disable_kube_proxy: bool,
@@ -339,14 +349,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use clap::Parser;
 
-    use super::Cli;
+    use super::{Cli, Command};
 
     #[test]
     fn port_zero_is_refused_with_the_range() {
         let err = Cli::try_parse_from(["skiff", "server", "--port", "0"]).err().expect("port 0 refused");
         assert!(err.to_string().contains("0 is not in 1..=65535"), "{err}");
         assert!(Cli::try_parse_from(["skiff", "server", "--port", "16443"]).is_ok());
+    }
+
+    #[test]
+    fn cni_mode_excludes_a_flannel_backend() {
+        let err = Cli::try_parse_from(["skiff", "agent", "--cni-conf-dir", "/etc/cni/net.d", "--flannel-backend", "host-gw"])
+            .expect_err("both refused");
+        let text = err.to_string();
+        assert!(text.contains("--cni-conf-dir") && text.contains("--flannel-backend"), "{text}");
+        let Command::Server(args) = Cli::try_parse_from(["skiff", "server", "--cni-conf-dir", "/etc/cni/net.d"]).unwrap().command else {
+            panic!("server args")
+        };
+        assert_eq!(args.node.cni_bin_dir, "/usr/lib/cni");
+        let options = crate::server::network_options(&args.node).expect("network on");
+        let cni = options.cni.expect("CNI mode");
+        assert_eq!(cni.conf_dir, PathBuf::from("/etc/cni/net.d"));
+        assert_eq!(cni.bin_dirs, vec![PathBuf::from("/usr/lib/cni")]);
+        let Command::Agent(args) = Cli::try_parse_from(["skiff", "agent", "--cni-conf-dir", "d", "--cni-bin-dir", "/opt/cni/bin:/usr/lib/cni"]).unwrap().command else {
+            panic!("agent args")
+        };
+        assert_eq!(crate::server::network_options(&args.node).unwrap().cni.unwrap().bin_dirs.len(), 2);
     }
 }

@@ -141,10 +141,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The node's network services from the server flags (`None` with `--flannel-backend none`).
+/// The node's network services from the server flags (`None` with `--flannel-backend none`;
+/// CNI mode with `--cni-conf-dir`, which the CLI keeps apart from `--flannel-backend`).
 pub fn network_options(args: &crate::cli::NodeArgs) -> Option<skiff_kubelet::network::NetworkOptions> {
+    let cni = args.cni_conf_dir.as_ref().map(|dir| skiff_kubelet::network::cni::CniConfig::new(dir, &args.cni_bin_dir));
     let backend = match args.flannel_backend.as_str() {
-        "none" => return None,
+        "none" if cni.is_none() => return None,
         "host-gw" => skiff_net::pod_network::Backend::HostGw,
         _ => skiff_net::pod_network::Backend::Vxlan,
     };
@@ -156,6 +158,7 @@ pub fn network_options(args: &crate::cli::NodeArgs) -> Option<skiff_kubelet::net
         ingress: !args.disable_ingress,
         proxy_healthz_port: args.kube_proxy_healthz_port,
         proxy_metrics_port: args.kube_proxy_metrics_port,
+        cni,
     })
 }
 

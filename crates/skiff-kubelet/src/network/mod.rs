@@ -1,8 +1,10 @@
 //! The node's share of cluster networking, fed from the API: the pod network (once the node
 //! has a pod CIDR), routes to the other nodes, the service proxy, the node-local cluster DNS
 //! and NetworkPolicy enforcement. The mechanics live in `skiff-net`; this module watches the
-//! API and calls it.
+//! API and calls it. In CNI mode ([`cni`]) plugins wire the pods and route between nodes,
+//! and only the services run here.
 
+pub mod cni;
 mod hook;
 pub mod proxy_health;
 mod services;
@@ -16,6 +18,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, PostParams};
 use skiff_net::pod_network::{Backend, Ipv4Cidr, NodePeer, PodNetwork, PodNetworkConfig};
 
+pub use cni::CniNetwork;
 pub use hook::ClusterNetwork;
 
 use crate::pods::containers_blocking as blocking;
@@ -38,6 +41,8 @@ pub struct NetworkOptions {
     pub proxy_healthz_port: u16,
     /// Port of the service proxy's `/metrics` on localhost (10249; 0 = off).
     pub proxy_metrics_port: u16,
+    /// CNI plugins wire the pods instead of skiff's bridge (`backend` is then unused).
+    pub cni: Option<cni::CniConfig>,
 }
 
 impl Default for NetworkOptions {
@@ -50,6 +55,7 @@ impl Default for NetworkOptions {
             ingress: true,
             proxy_healthz_port: 10256,
             proxy_metrics_port: 10249,
+            cni: None,
         }
     }
 }
@@ -87,9 +93,27 @@ pub async fn run(shared: Arc<Shared>, network: Arc<ClusterNetwork>, options: Net
     tracing::info!(%pod_cidr, "pod network ready");
     release_leaked_addresses(&shared, &pod_network).await;
 
-    let client = shared.client.clone();
-    let nodes = watch::cache::<Node>(client.clone());
+    let nodes = watch::cache::<Node>(shared.client.clone());
     tokio::spawn(sync_peers(nodes, pod_network.clone()));
+    let pn = pod_network.clone();
+    start_services(shared, options, move |dns_ip| pn.add_local_address(dns_ip)).await;
+}
+
+/// CNI mode: the plugins own pod wiring and the routes between nodes, so there is no pod
+/// CIDR to wait for and no bridge; the services run as in [`run`], the cluster DNS address
+/// going on the loopback interface (pods reach it through their CNI gateway, the host).
+pub async fn run_cni(shared: Arc<Shared>, network: Arc<CniNetwork>, options: NetworkOptions) {
+    tracing::info!(conf_dir = %network.config().conf_dir.display(), "pod network: CNI plugins");
+    start_services(shared, options, |dns_ip| skiff_net::pod_network::add_link_address("lo", dns_ip)).await;
+}
+
+/// Starts the service proxy, the cluster DNS (after `add_dns_address` made its address
+/// local), NetworkPolicy enforcement and the Ingress controller, as `options` ask.
+async fn start_services<F>(shared: Arc<Shared>, options: NetworkOptions, add_dns_address: F)
+where
+    F: FnOnce(Ipv4Addr) -> skiff_net::pod_network::Result<()> + Send + 'static,
+{
+    let client = shared.client.clone();
     if options.proxy || options.dns || options.policy || options.ingress {
         let caches = services::Caches::start(client.clone(), options.policy || options.proxy, options.ingress);
         if options.ingress {
@@ -102,8 +126,7 @@ pub async fn run(shared: Arc<Shared>, network: Arc<ClusterNetwork>, options: Net
         if options.dns {
             ensure_dns_service(&shared).await;
             let dns_ip = shared.config.cluster_dns;
-            let pn = pod_network.clone();
-            match tokio::task::spawn_blocking(move || pn.add_local_address(dns_ip)).await {
+            match tokio::task::spawn_blocking(move || add_dns_address(dns_ip)).await {
                 Ok(Ok(())) => {
                     tokio::spawn(services::run_dns(shared.clone(), caches.clone()));
                 }

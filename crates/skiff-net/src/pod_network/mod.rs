@@ -64,6 +64,19 @@ pub enum Backend {
     HostGw,
 }
 
+/// Makes `ip` (as a /32) an address of link `link` in the caller's network namespace, for a
+/// service that must answer on an address no pod network owns: the node-local cluster DNS
+/// when a CNI plugin, not skiff, wires the pods (pods reach it through their gateway, and the
+/// kernel delivers to any local address). An existing identical address is not an error.
+pub fn add_link_address(link: &str, ip: Ipv4Addr) -> Result<()> {
+    let mut nl = Netlink::open()?;
+    let index = nl.link_by_name(link)?.ok_or_else(|| Error::NotFound { what: format!("link {link}") })?.index;
+    if nl.addresses(index)?.iter().any(|(a, _)| *a == ip) {
+        return Ok(());
+    }
+    nl.add_address(index, link, ip, 32)
+}
+
 /// Configuration of a node's pod network.
 #[derive(Debug, Clone)]
 pub struct PodNetworkConfig {
