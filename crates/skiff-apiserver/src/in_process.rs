@@ -57,12 +57,15 @@ where
     fn call(&mut self, req: ::http::Request<B>) -> Self::Future {
         let srv = self.srv.clone();
         let user = self.user.clone();
-        Box::pin(async move {
+        // Each request is its own task, as each HTTPS connection was: the handler's work
+        // runs on any worker thread instead of inside the caller's task (the scheduler's
+        // binding loop would otherwise do every binding's JSON and store work itself).
+        let handled = tokio::spawn(async move {
             let start = Instant::now();
             let (parts, body) = req.into_parts();
             let body = match Limited::new(body, MAX_BODY).collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return Ok(http::error(&ApiError::bad_request(format!("reading request body: {e}")))),
+                Err(e) => return http::error(&ApiError::bad_request(format!("reading request body: {e}"))),
             };
             let request = Request {
                 method: parts.method,
@@ -73,7 +76,10 @@ where
                 user: Some(user),
                 upgrade: std::sync::Mutex::new(None),
             };
-            Ok(crate::server::dispatch(&srv, request, start, &PEER).await)
+            crate::server::dispatch(&srv, request, start, &PEER).await
+        });
+        Box::pin(async move {
+            Ok(handled.await.unwrap_or_else(|e| http::error(&ApiError::internal(format!("request handler failed: {e}")))))
         })
     }
 }
