@@ -12,6 +12,21 @@ use crate::auth::User;
 /// Largest request body accepted, as upstream (3 MiB).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// Reads a request body of at most [`MAX_BODY`] bytes: 413 beyond, 400 when it breaks off.
+pub async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::too_large("the request body exceeds the 3 MiB limit"))
+        }
+        Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
+    }
+}
+
 /// Response body type: boxed so streaming (watch) and full bodies share one type.
 pub type Body = BoxBody<Bytes, std::io::Error>;
 /// A response.
@@ -38,6 +53,20 @@ pub struct Request {
 }
 
 impl Request {
+    /// The request of `parts` with its body read, made by `user`; a pending HTTP/1.1
+    /// upgrade in the parts' extensions is kept for the streaming proxy.
+    pub fn from_parts(mut parts: http::request::Parts, body: Bytes, user: Option<User>) -> Self {
+        Self {
+            query: Query::parse(parts.uri.query()),
+            path: parts.uri.path().to_string(),
+            upgrade: std::sync::Mutex::new(parts.extensions.remove::<hyper::upgrade::OnUpgrade>()),
+            method: parts.method,
+            headers: parts.headers,
+            body,
+            user,
+        }
+    }
+
     /// A header as a string ("" when absent).
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")

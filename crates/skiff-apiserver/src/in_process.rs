@@ -17,11 +17,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
 use skiff_api::status::ApiError;
 
 use crate::auth::User;
-use crate::http::{self, Query, Request, MAX_BODY};
+use crate::http::{self, Request};
 use crate::Server;
 
 /// The transport: every request is handled as `user`.
@@ -63,20 +62,11 @@ where
         let handled = tokio::spawn(async move {
             let start = Instant::now();
             let (parts, body) = req.into_parts();
-            let body = match Limited::new(body, MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return http::error(&ApiError::bad_request(format!("reading request body: {e}"))),
+            let body = match http::read_body(body).await {
+                Ok(b) => b,
+                Err(e) => return http::error(&e),
             };
-            let request = Request {
-                method: parts.method,
-                path: parts.uri.path().to_string(),
-                query: Query::parse(parts.uri.query()),
-                headers: parts.headers,
-                body,
-                user: Some(user),
-                upgrade: std::sync::Mutex::new(None),
-            };
-            crate::server::dispatch(&srv, request, start, &PEER).await
+            crate::server::dispatch(&srv, Request::from_parts(parts, body, Some(user)), start, &PEER).await
         });
         Box::pin(async move {
             Ok(handled.await.unwrap_or_else(|e| http::error(&ApiError::internal(format!("request handler failed: {e}")))))

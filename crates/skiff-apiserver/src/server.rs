@@ -5,17 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use skiff_api::status::ApiError;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::{user_from_cert, User};
-use crate::http::{self, Query, Request, MAX_BODY};
+use crate::http::{self, Request};
 use crate::pki::Pki;
 use crate::Server;
 
@@ -113,33 +111,17 @@ async fn handle(
     peer: SocketAddr,
 ) -> http::Response {
     let start = Instant::now();
-    let (mut parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let err = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                ApiError::too_large("the request body exceeds the 3 MiB limit")
-            } else {
-                ApiError::bad_request(format!("reading request body: {e}"))
-            };
-            return http::error(&err);
-        }
+    let (parts, body) = req.into_parts();
+    let body = match http::read_body(body).await {
+        Ok(b) => b,
+        Err(e) => return http::error(&e),
     };
     let auth_header = parts.headers.get("authorization").and_then(|h| h.to_str().ok());
     let mut user = cert_user.or_else(|| auth_header.and_then(|h| srv.bearer_user(h)));
     if let (None, Some(h)) = (&user, auth_header) {
         user = crate::bootstrap_token::authenticate(&srv, h).await;
     }
-    let request = Request {
-        method: parts.method,
-        path: parts.uri.path().to_string(),
-        query: Query::parse(parts.uri.query()),
-        headers: parts.headers,
-        body,
-        user,
-        upgrade: std::sync::Mutex::new(parts.extensions.remove::<hyper::upgrade::OnUpgrade>()),
-    };
-    dispatch(&srv, request, start, &peer).await
+    dispatch(&srv, Request::from_parts(parts, body, user), start, &peer).await
 }
 
 /// Run a decoded request through the handlers, counting it in the metrics and stamping the
