@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod atomic_file;
 pub mod bootstrap;
 pub mod config;
 pub mod env;

@@ -106,14 +106,7 @@ fn pods_wired_by_cni_plugins_reach_each_other_and_release_addresses() -> Result<
         lab.machine(1),
         &["--bind-address", "0.0.0.0", "--advertise-address", &ip, "--tls-san", &ip, "--node-name", "cni1", "--cni-conf-dir", conf_dir.to_str().unwrap()],
     )?;
-    let archive = cluster.data_dir().join("busybox.tar");
-    skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
-    cluster.import_image(&archive)?;
-    cluster.eventually(Duration::from_secs(30), "the node to be Ready", || {
-        cluster
-            .ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])
-            .is_ok_and(|s| s == "True")
-    })?;
+    common::import_image_and_wait_ready(&cluster)?;
 
     let serve = "mkdir -p /var/www; echo $(hostname) > /var/www/index.html; exec httpd -f -p 8080 -h /var/www";
     cluster.kubectl_stdin(&["apply", "-f", "-"], &pod_manifest("web", r#"{"app": "web"}"#, serve))?;

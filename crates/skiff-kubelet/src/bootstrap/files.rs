@@ -2,8 +2,6 @@
 //! and the kubeconfig are written 0600 through a temporary file and a rename, so a crash
 //! never leaves a half-written key behind.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -29,12 +27,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
 }
 
 fn write_atomic(path: &Path, contents: &str, mode: u32) -> Result<(), BootstrapError> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io(&tmp))?;
-    f.write_all(contents.as_bytes()).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    crate::atomic_file::write(path, contents.as_bytes(), mode).map_err(|(path, source)| BootstrapError::Io { path, source })
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>, BootstrapError> {

@@ -47,6 +47,12 @@ pub const IMAGE: &str = "skiff.test/busybox:1";
 /// and the node Ready.
 pub fn node_cluster(extra: &[&str]) -> anyhow::Result<Cluster> {
     let cluster = Cluster::start_with_agent(skiff_binary(), extra)?;
+    import_image_and_wait_ready(&cluster)?;
+    Ok(cluster)
+}
+
+/// Imports the busybox test image into the cluster's (single) node and waits for it to be Ready.
+pub fn import_image_and_wait_ready(cluster: &Cluster) -> anyhow::Result<()> {
     let archive = cluster.data_dir().join("busybox.tar");
     skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
     cluster.import_image(&archive)?;
@@ -54,6 +60,5 @@ pub fn node_cluster(extra: &[&str]) -> anyhow::Result<Cluster> {
         cluster
             .ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])
             .is_ok_and(|s| s == "True")
-    })?;
-    Ok(cluster)
+    })
 }

@@ -5,16 +5,35 @@
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{self, Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::error::CniError;
 
+/// The CNI commands the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Attach the sandbox.
+    Add,
+    /// Detach it.
+    Del,
+}
+
+impl Command {
+    /// CNI_COMMAND's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+        }
+    }
+}
+
 /// The environment of one plugin call (the spec's parameters).
 #[derive(Debug, Clone)]
 pub struct Invocation<'a> {
-    /// `ADD` or `DEL`.
-    pub command: &'static str,
+    /// ADD or DEL.
+    pub command: Command,
     /// CNI_CONTAINERID: the sandbox id.
     pub container_id: &'a str,
     /// CNI_NETNS: the pinned network namespace (empty on a DEL whose namespace is gone).
@@ -65,7 +84,7 @@ pub fn find_plugin(bin_dirs: &[PathBuf], kind: &str) -> Result<PathBuf, CniError
 /// installed or another thread's fork briefly holds the file that was just written.
 const TEXT_FILE_BUSY: i32 = 26;
 
-fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+fn spawn(cmd: &mut process::Command) -> std::io::Result<Child> {
     let mut tries = 0;
     loop {
         match cmd.spawn() {
@@ -92,8 +111,8 @@ fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<
 /// `timeout`. The plugin inherits the agent's environment (plugins such as `bridge` with
 /// `ipMasq` run `iptables` from PATH) plus the CNI_* variables.
 pub fn run(program: &Path, bin_dirs: &[PathBuf], inv: &Invocation<'_>, stdin: &[u8], timeout: Duration) -> std::io::Result<Option<Outcome>> {
-    let mut cmd = Command::new(program);
-    cmd.env("CNI_COMMAND", inv.command)
+    let mut cmd = process::Command::new(program);
+    cmd.env("CNI_COMMAND", inv.command.name())
         .env("CNI_CONTAINERID", inv.container_id)
         .env("CNI_NETNS", inv.netns)
         .env("CNI_IFNAME", inv.ifname)

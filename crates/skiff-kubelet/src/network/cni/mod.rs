@@ -69,21 +69,6 @@ pub struct CniNetwork {
     ips: Mutex<HashMap<String, Option<IpAddr>>>,
 }
 
-/// A step of a chain run.
-enum Command {
-    Add,
-    Del,
-}
-
-impl Command {
-    fn name(&self) -> &'static str {
-        match self {
-            Command::Add => "ADD",
-            Command::Del => "DEL",
-        }
-    }
-}
-
 /// CNI_ARGS for a sandbox: the pod's identity as the kubelet passes it (plugins such as
 /// Calico and Cilium look the pod up by it), with `IgnoreUnknown` so plugins that know none
 /// of these keys accept them.
@@ -140,7 +125,8 @@ impl CniNetwork {
     }
 
     /// Runs one plugin of `list`; the parsed result for ADD.
-    fn call(&self, at: &Attachment, index: usize, cmd: &Command, inv: &exec::Invocation<'_>, prev: Option<&Value>) -> Result<Option<CniResult>, CniError> {
+    fn call(&self, at: &Attachment, index: usize, inv: &exec::Invocation<'_>, prev: Option<&Value>) -> Result<Option<CniResult>, CniError> {
+        let cmd = inv.command;
         let list = &at.config;
         let bin_dirs = if at.bin_dirs.is_empty() { &self.config.bin_dirs } else { &at.bin_dirs };
         let kind = list.plugin_type(index);
@@ -154,8 +140,8 @@ impl CniNetwork {
             return Err(failed(result::failure_message(&outcome.status_text(), &outcome.stdout, &outcome.stderr)));
         }
         match cmd {
-            Command::Del => Ok(None),
-            Command::Add => CniResult::parse(&outcome.stdout)
+            exec::Command::Del => Ok(None),
+            exec::Command::Add => CniResult::parse(&outcome.stdout)
                 .map(Some)
                 .map_err(|reason| CniError::BadResult { plugin: kind.to_string(), command: cmd.name(), reason }),
         }
@@ -176,10 +162,10 @@ impl CniNetwork {
         // Saved first: if a plugin fails half-way, the teardown that follows undoes the
         // plugins that did run with this very chain.
         self.state.save(id, &attachment)?;
-        let inv = exec::Invocation { command: "ADD", container_id: id, netns, ifname: POD_IFNAME, args };
+        let inv = exec::Invocation { command: exec::Command::Add, container_id: id, netns, ifname: POD_IFNAME, args };
         let mut prev: Option<CniResult> = None;
         for index in 0..attachment.config.plugins.len() {
-            prev = self.call(&attachment, index, &Command::Add, &inv, prev.as_ref().map(CniResult::value))?;
+            prev = self.call(&attachment, index, &inv, prev.as_ref().map(CniResult::value))?;
         }
         let result = prev.expect("a configuration list has at least one plugin");
         attachment.result = Some(result.value().clone());
@@ -213,11 +199,11 @@ impl CniNetwork {
         // A namespace that is gone (the node rebooted) is passed as empty: plugins then
         // release what they hold outside it (addresses, host links) and skip the rest.
         let netns = if std::path::Path::new(&attachment.netns).exists() { attachment.netns.as_str() } else { "" };
-        let inv = exec::Invocation { command: "DEL", container_id: id, netns, ifname: &attachment.ifname, args: &attachment.args };
+        let inv = exec::Invocation { command: exec::Command::Del, container_id: id, netns, ifname: &attachment.ifname, args: &attachment.args };
         let prev = attachment.result.as_ref().filter(|_| attachment.config.del_takes_prev_result());
         let mut first_error = None;
         for index in (0..attachment.config.plugins.len()).rev() {
-            if let Err(e) = self.call(&attachment, index, &Command::Del, &inv, prev) {
+            if let Err(e) = self.call(&attachment, index, &inv, prev) {
                 tracing::warn!(sandbox = %id, error = %e, "CNI DEL failed");
                 first_error.get_or_insert(e);
             }

@@ -4,7 +4,7 @@
 //! (the pod IP after an agent restart, and `prevResult` for DEL). The file is written before
 //! the first plugin runs, so a half-done ADD is still undone with the right configuration.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -65,16 +65,11 @@ impl StateDir {
 
     /// Saves the attachment of sandbox `id` (atomically: a crash leaves the old or the new).
     pub fn save(&self, id: &str, attachment: &Attachment) -> Result<(), CniError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CniError::Io { what: "writing CNI state", path, source }
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let path = self.path(id);
-        let tmp = self.dir.join(format!(".{id}.json.tmp"));
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|source| CniError::Io { what: "writing CNI state", path: self.dir.clone(), source })?;
         let bytes = serde_json::to_vec_pretty(attachment).expect("an attachment serializes");
-        std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io(&path))
+        crate::atomic_file::write(&self.path(id), &bytes, 0o644)
+            .map_err(|(path, source)| CniError::Io { what: "writing CNI state", path, source })
     }
 
     /// Forgets sandbox `id` (nothing to forget is fine).

@@ -111,6 +111,15 @@ fn chain_lab() -> Lab {
     lab
 }
 
+/// The two-plugin chain with sandbox `sb1` attached through it.
+fn attached_chain() -> (Lab, CniNetwork, SandboxInfo) {
+    let lab = chain_lab();
+    let net = lab.network();
+    let sandbox = lab.sandbox("sb1");
+    net.setup(&sandbox).unwrap();
+    (lab, net, sandbox)
+}
+
 // ---- configuration ----
 
 #[test]
@@ -175,10 +184,7 @@ fn plugin_input_injects_name_version_and_prev_result() {
 
 #[test]
 fn add_runs_the_chain_in_order_with_the_cni_environment_and_chained_results() {
-    let lab = chain_lab();
-    let net = lab.network();
-    let sandbox = lab.sandbox("sb1");
-    net.setup(&sandbox).unwrap();
+    let (lab, net, sandbox) = attached_chain();
 
     let netns = sandbox.netns_path().unwrap().display().to_string();
     let path = format!("{}:{}", lab.root.join("nowhere").display(), lab.root.join("bin").display());
@@ -202,10 +208,7 @@ fn add_runs_the_chain_in_order_with_the_cni_environment_and_chained_results() {
 
 #[test]
 fn del_runs_in_reverse_with_the_cached_result_and_is_idempotent() {
-    let lab = chain_lab();
-    let net = lab.network();
-    let sandbox = lab.sandbox("sb1");
-    net.setup(&sandbox).unwrap();
+    let (lab, net, sandbox) = attached_chain();
     lab.clear_log();
 
     net.teardown(&sandbox).unwrap();
@@ -284,10 +287,7 @@ fn a_plugin_error_result_names_the_plugin_and_the_failed_add_is_undone() {
 
 #[test]
 fn a_failing_del_keeps_the_attachment_for_the_next_teardown() {
-    let lab = chain_lab();
-    let net = lab.network();
-    let sandbox = lab.sandbox("sb1");
-    net.setup(&sandbox).unwrap();
+    let (lab, net, sandbox) = attached_chain();
     lab.plugin("second", SECOND_RESULT, Some(("DEL", "")));
     lab.clear_log();
     let err = net.teardown(&sandbox).unwrap_err().to_string();
