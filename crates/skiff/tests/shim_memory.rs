@@ -90,8 +90,8 @@ fn idle_shim_keeps_little_private_memory() {
             .unwrap();
         t.rt.start_container(&id).unwrap();
         let shim = st.shim_pid.expect("shim pid");
-        // Let the shim settle into its idle loop after start.
-        std::thread::sleep(Duration::from_millis(300));
+        // Let the shim settle into its idle loop and trim itself after start.
+        std::thread::sleep(skiff_runtime::shim::IDLE_TRIM_DELAY + Duration::from_millis(500));
         assert_eq!(t.rt.container_status(&id).unwrap().phase, Phase::Running);
         anon.push((shim, rollup_kib(shim, "Anonymous"), rollup_kib(shim, "Rss")));
     }

@@ -32,6 +32,11 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 /// Name of the console socket (in the state directory) libcontainer sends the terminal
 /// master over; it exists only while the container is being created.
 const CONSOLE_NAME: &str = "console.sock";
+/// How long after creating or starting its container the shim waits before shrinking its
+/// resident set. Not at once: the agent's start request and a short-lived container's exit
+/// follow within milliseconds, and trimming (a walk of the process's mappings and unmapping
+/// megabytes of pages) would delay both; a container that has exited by then never costs it.
+pub const IDLE_TRIM_DELAY: Duration = Duration::from_secs(1);
 
 /// Forks; the parent relays the child's readiness report and exits, the child supervises the
 /// container. Returns the parent's exit code.
@@ -237,11 +242,8 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
     }
 
     // Creating the container (spec parsing, libcontainer, the seccomp compiler) is the peak of
-    // the shim's heap and of the code it runs; hand the freed heap pages back and unmap the
-    // clean code pages before idling for the container's lifetime.
-    super::resident::drop_clean_file_pages();
-    release_free_heap();
-
+    // the shim's heap and of the code it runs; the freed heap pages and the clean code pages
+    // go back once the shim has been idle a moment (see `IDLE_TRIM_DELAY`).
     let mut sup = Supervisor {
         args,
         container,
@@ -254,6 +256,7 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
         waiters: Vec::new(),
         kill_at: None,
         exited_at: None,
+        trim_at: Some(Instant::now() + IDLE_TRIM_DELAY),
     };
     sup.run(&listener, &sigfd)
 }
@@ -314,6 +317,8 @@ struct Supervisor<'a> {
     waiters: Vec<UnixStream>,
     kill_at: Option<Instant>,
     exited_at: Option<Instant>,
+    /// When to hand back the memory the last create or start used (`IDLE_TRIM_DELAY`).
+    trim_at: Option<Instant>,
 }
 
 /// What one `poll` entry watches.
@@ -339,10 +344,19 @@ impl Supervisor<'_> {
                 self.kill_at = None;
                 let _ = kill(self.pid, Signal::SIGKILL);
             }
-            let deadline = [self.kill_at, self.exited_at.map(|t| t + DRAIN_AFTER_EXIT)]
-                .into_iter()
-                .flatten()
-                .min();
+            if self.trim_at.is_some_and(|t| Instant::now() >= t) {
+                self.trim_at = None;
+                super::resident::drop_clean_file_pages();
+                release_free_heap();
+            }
+            let deadline = [
+                self.kill_at,
+                self.exited_at.map(|t| t + DRAIN_AFTER_EXIT),
+                self.trim_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = match deadline {
                 Some(d) => PollTimeout::try_from(d.saturating_duration_since(Instant::now()))
                     .unwrap_or(PollTimeout::MAX),
@@ -509,11 +523,8 @@ impl Supervisor<'_> {
             let _ = writeln!(conn, "{r}");
         }
         if starting {
-            // Starting ran code the idle loop never needs again; unmap it once the caller
-            // has its answer, as after create.
-            drop(conn);
-            super::resident::drop_clean_file_pages();
-            release_free_heap();
+            // Starting ran code the idle loop never needs again: trim again once idle.
+            self.trim_at = Some(Instant::now() + IDLE_TRIM_DELAY);
         }
     }
 

@@ -23,6 +23,7 @@ mod attach;
 pub mod client;
 mod confine;
 mod create;
+pub use create::IDLE_TRIM_DELAY;
 mod exec;
 mod fds;
 pub mod log;
