@@ -17,6 +17,7 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod image;
+pub mod resident;
 pub mod runtime;
 pub mod seccomp;
 pub mod shim;

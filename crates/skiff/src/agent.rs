@@ -274,6 +274,7 @@ pub async fn run_agent(args: crate::cli::AgentArgs) -> anyhow::Result<()> {
         eviction_hard: args.node.eviction_hard.clone(),
     };
     eprintln!("skiff agent: node {} at {node_ip}, server {server}", options.node_name);
+    crate::trim::start();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(run(options, rx));
     tokio::select! {

@@ -7,6 +7,7 @@ mod cli;
 mod health;
 mod server;
 mod token;
+mod trim;
 
 use clap::Parser;
 

@@ -130,6 +130,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         })
     });
     tracing::info!(%addr, ms = started.elapsed().as_millis() as u64, kubeconfig = %args.data_dir.join("kubeconfig.yaml").display(), "skiff server ready");
+    crate::trim::start();
     shutdown_signal().await;
     let _ = tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;

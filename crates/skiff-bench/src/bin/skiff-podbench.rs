@@ -283,7 +283,10 @@ async fn bench() -> anyhow::Result<()> {
     let mut agent = spawn_in_netns(
         &skiff,
         &["agent", "--kubeconfig", kubeconfig.to_str().unwrap(), "--data-dir", agent_dir.to_str().unwrap(),
-          "--node-name", "bench", "--node-ip", "192.168.253.1", "--kubelet-healthz-port", "0", "--disable-ingress"],
+          "--node-name", "bench", "--node-ip", "192.168.253.1", "--kubelet-healthz-port", "0", "--disable-ingress",
+          // Memory-only eviction, as the tests' agents: a full disk must not taint the node
+          // (disk-pressure) and leave every pod Pending.
+          "--eviction-hard", "memory.available<1Mi"],
         &dir.path().join("agent.log"),
     )?;
     let result = run(&o, &kubeconfig, agent.id(), server.id()).await;

@@ -261,16 +261,6 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
     sup.run(&listener, &sigfd)
 }
 
-/// Returns the free pages of glibc's heap to the OS (a no-op for memory of other allocators).
-#[allow(unsafe_code)]
-fn release_free_heap() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of glibc's heap.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// The console socket path of the state directory open as `dir` (see [`socket_path_via`]).
 fn console_path_via(dir: &File) -> std::path::PathBuf {
     std::path::PathBuf::from(format!("/proc/self/fd/{}/{CONSOLE_NAME}", dir.as_raw_fd()))
@@ -346,8 +336,7 @@ impl Supervisor<'_> {
             }
             if self.trim_at.is_some_and(|t| Instant::now() >= t) {
                 self.trim_at = None;
-                super::resident::drop_clean_file_pages();
-                release_free_heap();
+                crate::resident::trim();
             }
             let deadline = [
                 self.kill_at,

@@ -27,7 +27,6 @@ pub use create::IDLE_TRIM_DELAY;
 mod exec;
 mod fds;
 pub mod log;
-mod resident;
 mod sandbox;
 
 use std::path::PathBuf;

@@ -1,12 +1,13 @@
-//! Shrinking an idle shim's resident set to what it really uses.
+//! Shrinking an idle process's resident set to what it really uses.
 //!
-//! A shim runs from the whole `skiff` binary, and creating a container touches megabytes of
-//! its code and read-only data (spec handling, libcontainer, the seccomp compiler). Those
-//! pages stay mapped in the shim for the container's lifetime although the supervising loop
-//! afterwards uses a few dozen of them: ~5.6 MiB of a shim's ~7 MiB RSS was such pages. They
-//! are clean pages of files (the page cache keeps them, shared with the agent and the other
-//! shims), so unmapping them from this process costs nothing: whatever the shim executes
-//! later faults back in from the page cache.
+//! Every skiff process runs from the whole `skiff` binary. A shim creating a container
+//! touches megabytes of its code and read-only data (spec handling, libcontainer, the seccomp
+//! compiler), the node agent as much while it starts (TLS bootstrap, registration, network
+//! setup, image import); those pages stay mapped for the process's lifetime although its
+//! steady state uses a fraction of them: ~5.6 MiB of an idle shim's ~7 MiB RSS was such
+//! pages. They are clean pages of files (the page cache keeps them, shared with the other
+//! skiff processes), so unmapping them from this process costs nothing: whatever it
+//! executes later faults back in from the page cache.
 //!
 //! Only mappings that cannot hold the process's own data qualify: private, not writable,
 //! backed by a file that still exists, and with no anonymous (copied-on-write) or dirty
@@ -14,6 +15,7 @@
 //! `.bss` are excluded by those rules).
 
 use std::fs;
+use std::time::Duration;
 
 /// One mapping of /proc/self/smaps with the fields the decision needs.
 #[derive(Debug, Default, PartialEq)]
@@ -86,6 +88,42 @@ pub fn drop_clean_file_pages() -> usize {
         }
     }
     dropped
+}
+
+/// Drops clean file pages ([`drop_clean_file_pages`]) and returns glibc's free heap pages to
+/// the OS (a no-op for memory of other allocators).
+pub fn trim() {
+    drop_clean_file_pages();
+    release_free_heap();
+}
+
+#[allow(unsafe_code)]
+fn release_free_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of glibc's heap.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
+/// Trims this process ([`trim`]) `first` from now, then every `every`, from a thread of its
+/// own, for the process's lifetime. For long-lived processes whose start-up runs code their
+/// steady state never needs again; code still in use faults back in after each trim (a few
+/// milliseconds of page faults per trim at most).
+pub fn spawn_periodic_trim(first: Duration, every: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("skiff-trim".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            std::thread::sleep(first);
+            loop {
+                trim();
+                std::thread::sleep(every);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!(error = %e, "could not start the memory trim thread");
+    }
 }
 
 #[cfg(test)]
