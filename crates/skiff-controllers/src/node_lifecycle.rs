@@ -7,7 +7,9 @@
 //! Taints by condition, as upstream's TaintNodesByCondition: a node reporting
 //! MemoryPressure, DiskPressure or PIDPressure gets the matching
 //! `node.kubernetes.io/{memory,disk,pid}-pressure` NoSchedule taint until the condition
-//! clears, so the scheduler keeps new pods away.
+//! clears, so the scheduler keeps new pods away; one reporting Ready=False (a CNI node
+//! without a network configuration yet) gets `node.kubernetes.io/not-ready` NoSchedule, which
+//! only pods that tolerate it (a network add-on's daemons) get past.
 //!
 //! Trade-off: upstream waits 40 s before marking a node unknown and tolerates it for 300 s
 //! (almost six minutes before pods move). skiff defaults to a 20 s grace and, through the
@@ -44,29 +46,34 @@ impl Default for Timings {
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
-/// Node conditions and the NoSchedule taints they bring while True.
-const CONDITION_TAINTS: &[(&str, &str)] = &[
-    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
-    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
-    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+/// Node conditions, the status that brings a NoSchedule taint, and the taint.
+const CONDITION_TAINTS: &[(&str, &str, &str)] = &[
+    ("MemoryPressure", "True", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "True", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "True", "node.kubernetes.io/pid-pressure"),
+    ("Ready", "False", NOT_READY),
 ];
 
-/// The node's taints made to match its pressure conditions, or `None` when they already do.
+/// The taint of a node whose Ready condition is False; the scheduler considers such a node
+/// only once it carries it.
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+
+/// The node's taints made to match its conditions, or `None` when they already do.
 fn sync_condition_taints(node: &Node) -> Option<Vec<Taint>> {
     let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref());
-    let is_true = |kind: &str| conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == "True"));
+    let is = |kind: &str, status: &str| conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == kind && c.status == status));
     let taints: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
     let mut out: Vec<Taint> = taints
         .iter()
         .filter(|t| {
             CONDITION_TAINTS
                 .iter()
-                .all(|(cond, key)| t.key != *key || t.effect != "NoSchedule" || is_true(cond))
+                .all(|(cond, status, key)| t.key != *key || t.effect != "NoSchedule" || is(cond, status))
         })
         .cloned()
         .collect();
-    for (cond, key) in CONDITION_TAINTS {
-        if is_true(cond) && !out.iter().any(|t| t.key == *key && t.effect == "NoSchedule") {
+    for (cond, status, key) in CONDITION_TAINTS {
+        if is(cond, status) && !out.iter().any(|t| t.key == *key && t.effect == "NoSchedule") {
             out.push(Taint {
                 key: key.to_string(),
                 effect: "NoSchedule".into(),
@@ -146,7 +153,7 @@ async fn pass(client: &kube::Client, t: &Timings, node_store: &Store<Node>, leas
             tracing::info!(node = %name, "node is back; unreachable taints removed");
         } else if let Some(taints) = sync_condition_taints(&node) {
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"taints": taints}}))).await?;
-            tracing::info!(node = %name, "pressure taints updated from node conditions");
+            tracing::info!(node = %name, "condition taints updated from node conditions");
         }
         evict_untolerated(client, &node).await?;
     }
@@ -220,5 +227,18 @@ mod tests {
         let relieved = node(json!([{"type": "MemoryPressure", "status": "False"}]), serde_json::to_value(&taints).unwrap());
         let kept = sync_condition_taints(&relieved).expect("the taint to go");
         assert_eq!(kept.iter().map(|t| t.key.as_str()).collect::<Vec<_>>(), ["dedicated"]);
+    }
+
+    #[test]
+    fn a_not_ready_node_is_tainted_until_it_is_ready() {
+        let not_ready = node(json!([{"type": "Ready", "status": "False", "reason": "KubeletNotReady"}]), json!([]));
+        let taints = sync_condition_taints(&not_ready).expect("a taint to add");
+        assert_eq!(taints.len(), 1);
+        assert_eq!((taints[0].key.as_str(), taints[0].effect.as_str()), (NOT_READY, "NoSchedule"));
+        let settled = node(json!([{"type": "Ready", "status": "False"}]), serde_json::to_value(&taints).unwrap());
+        assert_eq!(sync_condition_taints(&settled), None);
+        let ready = node(json!([{"type": "Ready", "status": "True"}]), serde_json::to_value(&taints).unwrap());
+        assert_eq!(sync_condition_taints(&ready), Some(vec![]), "the taint goes once Ready");
+        assert_eq!(sync_condition_taints(&node(json!([{"type": "Ready", "status": "True"}]), json!([]))), None);
     }
 }

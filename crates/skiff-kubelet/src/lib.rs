@@ -66,6 +66,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub trait PodAddresses: Send + Sync {
     /// The pod IP of a (non host-network) sandbox, once the network hook wired it.
     fn pod_ip(&self, sandbox: &SandboxInfo) -> Option<IpAddr>;
+
+    /// Whether the network can wire pods now; `Err` says why not, as a container runtime's
+    /// NetworkReady=false message does (the node then reports Ready=False). Called every
+    /// second or so, so it must be cheap.
+    fn network_ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// No pod network: pods get only loopback and no pod IP.
@@ -136,6 +143,7 @@ impl Kubelet {
         let rotation = tokio::spawn(log_rotation::run(self.shared.runtime.clone(), self.shared.config.log_rotation));
         let shared = self.shared.clone();
         let heartbeat = tokio::spawn(async move {
+            let network_ready = shared.addresses.network_ready().is_ok();
             loop {
                 match node::register(&shared).await {
                     Ok(_) => break,
@@ -146,7 +154,7 @@ impl Kubelet {
                 }
             }
             tracing::info!(node = %shared.config.node_name, "node registered");
-            node::heartbeat(shared).await
+            tokio::join!(node::heartbeat(shared.clone()), node::watch_network(shared, network_ready));
         });
         let eviction = tokio::spawn(eviction::run(self.shared.clone()));
         let streaming = match self.streaming_tls.clone() {

@@ -224,9 +224,10 @@ impl Unschedulable {
     }
 }
 
-/// Nodes that are Ready, with the pods on them (bound, or assumed in an earlier batch).
+/// Nodes that are Ready (see [`node_considered`]), with the pods on them (bound, or assumed
+/// in an earlier batch).
 fn snapshot(cache: &Cache, pods: &[Arc<Pod>], assumed: &HashMap<String, Assumed>) -> Snapshot {
-    let nodes: Vec<Arc<Node>> = cache.nodes.state().into_iter().filter(|n| node_ready(n)).collect();
+    let nodes: Vec<Arc<Node>> = cache.nodes.state().into_iter().filter(|n| node_considered(n)).collect();
     let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
     for p in pods.iter().filter(|p| active(p)) {
         let node = node_of(p);
@@ -272,11 +273,28 @@ fn node_of(p: &Pod) -> &str {
     p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
 }
 
-fn node_ready(n: &Node) -> bool {
-    n.status
+/// Whether pods may go to `n`: Ready nodes, and nodes reporting Ready=False once the node
+/// lifecycle controller tainted them `node.kubernetes.io/not-ready:NoSchedule`, so that only
+/// pods tolerating that taint go there (a network add-on's daemons on a CNI node that waits
+/// for them to write its configuration), as upstream decides by taints alone.
+fn node_considered(n: &Node) -> bool {
+    let ready = n
+        .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.as_str());
+    let not_ready_taint = || {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|ts| ts.iter().any(|t| t.key == "node.kubernetes.io/not-ready" && t.effect == "NoSchedule"))
+    };
+    match ready {
+        Some("True") => true,
+        Some("False") => not_ready_taint(),
+        _ => false,
+    }
 }
 
 fn active(p: &Pod) -> bool {
@@ -385,6 +403,21 @@ mod tests {
         assert!(!u.set_aside(&pod("other", "5"), 1));
         u.remove(&p);
         assert!(!u.set_aside(&p, 1));
+    }
+
+    #[test]
+    fn not_ready_nodes_are_considered_only_with_the_not_ready_taint() {
+        let node = |ready: &str, taints: serde_json::Value| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": "n"}, "spec": {"taints": taints},
+                "status": {"conditions": [{"type": "Ready", "status": ready}]}}))
+            .unwrap()
+        };
+        let not_ready = json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]);
+        assert!(node_considered(&node("True", json!([]))));
+        assert!(!node_considered(&node("False", json!([]))), "not tainted yet: nothing may go there");
+        assert!(node_considered(&node("False", not_ready.clone())));
+        assert!(!node_considered(&node("Unknown", not_ready)));
+        assert!(!node_considered(&Node::default()));
     }
 
     #[test]

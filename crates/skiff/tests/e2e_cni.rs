@@ -1,7 +1,10 @@
 //! CNI mode: a node whose pods are wired by Debian's containernetworking-plugins (`bridge`
-//! with `host-local` IPAM, then `loopback`) instead of skiff's own bridge. Two pods get
-//! addresses from the CNI subnet (once the configuration appears: until then sandboxes fail
-//! and are retried) and reach each other; a Service by name works and a NetworkPolicy
+//! with `host-local` IPAM, then `loopback`) instead of skiff's own bridge. Until the
+//! configuration appears the node is NotReady (NetworkReady=false, as upstream's kubelet
+//! reports it) and tainted `not-ready`: a pod that tolerates the taint (as a network add-on's
+//! do) is scheduled and its sandbox fails and is retried, one that does not stays Pending.
+//! Once the configuration is written the node turns Ready within seconds and both pods get
+//! addresses from the CNI subnet and reach each other; a Service by name works and a NetworkPolicy
 //! blocks (skiff's proxy, DNS and policy enforcement still run); a restart keeps the
 //! addresses; deleting the pods, or `skiff killall`, gives them back to host-local.
 //!
@@ -66,6 +69,25 @@ fn pod_manifest(name: &str, labels: &str, command: &str) -> String {
     )
 }
 
+/// `manifest` with a toleration for the `not-ready` taint, as a network add-on's pods have.
+fn tolerating_not_ready(manifest: &str) -> String {
+    let mut pod: serde_json::Value = serde_json::from_str(manifest).expect("a JSON pod");
+    pod["spec"]["tolerations"] = serde_json::json!([{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"}]);
+    pod.to_string()
+}
+
+/// Status, reason and message of the node's Ready condition, or `None` before it has one.
+fn node_ready(cluster: &Cluster) -> Option<(String, String, String)> {
+    let path = "jsonpath={range .status.conditions[?(@.type==\"Ready\")]}{.status}|{.reason}|{.message}{end}";
+    let out = cluster.ok(&["get", "node", "cni1", "-o", path]).ok()?;
+    let mut parts = out.splitn(3, '|').map(str::to_string);
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+fn node_taints(cluster: &Cluster) -> String {
+    cluster.ok(&["get", "node", "cni1", "-o", "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}"]).unwrap_or_default()
+}
+
 fn wget(cluster: &Cluster, from_pod: &str, url: &str) -> Option<String> {
     let out = cluster.kubectl(&["exec", from_pod, "--", "timeout", "5", "wget", "-q", "-O", "-", url]).ok()?;
     if !out.status.success() {
@@ -106,20 +128,47 @@ fn pods_wired_by_cni_plugins_reach_each_other_and_release_addresses() -> Result<
         lab.machine(1),
         &["--bind-address", "0.0.0.0", "--advertise-address", &ip, "--tls-san", &ip, "--node-name", "cni1", "--cni-conf-dir", conf_dir.to_str().unwrap()],
     )?;
-    common::import_image_and_wait_ready(&cluster)?;
+    common::import_image(&cluster)?;
 
+    // No configuration yet (an add-on would write it once its own pod runs): the node is
+    // NotReady as a kubelet whose runtime reports NetworkReady=false, and gets tainted.
+    cluster.eventually(Duration::from_secs(30), "the node to report its Ready condition", || node_ready(&cluster).is_some())?;
+    let (status, reason, message) = node_ready(&cluster).unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "KubeletNotReady"), "{message}");
+    assert!(
+        message.starts_with("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady")
+            && message.contains("cni plugin not initialized")
+            && message.contains("no CNI network configuration"),
+        "{message}"
+    );
+    cluster.eventually(Duration::from_secs(20), "the not-ready taint", || node_taints(&cluster).contains("node.kubernetes.io/not-ready:NoSchedule"))?;
+
+    // A pod that tolerates the taint is scheduled, and its sandbox fails to get a network,
+    // saying why, and is retried; one that does not stays Pending.
     let serve = "mkdir -p /var/www; echo $(hostname) > /var/www/index.html; exec httpd -f -p 8080 -h /var/www";
-    cluster.kubectl_stdin(&["apply", "-f", "-"], &pod_manifest("web", r#"{"app": "web"}"#, serve))?;
+    cluster.kubectl_stdin(&["apply", "-f", "-"], &tolerating_not_ready(&pod_manifest("web", r#"{"app": "web"}"#, serve)))?;
     cluster.kubectl_stdin(&["apply", "-f", "-"], &pod_manifest("client", r#"{"role": "client"}"#, "sleep 3600"))?;
-    // No configuration yet (an add-on would write it once its own pod runs): sandboxes fail
-    // to get a network, saying why, and the agent keeps retrying.
     cluster.eventually(Duration::from_secs(30), "a FailedCreatePodSandBox event naming the missing configuration", || {
         cluster
             .ok(&["get", "events", "--field-selector", "reason=FailedCreatePodSandBox", "-o", "jsonpath={.items[*].message}"])
             .is_ok_and(|m| m.contains("no CNI network configuration"))
     })?;
     assert!(pod_ip(&cluster, "web").is_empty());
+    cluster.eventually(Duration::from_secs(20), "the client unschedulable for the not-ready taint", || {
+        cluster
+            .ok(&["get", "pod", "client", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}"])
+            .is_ok_and(|m| m.contains("node.kubernetes.io/not-ready"))
+    })?;
+    assert_eq!(cluster.ok(&["get", "pod", "client", "-o", "jsonpath={.spec.nodeName}"])?, "");
+    assert_eq!(node_ready(&cluster).map(|r| r.0).as_deref(), Some("False"));
+
+    // The configuration appears: the node turns Ready within seconds (not at its next 10 s
+    // heartbeat), loses the taint, and both pods run.
     std::fs::write(conf_dir.join("10-skiff-e2e.conflist"), conflist(&ipam_dir, with_loopback))?;
+    cluster.eventually(Duration::from_secs(5), "the node Ready within seconds of the configuration", || {
+        node_ready(&cluster).is_some_and(|(status, reason, _)| status == "True" && reason == "KubeletReady")
+    })?;
+    cluster.eventually(Duration::from_secs(20), "the not-ready taint to go", || !node_taints(&cluster).contains("not-ready"))?;
     let running = cluster.eventually(Duration::from_secs(90), "both pods Running with CNI addresses", || {
         let out = cluster.ok(&["get", "pods", "-o", "jsonpath={range .items[*]}{.status.phase} {.status.podIP}{\"\\n\"}{end}"]);
         out.is_ok_and(|o| o.lines().filter(|l| l.starts_with(&format!("Running {SUBNET_PREFIX}"))).count() == 2)

@@ -67,6 +67,18 @@ fn condition(kind: &str, status: &str, reason: &str, message: &str, now: &Time) 
     }
 }
 
+/// Ready, unless the pod network is not (a CNI node without a configuration yet): then
+/// False with the reason and message upstream's kubelet gives for NetworkReady=false.
+fn ready_condition(network: &dyn crate::PodAddresses, now: &Time) -> NodeCondition {
+    match network.network_ready() {
+        Ok(()) => condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", now),
+        Err(why) => {
+            let message = format!("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:{why}");
+            condition("Ready", "False", "KubeletNotReady", &message, now)
+        }
+    }
+}
+
 /// The status the agent reports; `previous` keeps transition times of unchanged conditions.
 pub fn node_status(shared: &Shared, previous: Option<&NodeStatus>) -> NodeStatus {
     let c = &shared.config;
@@ -89,7 +101,7 @@ pub fn node_status(shared: &Shared, previous: Option<&NodeStatus>) -> NodeStatus
         } else {
             condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", &now)
         },
-        condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", &now),
+        ready_condition(shared.addresses.as_ref(), &now),
     ];
     if let Some(prev) = previous.and_then(|p| p.conditions.as_ref()) {
         for cond in &mut conditions {
@@ -287,6 +299,35 @@ pub async fn heartbeat(shared: std::sync::Arc<Shared>) {
     }
 }
 
+/// Writes the Node status as soon as the pod network turns ready or not ready, instead of at
+/// the next heartbeat: checked every second while not ready (a network add-on is about to
+/// write its CNI configuration), every 5 s while ready. `reported` is the readiness read
+/// before the node was registered (so before its first status was built).
+pub async fn watch_network(shared: std::sync::Arc<Shared>, mut reported: bool) {
+    loop {
+        let period = if reported { NETWORK_CHECK_READY } else { NETWORK_CHECK_NOT_READY };
+        tokio::time::sleep(period).await;
+        let ready = shared.addresses.network_ready();
+        if ready.is_ok() == reported {
+            continue;
+        }
+        match report_now(&shared).await {
+            Ok(()) => {
+                reported = ready.is_ok();
+                match ready {
+                    Ok(()) => tracing::info!(node = %shared.config.node_name, "pod network ready; node reported Ready"),
+                    Err(why) => tracing::warn!(node = %shared.config.node_name, reason = %why, "pod network not ready; node reported NotReady"),
+                }
+            }
+            // Tried again at the next check.
+            Err(e) => tracing::warn!(error = %e, "reporting the node's network readiness failed"),
+        }
+    }
+}
+
+const NETWORK_CHECK_NOT_READY: std::time::Duration = std::time::Duration::from_secs(1);
+const NETWORK_CHECK_READY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Answers `ok` to every request on 127.0.0.1:`port` (the kubelet's `/healthz`, which
 /// upstream serves on localhost only).
 pub async fn serve_healthz(port: u16) {
@@ -330,5 +371,32 @@ mod tests {
             assert_eq!(i.size_bytes, Some(1));
         }
         assert!(images.iter().any(|i| i.names.as_ref().unwrap()[0] == "docker.io/library/busybox:latest"), "{images:?}");
+    }
+
+    /// A pod network whose readiness the test sets.
+    struct Network(Result<(), String>);
+
+    impl crate::PodAddresses for Network {
+        fn pod_ip(&self, _: &skiff_runtime::runtime::SandboxInfo) -> Option<std::net::IpAddr> {
+            None
+        }
+        fn network_ready(&self) -> Result<(), String> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn ready_follows_the_pod_network() {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let ready = ready_condition(&crate::NoPodNetwork, &now);
+        assert_eq!((ready.type_.as_str(), ready.status.as_str(), ready.reason.as_deref()), ("Ready", "True", Some("KubeletReady")));
+        let ready = ready_condition(&Network(Ok(())), &now);
+        assert_eq!(ready.status, "True");
+        let not_ready = ready_condition(&Network(Err("Network plugin returns error: cni plugin not initialized".into())), &now);
+        assert_eq!((not_ready.status.as_str(), not_ready.reason.as_deref()), ("False", Some("KubeletNotReady")));
+        assert_eq!(
+            not_ready.message.as_deref(),
+            Some("container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized")
+        );
     }
 }

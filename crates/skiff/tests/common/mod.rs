@@ -51,11 +51,17 @@ pub fn node_cluster(extra: &[&str]) -> anyhow::Result<Cluster> {
     Ok(cluster)
 }
 
-/// Imports the busybox test image into the cluster's (single) node and waits for it to be Ready.
-pub fn import_image_and_wait_ready(cluster: &Cluster) -> anyhow::Result<()> {
+/// Imports the busybox test image into the cluster's (single) node.
+pub fn import_image(cluster: &Cluster) -> anyhow::Result<()> {
     let archive = cluster.data_dir().join("busybox.tar");
     skiff_testkit::images::write_busybox_archive(&archive, IMAGE);
     cluster.import_image(&archive)?;
+    Ok(())
+}
+
+/// Imports the busybox test image into the cluster's (single) node and waits for it to be Ready.
+pub fn import_image_and_wait_ready(cluster: &Cluster) -> anyhow::Result<()> {
+    import_image(cluster)?;
     cluster.eventually(Duration::from_secs(30), "the node to be Ready", || {
         cluster
             .ok(&["get", "nodes", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])

@@ -6,7 +6,8 @@
 //!
 //! The configuration is read again for every ADD: network add-ons write it from their own
 //! (host-network) pods after the agent started, and until then sandboxes fail to get a
-//! network and pod workers retry, as with a kubelet whose CNI is not ready.
+//! network and pod workers retry, as with a kubelet whose CNI is not ready. Until then the
+//! node also reports Ready=False ([`PodAddresses::network_ready`]).
 
 mod config;
 mod error;
@@ -267,5 +268,14 @@ impl PodAddresses for CniNetwork {
             return None;
         }
         self.address_of(&sandbox.config.id)
+    }
+
+    /// Ready once the configuration directory holds a configuration that loads, as
+    /// containerd's CNI status says (`cni plugin not initialized` until then). The file is
+    /// read and parsed every time: it is small, and a rewritten one must count at once.
+    fn network_ready(&self) -> Result<(), String> {
+        config::load_dir(&self.config.conf_dir)
+            .map(|_| ())
+            .map_err(|e| format!("Network plugin returns error: cni plugin not initialized: {e}"))
     }
 }

@@ -171,6 +171,34 @@ fn missing_or_broken_configurations_are_clear_errors() {
 }
 
 #[test]
+fn the_network_is_ready_only_with_a_configuration_that_loads() {
+    let lab = Lab::new();
+    let not_ready = |net: &CniNetwork| net.network_ready().expect_err("not ready");
+    // No directory at all (nothing installed yet), then an empty one.
+    let missing = CniNetwork::new(CniConfig { conf_dir: lab.root.join("absent"), bin_dirs: vec![] }, lab.root.join("state"));
+    let why = not_ready(&missing);
+    assert!(why.starts_with("Network plugin returns error: cni plugin not initialized: no CNI network configuration"), "{why}");
+    assert!(why.contains(&lab.root.join("absent").display().to_string()), "{why}");
+    let net = lab.network();
+    let why = not_ready(&net);
+    assert!(why.contains("cni plugin not initialized: no CNI network configuration"), "{why}");
+    // Files that are not configurations do not count; a broken first one is reported.
+    lab.write_conf("05-readme.txt", "{}");
+    assert!(not_ready(&net).contains("no CNI network configuration"));
+    lab.write_conf("10-test.conflist", r#"{"cniVersion": "1.0.0", "name": "testnet", "plugins": []}"#);
+    let why = not_ready(&net);
+    assert!(why.contains("cni plugin not initialized") && why.contains("10-test.conflist") && why.contains("\"plugins\" is empty"), "{why}");
+    lab.write_conf("10-test.conflist", "{\"cniVersion\": ");
+    assert!(not_ready(&net).contains("invalid JSON"));
+    // A valid list makes it ready, at once (no caching); removing it makes it not ready again.
+    lab.write_conf("10-test.conflist", r#"{"cniVersion": "1.0.0", "name": "testnet", "plugins": [{"type": "bridge"}]}"#);
+    assert_eq!(net.network_ready(), Ok(()));
+    assert_eq!(missing.network_ready().map_err(|_| ()), Err(()), "another directory is unaffected");
+    std::fs::remove_file(lab.conf().join("10-test.conflist")).unwrap();
+    assert!(not_ready(&net).contains("no CNI network configuration"));
+}
+
+#[test]
 fn plugin_input_injects_name_version_and_prev_result() {
     let list = config::parse(br#"{"cniVersion": "0.4.0", "name": "net", "plugins": [{"type": "a", "name": "ignored", "x": 1}]}"#, true).unwrap();
     let first: Value = serde_json::from_slice(&list.plugin_input(0, None)).unwrap();
