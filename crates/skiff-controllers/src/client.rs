@@ -37,8 +37,8 @@ pub async fn from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
 
 /// kube's layers (base URI, credentials, extra headers) over an HTTP/2-only hyper client.
 fn http2_client(cfg: kube::Config) -> anyhow::Result<kube::Client> {
-    let mut tls = cfg.rustls_client_config()?;
-    tls.alpn_protocols = vec![b"h2".to_vec()];
+    // hyper-rustls sets ALPN to `h2` itself (`enable_http2` below).
+    let tls = cfg.rustls_client_config()?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
