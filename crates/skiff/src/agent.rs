@@ -89,6 +89,13 @@ impl PodNetworkKind {
         }
     }
 
+    fn cni(&self) -> Option<Arc<skiff_kubelet::network::CniNetwork>> {
+        match self {
+            Self::Cni(n) => Some(n.clone()),
+            _ => None,
+        }
+    }
+
     fn addresses(&self) -> Arc<dyn skiff_kubelet::PodAddresses> {
         match self {
             Self::Builtin(n) => n.clone(),
@@ -122,10 +129,7 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
     let data_dir = options.data_dir.clone();
     let pod_network = PodNetworkKind::new(&options);
     let hook = pod_network.hook();
-    let cni = match &pod_network {
-        PodNetworkKind::Cni(n) => Some(n.clone()),
-        _ => None,
-    };
+    let cni = pod_network.cni();
     let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<LocalRuntime> {
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
         let runtime = LocalRuntime::new(config, hook)
@@ -152,13 +156,15 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
         config.eviction_hard = skiff_kubelet::eviction::parse_list(text).map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     }
     let mut kubelet = Kubelet::new(config, client, Arc::new(runtime), pod_network.addresses());
-    if let Some(network) = options.network.clone() {
-        let shared = kubelet.shared();
-        match pod_network {
-            PodNetworkKind::Builtin(net) => tokio::spawn(skiff_kubelet::network::run(shared, net, network)),
-            PodNetworkKind::Cni(net) => tokio::spawn(skiff_kubelet::network::run_cni(shared, net, network)),
-            PodNetworkKind::Loopback => unreachable!("a network was asked for"),
-        };
+    // `PodNetworkKind::new` picked Loopback exactly when no network was asked for.
+    match (pod_network, options.network.clone()) {
+        (PodNetworkKind::Builtin(net), Some(network)) => {
+            tokio::spawn(skiff_kubelet::network::run(kubelet.shared(), net, network));
+        }
+        (PodNetworkKind::Cni(net), Some(network)) => {
+            tokio::spawn(skiff_kubelet::network::run_cni(kubelet.shared(), net, network));
+        }
+        _ => {}
     }
     if let Some((cert, key, ca)) = &options.serving {
         let tls = skiff_kubelet::streaming::tls_config(cert, key, ca).map_err(|e| anyhow::anyhow!("{e}"))?;
