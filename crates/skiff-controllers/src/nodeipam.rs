@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
@@ -23,9 +24,14 @@ pub const CLUSTER_CIDR: (Ipv4Addr, u8) = (Ipv4Addr::new(10, 42, 0, 0), 16);
 struct Ctx {
     client: kube::Client,
     nodes: Store<Node>,
-    /// Serialises allocations so two nodes never get the same range.
-    lock: tokio::sync::Mutex<()>,
+    /// Ranges handed out that the node cache may not show yet, with when. Held while
+    /// allocating, which also serialises allocations so two nodes never get the same range.
+    recent: tokio::sync::Mutex<Vec<(String, Instant)>>,
 }
+
+/// How long a range just handed out is remembered apart from the cache (which shows it
+/// within moments; the bound only matters for a node deleted before its patch is seen).
+const RECENT_TTL: Duration = Duration::from_secs(60);
 
 /// The first /24 of `cluster` not in `taken` (as `a.b.c.0/24` strings).
 pub fn next_free(cluster: (Ipv4Addr, u8), taken: &BTreeSet<String>) -> Option<String> {
@@ -40,7 +46,7 @@ pub fn next_free(cluster: (Ipv4Addr, u8), taken: &BTreeSet<String>) -> Option<St
 pub async fn run(client: kube::Client) {
     let api: Api<Node> = Api::all(client.clone());
     let controller = Controller::new(api, watcher::Config::default());
-    let ctx = Arc::new(Ctx { client, nodes: controller.store(), lock: tokio::sync::Mutex::new(()) });
+    let ctx = Arc::new(Ctx { client, nodes: controller.store(), recent: Default::default() });
     controller.run(reconcile, crate::runtime::error_policy, ctx).for_each(|_| async {}).await;
 }
 
@@ -48,24 +54,27 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
         return Ok(Action::await_change());
     }
-    let _guard = ctx.lock.lock().await;
-    // Re-read through the API: the cache may lag behind an allocation just made.
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    let taken: BTreeSet<String> = api
-        .list(&Default::default())
-        .await?
-        .items
-        .iter()
-        .chain(ctx.nodes.state().iter().map(|n| n.as_ref()))
-        .filter_map(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.clone()))
-        .collect();
+    // As upstream's range allocator, the taken ranges come from the node cache (complete
+    // once its first list is in) plus what this controller handed out since. Listing every
+    // Node per allocation instead made registering N nodes cost N full lists (with 5,000
+    // nodes that was most of the API server's CPU for minutes).
+    if ctx.nodes.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let mut recent = ctx.recent.lock().await;
+    let mut taken: BTreeSet<String> =
+        ctx.nodes.state().iter().filter_map(|n| n.spec.as_ref().and_then(|s| s.pod_cidr.clone())).collect();
+    recent.retain(|(cidr, at)| !taken.contains(cidr) && at.elapsed() < RECENT_TTL);
+    taken.extend(recent.iter().map(|(cidr, _)| cidr.clone()));
     let Some(cidr) = next_free(CLUSTER_CIDR, &taken) else {
         tracing::warn!(node = %node.name_any(), "no pod CIDR left in the cluster range");
-        return Ok(Action::requeue(std::time::Duration::from_secs(60)));
+        return Ok(Action::requeue(Duration::from_secs(60)));
     };
+    let api: Api<Node> = Api::all(ctx.client.clone());
     let patch = json!({"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}});
     api.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     tracing::info!(node = %node.name_any(), %cidr, "allocated pod CIDR");
+    recent.push((cidr, Instant::now()));
     Ok(Action::await_change())
 }
 

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
@@ -13,9 +13,9 @@ use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::json;
 
 /// The addresses LoadBalancer Services get: every Ready node's InternalIP, sorted.
-pub fn ingress_addresses(nodes: &[Node]) -> Vec<String> {
+pub fn ingress_addresses<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> Vec<String> {
     let set: BTreeSet<String> = nodes
-        .iter()
+        .into_iter()
         .filter(|n| {
             n.status
                 .as_ref()
@@ -39,12 +39,24 @@ fn current_ingress(svc: &Service) -> Vec<String> {
 }
 
 async fn sync(client: &kube::Client, services: &Store<Service>, nodes: &Store<Node>) {
-    let node_list: Vec<Node> = nodes.state().iter().map(|n| n.as_ref().clone()).collect();
-    let wanted = ingress_addresses(&node_list);
-    for svc in services.state() {
-        let is_lb = svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-        let class = svc.spec.as_ref().and_then(|s| s.load_balancer_class.as_deref());
-        if !is_lb || class.is_some() || current_ingress(&svc) == wanted {
+    let balanced: Vec<_> = services
+        .state()
+        .into_iter()
+        .filter(|svc| {
+            let spec = svc.spec.as_ref();
+            spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer") && spec.and_then(|s| s.load_balancer_class.as_deref()).is_none()
+        })
+        .collect();
+    // Most clusters have few LoadBalancer Services and many node updates: only walk the
+    // nodes (by reference: cloning thousands of Nodes per event was this loop's whole cost)
+    // when there is something to publish.
+    if balanced.is_empty() {
+        return;
+    }
+    let node_list = nodes.state();
+    let wanted = ingress_addresses(node_list.iter().map(|n| n.as_ref()));
+    for svc in balanced {
+        if current_ingress(&svc) == wanted {
             continue;
         }
         let ns = svc.metadata.namespace.clone().unwrap_or_default();
@@ -72,8 +84,10 @@ pub async fn run(client: kube::Client) {
         .boxed();
     let mut events = futures::stream::select(svc_stream, node_stream);
     while events.next().await.is_some() {
-        // Let a burst settle, then reconcile everything (there are few LoadBalancer Services).
+        // Let a burst settle, then reconcile everything once for the whole burst (there are
+        // few LoadBalancer Services; thousands of node events must not mean thousands of syncs).
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        while let Some(Some(())) = events.next().now_or_never() {}
         sync(&client, &services, &nodes).await;
     }
 }

@@ -1,6 +1,7 @@
 //! Informer caches of what the plugins read (nodes, pods, namespaces, claims, volumes,
 //! storage classes, disruption budgets), and a change signal that wakes the scheduling loop.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -40,6 +41,11 @@ pub struct Cache {
     /// Pods waiting for scheduling that appeared or changed since the loop last took them:
     /// while the generation stands still, only these need a look.
     pub arrived: Arc<Mutex<Vec<ObjectRef<Pod>>>>,
+    /// Every pod waiting for scheduling (unbound and not being deleted), kept by the pod
+    /// watch, so that a pass looks at these rather than walking every pod in the cluster
+    /// (with 10,000 pods bound and bindings echoing back, that walk was most of an idle
+    /// scheduler's CPU).
+    pub waiting: Arc<Mutex<HashSet<ObjectRef<Pod>>>>,
 }
 
 /// Where watch events are signalled.
@@ -52,16 +58,16 @@ fn watch<K>(api: Api<K>, signals: &Signals, tasks: &mut Vec<tokio::task::JoinHan
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
-    watch_with(api, |_| {}, |_| false, None, signals, tasks)
+    watch_with(api, |_| {}, |_| false, signals, tasks)
 }
 
 /// Like `watch`, but `strip` drops what the plugins never read before an object is cached,
-/// and events for which `waiting_only` is true do not count as cluster changes.
+/// and `waiting_only` sees every event (after the cache applied it) and says whether it
+/// concerns only a pod waiting for scheduling, which does not count as a cluster change.
 fn watch_with<K>(
     api: Api<K>,
     strip: fn(&mut K),
-    waiting_only: fn(&watcher::Event<K>) -> bool,
-    arrived: Option<Arc<Mutex<Vec<ObjectRef<K>>>>>,
+    waiting_only: impl Fn(&watcher::Event<K>) -> bool + Send + 'static,
     signals: &Signals,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Store<K>
@@ -72,15 +78,8 @@ where
     let (changed, generation) = (signals.changed.clone(), signals.generation.clone());
     let objects = watcher::watcher(api, watcher::Config::default()).modify(strip);
     tasks.push(tokio::spawn(reflector::reflector(writer, objects).default_backoff().for_each(move |event| {
-        match &event {
-            Ok(e @ (watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) if waiting_only(e) => {
-                if let Some(arrived) = &arrived {
-                    arrived.lock().unwrap().push(ObjectRef::from_obj(obj));
-                }
-            }
-            _ => {
-                generation.fetch_add(1, Ordering::Release);
-            }
+        if !matches!(&event, Ok(e) if waiting_only(e)) {
+            generation.fetch_add(1, Ordering::Release);
         }
         changed.notify_one();
         async {}
@@ -88,14 +87,52 @@ where
     store
 }
 
-/// A pod that waits for scheduling appeared or changed: nothing another pending pod could
-/// use (bindings, deletions and finished pods are other events).
-fn pending_pod_event(event: &watcher::Event<Pod>) -> bool {
+/// Whether `p` waits for scheduling: unbound and not being deleted.
+fn waiting(p: &Pod) -> bool {
+    p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().unwrap_or("").is_empty()) && p.metadata.deletion_timestamp.is_none()
+}
+
+/// Whether `p` names the scheduler called `scheduler` (an empty name means the default one).
+pub fn for_scheduler(p: &Pod, scheduler: &str) -> bool {
+    p.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).filter(|s| !s.is_empty()).unwrap_or(crate::schedule::SCHEDULER_NAME) == scheduler
+}
+
+/// Keep `waiting` and `arrived` current from one pod event (with pods for `scheduler`);
+/// true when the event is a pod that waits for scheduling appearing or changing: nothing
+/// another pending pod could use (bindings, deletions and finished pods are other events).
+fn track_pod_event(
+    event: &watcher::Event<Pod>,
+    scheduler: &str,
+    arrived: &Mutex<Vec<ObjectRef<Pod>>>,
+    waiting_pods: &Mutex<HashSet<ObjectRef<Pod>>>,
+) -> bool {
     match event {
         watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-            p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().unwrap_or("").is_empty()) && p.metadata.deletion_timestamp.is_none()
+            let r = ObjectRef::from_obj(p);
+            match (waiting(p), for_scheduler(p, scheduler)) {
+                (true, true) => {
+                    waiting_pods.lock().unwrap().insert(r.clone());
+                    arrived.lock().unwrap().push(r);
+                    true
+                }
+                // Another scheduler's pending pod: not ours to look at.
+                (true, false) => true,
+                (false, _) => {
+                    waiting_pods.lock().unwrap().remove(&r);
+                    false
+                }
+            }
         }
-        _ => false,
+        watcher::Event::Delete(p) => {
+            waiting_pods.lock().unwrap().remove(&ObjectRef::from_obj(p));
+            false
+        }
+        // A re-list starts: its InitApply events name every pod again.
+        watcher::Event::Init => {
+            waiting_pods.lock().unwrap().clear();
+            false
+        }
+        watcher::Event::InitDone => false,
     }
 }
 
@@ -134,15 +171,18 @@ pub fn strip_pod(pod: &mut Pod) {
 }
 
 impl Cache {
-    /// Start the watches; returns at once (the stores fill in the background).
-    pub fn start(client: kube::Client) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
+    /// Start the watches for the scheduler called `scheduler`; returns at once (the stores
+    /// fill in the background).
+    pub fn start(client: kube::Client, scheduler: &str) -> (Self, Vec<tokio::task::JoinHandle<()>>) {
         let s = Signals { changed: Arc::new(Notify::new()), generation: Arc::new(AtomicU64::new(0)) };
         let arrived = Arc::new(Mutex::new(Vec::new()));
+        let waiting = Arc::new(Mutex::new(HashSet::new()));
         let mut tasks = Vec::new();
         let c = &client;
+        let (a, w, name) = (arrived.clone(), waiting.clone(), scheduler.to_string());
         let cache = Self {
             nodes: watch(Api::all(c.clone()), &s, &mut tasks),
-            pods: watch_with(Api::all(c.clone()), strip_pod, pending_pod_event, Some(arrived.clone()), &s, &mut tasks),
+            pods: watch_with(Api::all(c.clone()), strip_pod, move |e| track_pod_event(e, &name, &a, &w), &s, &mut tasks),
             namespaces: watch(Api::all(c.clone()), &s, &mut tasks),
             claims: watch(Api::all(c.clone()), &s, &mut tasks),
             volumes: watch(Api::all(c.clone()), &s, &mut tasks),
@@ -151,6 +191,7 @@ impl Cache {
             changed: s.changed,
             generation: s.generation,
             arrived,
+            waiting,
         };
         (cache, tasks)
     }

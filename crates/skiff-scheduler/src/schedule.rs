@@ -42,7 +42,7 @@ pub async fn run(client: kube::Client) {
 
 /// Run until aborted.
 pub async fn run_with(client: kube::Client, config: Config) {
-    let (cache, tasks) = Cache::start(client.clone());
+    let (cache, tasks) = Cache::start(client.clone(), &config.scheduler_name);
     // The informers stop with the loop (e.g. when leadership is lost and this task is aborted).
     struct AbortAll(Vec<tokio::task::JoinHandle<()>>);
     impl Drop for AbortAll {
@@ -93,30 +93,39 @@ pub async fn run_with(client: kube::Client, config: Config) {
         if last_assumed_cleanup.elapsed() >= Duration::from_secs(1) {
             last_assumed_cleanup = Instant::now();
             assumed.retain(|_, a| {
-                a.at.elapsed() < Duration::from_secs(30) && cache.pods.get(&a.pod).is_some_and(|p| node_of(&p).is_empty())
+                let unbound = cache.pods.get(&a.pod).is_some_and(|p| node_of(&p).is_empty());
+                if unbound && a.at.elapsed() >= Duration::from_secs(30) {
+                    // Its binding never showed: look at it again in a full pass.
+                    retry_failed_binds = true;
+                    return false;
+                }
+                unbound
             });
         }
         // Read before the pods: a change that lands during this pass bumps it again.
         let generation = cache.generation.load(std::sync::atomic::Ordering::Acquire);
         let arrived = std::mem::take(&mut *cache.arrived.lock().unwrap());
-        // A full pass looks at every pod; otherwise only at pods that arrived (nothing else
-        // changed that could let a set-aside pod fit).
-        let full = generation != last_full.0 || last_full.1.elapsed() >= RETRY_AFTER || retry_failed_binds;
+        // A full pass looks at every waiting pod; otherwise only at pods that arrived. After
+        // a pass every waiting pod is assumed (being bound), set aside as unschedulable, or
+        // not ready for scheduling (which only a change to the pod itself ends, and that
+        // makes it arrive again), so a cluster change matters only when pods are set aside
+        // and failed bindings only when there are some. (Walking every waiting pod on each
+        // binding's echo was the scheduler's top cost with thousands of pods in flight.)
+        let full = (generation != last_full.0 && !unschedulable.is_empty()) || last_full.1.elapsed() >= RETRY_AFTER || retry_failed_binds;
         if full {
             last_full = (generation, Instant::now());
             retry_failed_binds = false;
         } else if arrived.is_empty() {
             continue;
         }
-        let pods: Vec<Arc<Pod>> = cache.pods.state();
-        unschedulable.forget_gone(&pods);
-        let arrived_pods: Vec<Arc<Pod>>;
-        let candidates: &[Arc<Pod>] = if full {
-            &pods
+        let candidates: Vec<Arc<Pod>> = if full {
+            let waiting: Vec<Arc<Pod>> = cache.waiting.lock().unwrap().iter().filter_map(|r| cache.pods.get(r)).collect();
+            // Every waiting pod is here: set-aside pods not among them were bound or deleted.
+            unschedulable.forget_gone(&waiting);
+            waiting
         } else {
             let mut seen = std::collections::HashSet::new();
-            arrived_pods = arrived.into_iter().filter(|r| seen.insert(r.clone())).filter_map(|r| cache.pods.get(&r)).collect();
-            &arrived_pods
+            arrived.into_iter().filter(|r| seen.insert(r.clone())).filter_map(|r| cache.pods.get(&r)).collect()
         };
         let mut pending: Vec<&Arc<Pod>> = candidates
             .iter()
@@ -132,6 +141,7 @@ pub async fn run_with(client: kube::Client, config: Config) {
         pending.sort_by(|a, b| {
             pod_priority(b).cmp(&pod_priority(a)).then_with(|| a.metadata.creation_timestamp.as_ref().map(|t| t.0).cmp(&b.metadata.creation_timestamp.as_ref().map(|t| t.0)))
         });
+        let pods: Vec<Arc<Pod>> = cache.pods.state();
         let mut snap = snapshot(&cache, &pods, &assumed);
         for pod in pending {
             let key = pod_key(pod);
@@ -197,6 +207,10 @@ impl Unschedulable {
         self.pods.insert(uid_of(pod).to_string(), (pod.metadata.resource_version.clone(), generation, Instant::now()));
     }
 
+    fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+
     fn remove(&mut self, pod: &Pod) {
         if !self.pods.is_empty() {
             self.pods.remove(uid_of(pod));
@@ -213,7 +227,8 @@ impl Unschedulable {
         })
     }
 
-    /// Drop pods that no longer exist (now and then: it walks every pod).
+    /// Drop pods that are no longer among `waiting` (every pod waiting for scheduling):
+    /// bound or deleted since. Now and then only: it builds a set of them all.
     fn forget_gone(&mut self, pods: &[Arc<Pod>]) {
         if self.pods.is_empty() || self.last_cleanup.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
             return;
@@ -305,7 +320,7 @@ fn active(p: &Pod) -> bool {
 fn needs_scheduling(p: &Pod, scheduler: &str) -> bool {
     let Some(spec) = p.spec.as_ref() else { return false };
     spec.node_name.as_deref().unwrap_or("").is_empty()
-        && spec.scheduler_name.as_deref().filter(|s| !s.is_empty()).unwrap_or(SCHEDULER_NAME) == scheduler
+        && crate::cache::for_scheduler(p, scheduler)
         && p.metadata.deletion_timestamp.is_none()
         && spec.scheduling_gates.as_ref().is_none_or(|g| g.is_empty())
         && active(p)

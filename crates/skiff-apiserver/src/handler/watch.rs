@@ -173,6 +173,7 @@ pub async fn watch(
         let mut tick = tokio::time::interval(BOOKMARK_EVERY);
         tick.tick().await;
         let mut last_rev = start_rev;
+        let view_paths = job.filter.view_paths();
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
@@ -193,13 +194,13 @@ pub async fn watch(
                     };
                     last_rev = ev.kv.mod_revision;
                     let Some(new) = cache.rendered(&job.served, &ev.kv) else { continue };
-                    let new_match = job.filter.is_empty() || new.object().is_some_and(|o| job.filter.matches(o));
+                    let new_match = job.filter.is_empty() || new.matches(&job.filter, &view_paths);
                     // Without selectors the previous value only tells whether there was one;
                     // decoding it is needed only to see whether it matched.
                     let old_match = match &ev.prev {
                         None => false,
                         Some(_) if job.filter.is_empty() => true,
-                        Some(p) => cache.rendered(&job.served, p).is_some_and(|r| r.object().is_some_and(|o| job.filter.matches(o))),
+                        Some(p) => cache.rendered(&job.served, p).is_some_and(|r| r.matches(&job.filter, &view_paths)),
                     };
                     let kind = match ev.kind {
                         EventKind::Create if new_match => "ADDED",
