@@ -54,15 +54,17 @@ fn random_suffix() -> String {
 }
 
 /// Everything but metadata and status, to detect spec changes.
-fn spec_part(o: &Value) -> Value {
-    let mut c = o.clone();
-    if let Some(m) = c.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-        m.remove("kind");
-        m.remove("apiVersion");
+fn same_spec_part(a: &Value, b: &Value) -> bool {
+    // Compared in place: cloning both objects to strip these keys cost two deep copies per
+    // update of every generation-tracking kind.
+    const SKIP: [&str; 4] = ["metadata", "status", "kind", "apiVersion"];
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let counted = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !SKIP.contains(&k.as_str())).count();
+            counted(a) == counted(b) && a.iter().filter(|(k, _)| !SKIP.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
+        }
+        _ => a == b,
     }
-    c
 }
 
 /// Prepare a new object for storage.
@@ -322,7 +324,10 @@ pub async fn prepare_update(
             }
         }
     }
-    let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+    // Borrowed, not cloned: the old metadata carries managedFields, and copying it on every
+    // update showed in profiles.
+    let no_meta = Value::Null;
+    let old_meta = old.get("metadata").unwrap_or(&no_meta);
     {
         let m = meta::metadata_mut(new);
         for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
@@ -354,7 +359,7 @@ pub async fn prepare_update(
         drop_type_dependent_fields(old, new);
     }
     skiff_api::defaults::apply(&info.group, &info.kind, new);
-    if tracks_generation(info) && spec_part(old) != spec_part(new) {
+    if tracks_generation(info) && !same_spec_part(old, new) {
         let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
         meta::metadata_mut(new).insert("generation".into(), json!(g + 1));
     }
@@ -575,6 +580,17 @@ fn pick_ip((base, bits): (Ipv4Addr, u8), used: &HashSet<String>) -> Option<Ipv4A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_part_ignores_metadata_status_and_type() {
+        let a = json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "a"}, "spec": {"replicas": 1}, "status": {}});
+        let relabelled = json!({"kind": "Deployment", "metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"replicas": 1}});
+        assert!(same_spec_part(&a, &relabelled));
+        let scaled = json!({"metadata": {"name": "a"}, "spec": {"replicas": 2}});
+        assert!(!same_spec_part(&a, &scaled));
+        let extra = json!({"metadata": {"name": "a"}, "spec": {"replicas": 1}, "template": {}});
+        assert!(!same_spec_part(&a, &extra) && !same_spec_part(&extra, &a));
+    }
 
     #[test]
     fn cidr_membership() {
