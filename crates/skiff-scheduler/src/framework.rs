@@ -89,6 +89,9 @@ pub struct NodeInfo {
     pub requested: Resources,
     /// Pods on it, with their requests (parsed once).
     pub pods: Vec<(Arc<Pod>, Resources)>,
+    /// `spec.unschedulable` (cordoned), read here rather than through the Node: the first
+    /// filter to touch each of thousands of nodes per pod paid for that pointer chase.
+    pub unschedulable: bool,
 }
 
 impl NodeInfo {
@@ -101,7 +104,9 @@ impl NodeInfo {
             pods: alloc.and_then(|m| m.get("pods")).and_then(|v| v.0.parse().ok()).unwrap_or(110),
         };
         let name = node.metadata.name.clone().unwrap_or_default();
-        let mut info = Self { index: 0, node, name, allocatable, requested: Resources::default(), pods: Vec::with_capacity(pods.len()) };
+        let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        let mut info =
+            Self { index: 0, node, name, allocatable, requested: Resources::default(), pods: Vec::with_capacity(pods.len()), unschedulable };
         for p in pods {
             info.assume(p);
         }
@@ -157,6 +162,8 @@ pub struct Snapshot {
     /// Per-topology-value counts of pods matching a selector, shared by InterPodAffinity and
     /// PodTopologySpread and updated on every assume.
     pub counts: CountCache,
+    /// Each node's domain (value) for a topology key, as small integers.
+    pub domains: DomainCache,
     /// Node count and how many nodes hold each image (ImageLocality).
     pub images: Arc<(usize, HashMap<String, usize>)>,
 }
@@ -191,6 +198,51 @@ impl Snapshot {
             self.with_affinity.push((i, pod.clone(), t));
         }
         self.nodes[i].assume(pod);
+    }
+}
+
+/// The domains of one topology key: node index -> domain id (`NO_DOMAIN` when the node lacks
+/// the key), and each id's value. Filters compare integers instead of looking each node's
+/// label up and hashing its value, for every node of every pod.
+#[derive(Debug, Default)]
+pub struct Domains {
+    /// Domain id of each node, by snapshot index.
+    pub of_node: Vec<u32>,
+    /// Value of each domain id.
+    pub values: Vec<String>,
+}
+
+/// [`Domains::of_node`] for a node without the key.
+pub const NO_DOMAIN: u32 = u32::MAX;
+
+/// [`Domains`] per topology key, built on first use (nodes do not change within a snapshot).
+#[derive(Default)]
+pub struct DomainCache {
+    by_key: std::sync::Mutex<HashMap<String, Arc<Domains>>>,
+}
+
+impl DomainCache {
+    /// The domains of `key` over `nodes`.
+    pub fn get(&self, nodes: &[NodeInfo], key: &str) -> Arc<Domains> {
+        let mut by_key = self.by_key.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = by_key.get(key) {
+            return d.clone();
+        }
+        let mut ids: HashMap<&str, u32> = HashMap::new();
+        let mut d = Domains { of_node: vec![NO_DOMAIN; nodes.len()], values: Vec::new() };
+        for n in nodes {
+            if let Some(v) = n.labels().get(key) {
+                let next = d.values.len() as u32;
+                let id = *ids.entry(v.as_str()).or_insert(next);
+                if id == next {
+                    d.values.push(v.clone());
+                }
+                d.of_node[n.index] = id;
+            }
+        }
+        let d = Arc::new(d);
+        by_key.insert(key.to_string(), d.clone());
+        d
     }
 }
 

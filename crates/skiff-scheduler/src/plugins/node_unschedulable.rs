@@ -14,14 +14,16 @@ impl FilterPlugin for NodeUnschedulable {
     }
 
     fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
-        let cordoned = node.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        if !node.unschedulable {
+            return Ok(());
+        }
         let tolerated = pod.spec.as_ref().and_then(|s| s.tolerations.as_ref()).is_some_and(|ts| {
             ts.iter().any(|t| {
                 (t.key.as_deref() == Some("node.kubernetes.io/unschedulable") || (t.key.is_none() && t.operator.as_deref() == Some("Exists")))
                     && t.effect.as_deref().is_none_or(|e| e == "NoSchedule")
             })
         });
-        if cordoned && !tolerated {
+        if !tolerated {
             return Err("node(s) were unschedulable".into());
         }
         Ok(())

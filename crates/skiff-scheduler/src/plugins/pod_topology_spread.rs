@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::counts::{pod_matches, Counts};
-use crate::framework::{labels_of, CycleState, FilterPlugin, NodeInfo, ScorePlugin, Snapshot};
+use crate::framework::{labels_of, CycleState, Domains, FilterPlugin, NodeInfo, ScorePlugin, Snapshot, NO_DOMAIN};
 use crate::plugins::node_affinity;
 use crate::selector::with_label_keys;
 
@@ -109,7 +109,20 @@ fn domain_counts(pod: &Pod, snap: &Snapshot, c: &Constraint, all_keys: &[&str], 
 /// the pod counts itself.
 #[derive(Debug, Default)]
 pub struct PreFilterState {
-    hard: Vec<(Constraint, HashMap<String, i64>, i64, i64)>,
+    hard: Vec<HardConstraint>,
+}
+
+#[derive(Debug)]
+struct HardConstraint {
+    max_skew: i64,
+    /// The nodes' domains for the constraint's key.
+    domains: Arc<Domains>,
+    /// Matching pods per domain id (0 for domains no counted node is in).
+    counts: Vec<i64>,
+    /// The smallest count among counted domains.
+    min: i64,
+    /// 1 when the pod matches its own selector.
+    self_match: i64,
 }
 
 impl FilterPlugin for PodTopologySpread {
@@ -135,7 +148,9 @@ impl FilterPlugin for PodTopologySpread {
                 None => (domain_counts(pod, snap, c, &keys, &Counts { per_node: vec![0; snap.nodes.len()], ..Default::default() }), 0),
             };
             let min = if (domains.len() as i64) < c.min_domains { 0 } else { domains.values().copied().min().unwrap_or(0) };
-            out.hard.push((c.clone(), domains, min, self_match));
+            let ids = snap.domains.get(&snap.nodes, &c.topology_key);
+            let counts = ids.values.iter().map(|v| domains.get(v).copied().unwrap_or(0)).collect();
+            out.hard.push(HardConstraint { max_skew: c.max_skew, domains: ids, counts, min, self_match });
         }
         state.spread = Some(Arc::new(out));
         Ok(())
@@ -143,11 +158,12 @@ impl FilterPlugin for PodTopologySpread {
 
     fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Result<(), String> {
         let Some(s) = state.spread.as_deref() else { return Ok(()) };
-        let labels = node.labels();
-        for (c, domains, min, self_match) in &s.hard {
-            let Some(v) = labels.get(&c.topology_key) else { return Err(MISSING_LABEL.into()) };
-            let count = domains.get(v).copied().unwrap_or(0);
-            if count + self_match - min > c.max_skew {
+        for c in &s.hard {
+            let id = c.domains.of_node[node.index];
+            if id == NO_DOMAIN {
+                return Err(MISSING_LABEL.into());
+            }
+            if c.counts[id as usize] + c.self_match - c.min > c.max_skew {
                 return Err(CONSTRAINTS_NOT_MATCH.into());
             }
         }
