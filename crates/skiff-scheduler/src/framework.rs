@@ -156,9 +156,9 @@ pub struct Snapshot {
     pub classes: HashMap<String, Arc<StorageClass>>,
     /// Disruption budgets (preemption prefers victims that do not break them).
     pub pdbs: Vec<Arc<PodDisruptionBudget>>,
-    /// Placed pods carrying pod (anti-)affinity terms, with their node index: the symmetric
-    /// checks of InterPodAffinity look only at these.
-    pub with_affinity: Vec<(usize, Arc<Pod>, inter_pod_affinity::Resolved)>,
+    /// Placed pods carrying pod (anti-)affinity terms, grouped by identical terms with
+    /// their count per node: the symmetric checks of InterPodAffinity look only at these.
+    pub with_affinity: inter_pod_affinity::PlacedTerms,
     /// Per-topology-value counts of pods matching a selector, shared by InterPodAffinity and
     /// PodTopologySpread and updated on every assume.
     pub counts: CountCache,
@@ -182,7 +182,7 @@ impl Snapshot {
             info.index = snap.nodes.len();
             for (p, _) in &info.pods {
                 if let Some(t) = inter_pod_affinity::resolve_placed(p, &snap.namespaces) {
-                    snap.with_affinity.push((info.index, p.clone(), t));
+                    snap.with_affinity.add(info.index, t);
                 }
             }
             snap.nodes.push(info);
@@ -195,7 +195,7 @@ impl Snapshot {
     pub fn assume(&mut self, i: usize, pod: Arc<Pod>) {
         self.counts.add(&self.nodes[i], &pod);
         if let Some(t) = inter_pod_affinity::resolve_placed(&pod, &self.namespaces) {
-            self.with_affinity.push((i, pod.clone(), t));
+            self.with_affinity.add(i, t);
         }
         self.nodes[i].assume(pod);
     }

@@ -6,7 +6,7 @@
 //! takes per-topology-value counts from the batch's [`crate::counts::CountCache`], so Filter
 //! is a few hash lookups per node.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
@@ -110,7 +110,7 @@ pub struct PreFilterState {
     affinity: Vec<(Term, Option<Arc<Counts>>)>,
     anti: Vec<(Term, Option<Arc<Counts>>)>,
     /// (topology key, value) pairs where a placed pod's required anti-affinity forbids the pod.
-    existing_anti: HashMap<String, Vec<String>>,
+    existing_anti: HashMap<String, HashSet<String>>,
     /// No pod anywhere matches the required affinity terms, but the pod matches them itself:
     /// the first pod of a group may go anywhere (upstream's special case).
     first_of_group: bool,
@@ -132,11 +132,13 @@ impl FilterPlugin for InterPodAffinity {
 
     fn pre_filter(&self, pod: &Pod, snap: &Snapshot, state: &mut CycleState) -> Result<(), String> {
         let terms = if has_terms(pod) { resolve(pod, &snap.namespaces) } else { Terms::default() };
-        let mut existing_anti: HashMap<String, Vec<String>> = HashMap::new();
-        for (i, _, their) in &snap.with_affinity {
-            for t in their.anti.iter().filter(|t| t.matches(pod)) {
-                if let Some(v) = snap.nodes[*i].labels().get(&t.topology_key) {
-                    existing_anti.entry(t.topology_key.clone()).or_default().push(v.clone());
+        let mut existing_anti: HashMap<String, HashSet<String>> = HashMap::new();
+        for group in &snap.with_affinity.groups {
+            for t in group.terms.anti.iter().filter(|t| t.matches(pod)) {
+                for &i in group.per_node.keys() {
+                    if let Some(v) = snap.nodes[i].labels().get(&t.topology_key) {
+                        existing_anti.entry(t.topology_key.clone()).or_default().insert(v.clone());
+                    }
                 }
             }
         }
@@ -181,7 +183,18 @@ pub struct ScoreState {
 
 impl ScoreState {
     fn add(&mut self, key: &str, value: &str, w: i64) {
-        *self.by_key.entry(key.to_string()).or_default().entry(value.to_string()).or_default() += w;
+        // Looked up before inserting: this runs per node and term, and allocating the key
+        // and value strings each time showed in profiles.
+        let values = match self.by_key.get_mut(key) {
+            Some(values) => values,
+            None => self.by_key.entry(key.to_string()).or_default(),
+        };
+        match values.get_mut(value) {
+            Some(total) => *total += w,
+            None => {
+                values.insert(value.to_string(), w);
+            }
+        }
     }
 }
 
@@ -206,13 +219,18 @@ impl ScorePlugin for InterPodAffinity {
                 }
             }
         }
-        for (i, _, their) in &snap.with_affinity {
-            let labels = snap.nodes[*i].labels();
+        // Each distinct set of placed terms is matched against the pod once, then counted
+        // for every node holding pods with it (replicas share their terms: matching every
+        // placed pod's terms one by one made this O(placed pods) per pod).
+        for group in &snap.with_affinity.groups {
+            let their = &group.terms;
             let lists: [(&Vec<Term>, i64); 3] = [(&their.affinity, HARD_POD_AFFINITY_WEIGHT), (&their.pref_affinity, 1), (&their.pref_anti, -1)];
             for (list, sign) in lists {
                 for t in list.iter().filter(|t| t.matches(pod)) {
-                    if let Some(v) = labels.get(&t.topology_key) {
-                        s.add(&t.topology_key, v, sign * t.weight);
+                    for (&i, &placed) in &group.per_node {
+                        if let Some(v) = snap.nodes[i].labels().get(&t.topology_key) {
+                            s.add(&t.topology_key, v, sign * t.weight * placed);
+                        }
                     }
                 }
             }
@@ -239,6 +257,45 @@ impl ScorePlugin for InterPodAffinity {
 
 /// Resolved terms of a placed pod, kept in the snapshot for the symmetric checks.
 pub type Resolved = Arc<Terms>;
+
+/// Placed pods' terms, grouped: one entry per distinct set of terms (all replicas of a
+/// workload share one), with how many pods carrying it sit on each node.
+#[derive(Default)]
+pub struct PlacedTerms {
+    /// The groups.
+    pub groups: Vec<PlacedGroup>,
+    /// Group position by the terms' rendering.
+    index: HashMap<String, usize>,
+}
+
+/// One set of terms and where pods carrying it are placed.
+pub struct PlacedGroup {
+    /// The terms.
+    pub terms: Resolved,
+    /// Pods carrying them, per node index.
+    pub per_node: HashMap<usize, i64>,
+}
+
+impl PlacedTerms {
+    /// Account a pod with `terms` placed on node `node`.
+    pub fn add(&mut self, node: usize, terms: Resolved) {
+        let key = format!("{terms:?}");
+        let at = match self.index.get(&key) {
+            Some(&at) => at,
+            None => {
+                self.groups.push(PlacedGroup { terms, per_node: HashMap::new() });
+                self.index.insert(key, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        *self.groups[at].per_node.entry(node).or_default() += 1;
+    }
+
+    /// Whether no placed pod carries terms.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
 
 /// Resolve a placed pod's terms for [`Snapshot::with_affinity`]; `None` when it has none.
 pub fn resolve_placed(pod: &Pod, namespaces: &HashMap<String, std::collections::BTreeMap<String, String>>) -> Option<Resolved> {

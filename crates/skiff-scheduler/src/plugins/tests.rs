@@ -154,6 +154,25 @@ fn preferred_affinity_scores_towards_matching_pods() {
 }
 
 #[test]
+fn placed_pods_terms_score_once_per_pod_and_group_by_terms() {
+    // Placed pods that prefer to stay away from app=web: two on a, one on b, none on c.
+    let shy = json!({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 10, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": HOST}}]}}});
+    let nodes = vec![node("a", json!({}), "4"), node("b", json!({}), "4"), node("c", json!({}), "4")];
+    let placed = vec![
+        (0, pod("s1", json!({"app": "shy"}), shy.clone())),
+        (0, pod("s2", json!({"app": "shy"}), shy.clone())),
+        (1, pod("s3", json!({"app": "shy"}), shy)),
+    ];
+    let s = snap(nodes, placed);
+    assert_eq!(s.with_affinity.groups.len(), 1, "replicas with equal terms share a group");
+    // Raw: a -20, b -10, c 0; normalised over min..max.
+    assert_eq!(scores(&inter_pod_affinity::InterPodAffinity, &pod("w", json!({"app": "web"}), json!({})), &s), vec![0, 50, 100]);
+    // A pod the terms do not select is not steered.
+    assert_eq!(scores(&inter_pod_affinity::InterPodAffinity, &pod("x", json!({"app": "other"}), json!({})), &s), vec![0, 0, 0]);
+}
+
+#[test]
 fn assumed_pods_count_within_a_batch() {
     let mut s = snap(vec![node("a", json!({}), "4"), node("b", json!({}), "4"), node("c", json!({}), "4")], vec![]);
     let fw = Framework::default();
