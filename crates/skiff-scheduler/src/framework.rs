@@ -92,6 +92,9 @@ pub struct NodeInfo {
     /// `spec.unschedulable` (cordoned), read here rather than through the Node: the first
     /// filter to touch each of thousands of nodes per pod paid for that pointer chase.
     pub unschedulable: bool,
+    /// Whether the node has any NoSchedule or NoExecute taint (most have none, and then
+    /// TaintToleration's filter need not look into the Node).
+    pub hard_taints: bool,
 }
 
 impl NodeInfo {
@@ -105,8 +108,14 @@ impl NodeInfo {
         };
         let name = node.metadata.name.clone().unwrap_or_default();
         let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        let hard_taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|ts| ts.iter().any(|t| t.effect == "NoSchedule" || t.effect == "NoExecute"));
+        let pods_on = Vec::with_capacity(pods.len());
         let mut info =
-            Self { index: 0, node, name, allocatable, requested: Resources::default(), pods: Vec::with_capacity(pods.len()), unschedulable };
+            Self { index: 0, node, name, allocatable, requested: Resources::default(), pods: pods_on, unschedulable, hard_taints };
         for p in pods {
             info.assume(p);
         }

@@ -117,12 +117,11 @@ pub struct PreFilterState {
 }
 
 fn counted(snap: &Snapshot, terms: &[Term]) -> Vec<(Term, Option<Arc<Counts>>)> {
-    terms.iter().map(|t| (t.clone(), t.selector.as_ref().map(|s| snap.counts.get(&snap.nodes, &t.namespaces, s, &t.topology_key)))).collect()
+    terms.iter().map(|t| (t.clone(), t.selector.as_ref().map(|s| snap.counts.get(&snap.nodes, &snap.domains, &t.namespaces, s, &t.topology_key)))).collect()
 }
 
-fn has_pods_in_domain(node: &NodeInfo, term: &Term, counts: &Option<Arc<Counts>>) -> bool {
-    let Some(c) = counts else { return false };
-    node.labels().get(&term.topology_key).is_some_and(|v| c.per_value.get(v).copied().unwrap_or(0) > 0)
+fn has_pods_in_domain(node: &NodeInfo, counts: &Option<Arc<Counts>>) -> bool {
+    counts.as_ref().is_some_and(|c| c.in_domain_of(node.index) > 0)
 }
 
 impl FilterPlugin for InterPodAffinity {
@@ -157,10 +156,10 @@ impl FilterPlugin for InterPodAffinity {
     fn filter(&self, state: &CycleState, _pod: &Pod, node: &NodeInfo) -> Result<(), String> {
         let Some(s) = state.affinity.as_deref() else { return Ok(()) };
         let labels = node.labels();
-        if !s.first_of_group && !s.affinity.iter().all(|(t, c)| has_pods_in_domain(node, t, c)) {
+        if !s.first_of_group && !s.affinity.iter().all(|(_, c)| has_pods_in_domain(node, c)) {
             return Err(AFFINITY_NOT_MATCH.into());
         }
-        if s.anti.iter().any(|(t, c)| has_pods_in_domain(node, t, c)) {
+        if s.anti.iter().any(|(_, c)| has_pods_in_domain(node, c)) {
             return Err(ANTI_AFFINITY_NOT_MATCH.into());
         }
         if s.existing_anti.iter().any(|(k, vals)| labels.get(k).is_some_and(|v| vals.contains(v))) {

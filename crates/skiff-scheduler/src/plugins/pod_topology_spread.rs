@@ -142,7 +142,7 @@ impl FilterPlugin for PodTopologySpread {
         for c in &hard {
             let (domains, self_match) = match &c.selector {
                 Some(sel) => {
-                    let counts = snap.counts.get(&snap.nodes, &ns, sel, &c.topology_key);
+                    let counts = snap.counts.get(&snap.nodes, &snap.domains, &ns, sel, &c.topology_key);
                     (domain_counts(pod, snap, c, &keys, &counts), pod_matches(pod, &ns, sel) as i64)
                 }
                 None => (domain_counts(pod, snap, c, &keys, &Counts { per_node: vec![0; snap.nodes.len()], ..Default::default() }), 0),
@@ -195,7 +195,7 @@ impl ScorePlugin for PodTopologySpread {
         let ns = own_namespace(pod);
         let mut out = ScoreState::default();
         for c in soft {
-            let counts = c.selector.as_ref().map(|sel| snap.counts.get(&snap.nodes, &ns, sel, &c.topology_key));
+            let counts = c.selector.as_ref().map(|sel| snap.counts.get(&snap.nodes, &snap.domains, &ns, sel, &c.topology_key));
             // Upstream weighs each constraint by log(domains + 2) so that a key with many
             // small domains (hostname) does not drown one with a few big ones (zone).
             let domains = if c.topology_key == "kubernetes.io/hostname" {

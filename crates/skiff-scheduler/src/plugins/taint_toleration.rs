@@ -24,6 +24,9 @@ impl FilterPlugin for TaintToleration {
     }
 
     fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
+        if !node.hard_taints {
+            return Ok(());
+        }
         for taint in taints(node).iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute") {
             if !tolerations(pod).iter().any(|t| tolerates(t, taint)) {
                 let v = taint.value.as_deref().map(|v| format!("={v}")).unwrap_or_default();
