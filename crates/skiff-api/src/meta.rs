@@ -75,3 +75,15 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
         None => ("", api_version),
     }
 }
+
+/// Whether two objects are equal apart from the top-level keys in `skip`, compared in place
+/// (stripping the keys from clones would deep-copy both objects). Non-objects compare whole.
+pub fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let kept = |m: &Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
+            kept(a) == kept(b) && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
+        }
+        _ => a == b,
+    }
+}

@@ -53,18 +53,9 @@ fn random_suffix() -> String {
     (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect()
 }
 
-/// Everything but metadata and status, to detect spec changes.
+/// Whether two objects agree on everything but metadata and status (a spec change).
 fn same_spec_part(a: &Value, b: &Value) -> bool {
-    // Compared in place: cloning both objects to strip these keys cost two deep copies per
-    // update of every generation-tracking kind.
-    const SKIP: [&str; 4] = ["metadata", "status", "kind", "apiVersion"];
-    match (a.as_object(), b.as_object()) {
-        (Some(a), Some(b)) => {
-            let counted = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !SKIP.contains(&k.as_str())).count();
-            counted(a) == counted(b) && a.iter().filter(|(k, _)| !SKIP.contains(&k.as_str())).all(|(k, v)| b.get(k) == Some(v))
-        }
-        _ => a == b,
-    }
+    meta::same_except(a, b, &["metadata", "status", "kind", "apiVersion"])
 }
 
 /// Prepare a new object for storage.

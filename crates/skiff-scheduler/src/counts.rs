@@ -17,18 +17,21 @@ use crate::selector::{in_namespaces, matches, Namespaces};
 pub struct Counts {
     /// Matching pods on each node, by snapshot index.
     pub per_node: Vec<i32>,
-    /// Matching pods per value of the topology key (nodes without the key are left out).
-    pub per_value: HashMap<String, i32>,
     /// Matching pods on nodes that have the key.
     pub total: i32,
-    /// The nodes' domains for the key.
+    /// The nodes' domains (values of the key).
     pub domains: Arc<Domains>,
-    /// Matching pods per domain id of `domains` (the same as `per_value`, indexed: filters
-    /// that ask "any in this node's domain?" for thousands of nodes per pod read this).
+    /// Matching pods per domain id of `domains` (nodes without the key are left out):
+    /// filters that ask "any in this node's domain?" for thousands of nodes per pod index it.
     pub per_domain: Vec<i32>,
 }
 
 impl Counts {
+    /// Matching pods per value of the key.
+    pub fn per_value(&self) -> impl Iterator<Item = (&str, i32)> {
+        self.domains.values.iter().map(String::as_str).zip(self.per_domain.iter().copied())
+    }
+
     /// Matching pods in the domain of node `index` (0 when it lacks the key).
     pub fn in_domain_of(&self, index: usize) -> i32 {
         match self.domains.of_node.get(index) {
@@ -41,7 +44,6 @@ impl Counts {
 struct Entry {
     namespaces: Namespaces,
     selector: LabelSelector,
-    topology_key: String,
     counts: Arc<Counts>,
 }
 
@@ -72,16 +74,16 @@ impl CountCache {
         for n in nodes {
             let k = n.pods.iter().filter(|(p, _)| pod_matches(p, namespaces, selector)).count() as i32;
             c.per_node[n.index] = k;
-            if let Some(v) = n.labels().get(topology_key) {
-                *c.per_value.entry(v.clone()).or_default() += k;
+            let id = c.domains.of_node[n.index];
+            if id != NO_DOMAIN {
+                c.per_domain[id as usize] += k;
                 c.total += k;
-                c.per_domain[c.domains.of_node[n.index] as usize] += k;
             }
         }
         let counts = Arc::new(c);
         entries.insert(
             key,
-            Entry { namespaces: namespaces.clone(), selector: selector.clone(), topology_key: topology_key.to_string(), counts: counts.clone() },
+            Entry { namespaces: namespaces.clone(), selector: selector.clone(), counts: counts.clone() },
         );
         counts
     }
@@ -95,11 +97,10 @@ impl CountCache {
             }
             let c = Arc::make_mut(&mut e.counts);
             c.per_node[node.index] += 1;
-            if let Some(v) = node.labels().get(&e.topology_key) {
-                *c.per_value.entry(v.clone()).or_default() += 1;
-                c.total += 1;
-                let id = c.domains.of_node[node.index];
+            let id = c.domains.of_node[node.index];
+            if id != NO_DOMAIN {
                 c.per_domain[id as usize] += 1;
+                c.total += 1;
             }
         }
     }

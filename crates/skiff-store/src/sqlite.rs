@@ -80,6 +80,18 @@ struct ReaderPool {
     permits: Semaphore,
 }
 
+impl ReaderPool {
+    /// An idle connection, if one is free.
+    fn take(&self) -> Option<Connection> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    /// Return a connection taken with [`ReaderPool::take`] (or opened anew).
+    fn give_back(&self, conn: Connection) {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+    }
+}
+
 struct Inner {
     path: PathBuf,
     readers: ReaderPool,
@@ -213,23 +225,12 @@ where
     let task_inner = inner.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let inner = task_inner;
-        let pooled = inner
-            .readers
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
-        let mut conn = match pooled {
+        let mut conn = match inner.readers.take() {
             Some(c) => c,
             None => schema::open_reader(&inner.path).map_err(ReadError::Store)?,
         };
         let result = f(&mut conn);
-        inner
-            .readers
-            .conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(conn);
+        inner.readers.give_back(conn);
         result
     })
     .await
@@ -352,10 +353,9 @@ impl Store for SqliteStore {
         // A point read takes microseconds: with an idle pooled connection it runs right
         // here, since handing it to the blocking pool (a thread wake-up each way) cost more
         // than the read (every update's read-modify-write starts with one).
-        let idle = self.inner.readers.conns.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        if let Some(conn) = idle {
+        if let Some(conn) = self.inner.readers.take() {
             let got = read::get(&conn, key);
-            self.inner.readers.conns.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            self.inner.readers.give_back(conn);
             return got.map_err(|e| backend(&self.inner.path, "get", e));
         }
         let key = key.to_string();

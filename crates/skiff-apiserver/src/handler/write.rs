@@ -332,22 +332,12 @@ where
 /// `metadata.resourceVersion`, which an update may or may not carry. Compared in place:
 /// stripping them from clones cost two deep copies of the object on every write.
 fn same_but_version(a: &Value, b: &Value) -> bool {
-    fn same_map_except(a: &serde_json::Map<String, Value>, b: &serde_json::Map<String, Value>, skip: &[&str], metadata: bool) -> bool {
-        let counted = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| !skip.contains(&k.as_str())).count();
-        counted(a) == counted(b)
-            && a.iter().filter(|(k, _)| !skip.contains(&k.as_str())).all(|(k, av)| match (b.get(k), metadata && k == "metadata") {
-                (None, _) => false,
-                (Some(bv), true) => match (av.as_object(), bv.as_object()) {
-                    (Some(am), Some(bm)) => same_map_except(am, bm, &["resourceVersion"], false),
-                    _ => av == bv,
-                },
-                (Some(bv), false) => av == bv,
-            })
-    }
-    match (a.as_object(), b.as_object()) {
-        (Some(am), Some(bm)) => same_map_except(am, bm, &["kind", "apiVersion"], true),
-        _ => a == b,
-    }
+    use skiff_api::meta::same_except;
+    same_except(a, b, &["kind", "apiVersion", "metadata"])
+        && match (a.get("metadata"), b.get("metadata")) {
+            (Some(am @ Value::Object(_)), Some(bm @ Value::Object(_))) => same_except(am, bm, &["resourceVersion"]),
+            (am, bm) => am == bm,
+        }
 }
 
 /// PATCH: JSON, merge, strategic merge, or server-side apply.

@@ -211,9 +211,9 @@ impl ScorePlugin for InterPodAffinity {
         let mut s = ScoreState::default();
         for (list, sign) in [(&terms.pref_affinity, 1), (&terms.pref_anti, -1)] {
             for (t, c) in counted(snap, list) {
-                for (v, n) in c.iter().flat_map(|c| c.per_value.iter()) {
-                    if *n > 0 {
-                        s.add(&t.topology_key, v, sign * t.weight * *n as i64);
+                for (v, n) in c.iter().flat_map(|c| c.per_value()) {
+                    if n > 0 {
+                        s.add(&t.topology_key, v, sign * t.weight * n as i64);
                     }
                 }
             }

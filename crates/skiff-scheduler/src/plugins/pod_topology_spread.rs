@@ -6,7 +6,6 @@
 //! with the same labels; upstream derives that selector from the owning controllers and
 //! services, which for a workload's replicas selects the same pods.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -84,14 +83,18 @@ fn taints_tolerated(pod: &Pod, node: &NodeInfo) -> bool {
     node.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[]).iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").all(|t| tols.iter().any(|tol| crate::plugins::taint_toleration::tolerates(tol, t)))
 }
 
-/// Per-domain counts over the nodes a constraint counts (those with all the keys, passing
-/// the pod's node affinity and, when asked, its taints).
-fn domain_counts(pod: &Pod, snap: &Snapshot, c: &Constraint, all_keys: &[&str], counts: &Counts) -> HashMap<String, i64> {
+/// Per-domain counts (by id of `ids`, the domains of the constraint's key) over the nodes a
+/// constraint counts (those with all the keys, passing the pod's node affinity and, when
+/// asked, its taints); `None` for domains no counted node is in.
+fn domain_counts(pod: &Pod, snap: &Snapshot, c: &Constraint, all_keys: &[&str], counts: Option<&Counts>, ids: &Domains) -> Vec<Option<i64>> {
     let restricted = (c.honor_affinity && node_affinity::restricts(pod)) || c.honor_taints || all_keys.len() > 1;
     if !restricted {
-        return counts.per_value.iter().map(|(k, v)| (k.clone(), *v as i64)).collect();
+        return match counts {
+            Some(counts) => counts.per_domain.iter().map(|n| Some(*n as i64)).collect(),
+            None => vec![None; ids.values.len()],
+        };
     }
-    let mut out: HashMap<String, i64> = HashMap::new();
+    let mut out = vec![None; ids.values.len()];
     for n in &snap.nodes {
         let labels = n.labels();
         if !all_keys.iter().all(|k| labels.contains_key(*k))
@@ -100,7 +103,9 @@ fn domain_counts(pod: &Pod, snap: &Snapshot, c: &Constraint, all_keys: &[&str], 
         {
             continue;
         }
-        *out.entry(labels[&c.topology_key].clone()).or_default() += counts.per_node[n.index] as i64;
+        let here = counts.map_or(0, |counts| counts.per_node[n.index] as i64);
+        let domain: &mut Option<i64> = &mut out[ids.of_node[n.index] as usize];
+        *domain = Some(domain.unwrap_or(0) + here);
     }
     out
 }
@@ -140,16 +145,15 @@ impl FilterPlugin for PodTopologySpread {
         let keys: Vec<&str> = hard.iter().map(|c| c.topology_key.as_str()).collect();
         let mut out = PreFilterState::default();
         for c in &hard {
-            let (domains, self_match) = match &c.selector {
-                Some(sel) => {
-                    let counts = snap.counts.get(&snap.nodes, &snap.domains, &ns, sel, &c.topology_key);
-                    (domain_counts(pod, snap, c, &keys, &counts), pod_matches(pod, &ns, sel) as i64)
-                }
-                None => (domain_counts(pod, snap, c, &keys, &Counts { per_node: vec![0; snap.nodes.len()], ..Default::default() }), 0),
-            };
-            let min = if (domains.len() as i64) < c.min_domains { 0 } else { domains.values().copied().min().unwrap_or(0) };
             let ids = snap.domains.get(&snap.nodes, &c.topology_key);
-            let counts = ids.values.iter().map(|v| domains.get(v).copied().unwrap_or(0)).collect();
+            let (counts, self_match) = match &c.selector {
+                Some(sel) => (Some(snap.counts.get(&snap.nodes, &snap.domains, &ns, sel, &c.topology_key)), pod_matches(pod, &ns, sel) as i64),
+                None => (None, 0),
+            };
+            let by_id = domain_counts(pod, snap, c, &keys, counts.as_deref(), &ids);
+            let counted = by_id.iter().flatten();
+            let min = if (counted.clone().count() as i64) < c.min_domains { 0 } else { counted.min().copied().unwrap_or(0) };
+            let counts = by_id.iter().map(|n| n.unwrap_or(0)).collect();
             out.hard.push(HardConstraint { max_skew: c.max_skew, domains: ids, counts, min, self_match });
         }
         state.spread = Some(Arc::new(out));
@@ -201,7 +205,7 @@ impl ScorePlugin for PodTopologySpread {
             let domains = if c.topology_key == "kubernetes.io/hostname" {
                 feasible.len()
             } else {
-                counts.as_ref().map(|c| c.per_value.len()).unwrap_or(0)
+                counts.as_ref().map(|c| c.domains.values.len()).unwrap_or(0)
             };
             out.soft.push((c, counts, ((domains + 2) as f64).ln()));
         }
@@ -213,10 +217,12 @@ impl ScorePlugin for PodTopologySpread {
         let labels = node.labels();
         let mut total = 0.0;
         for (c, counts, weight) in &s.soft {
-            let Some(v) = labels.get(&c.topology_key) else { return -1 };
+            if !labels.contains_key(&c.topology_key) {
+                return -1;
+            }
             let n = match counts {
                 Some(counts) if c.topology_key == "kubernetes.io/hostname" => counts.per_node[node.index] as f64,
-                Some(counts) => counts.per_value.get(v).copied().unwrap_or(0) as f64,
+                Some(counts) => counts.in_domain_of(node.index) as f64,
                 None => 0.0,
             };
             total += n * weight + (c.max_skew - 1) as f64;
