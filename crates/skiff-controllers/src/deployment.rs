@@ -219,12 +219,24 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         }
     }
 
+    let mut requeue = Duration::from_secs(30);
     if !paused {
         if let Some(new) = new_rs.as_mut() {
             let old_total: i32 = old.iter().map(spec_replicas).sum();
             let old_pods_running: i32 = old.iter().map(|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0)).sum();
             let new_target = if recreate {
-                if old_total == 0 && old_pods_running == 0 { replicas } else { 0 }
+                let scaled_down = old_total == 0 && old_pods_running == 0;
+                if scaled_down && spec_replicas(new) < replicas && old_pods_remain(&ctx, &ns, &selector, &old).await? {
+                    // Terminating old pods still run (ReplicaSet status no longer counts
+                    // them): Recreate starts nothing new until they are gone, as upstream.
+                    // Their deletion is not an event this controller watches, hence the poll.
+                    requeue = Duration::from_secs(1);
+                    spec_replicas(new)
+                } else if scaled_down {
+                    replicas
+                } else {
+                    0
+                }
             } else {
                 let allowed = replicas + max_surge;
                 let current = old_total + spec_replicas(new);
@@ -267,7 +279,19 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
 
     update_status(&ctx, &d, new_rs.as_ref(), &old, replicas, max_unavailable).await?;
-    Ok(Action::requeue(Duration::from_secs(30)))
+    Ok(Action::requeue(requeue))
+}
+
+/// Whether any pod of the old ReplicaSets `old` still exists and has not finished (being
+/// deleted counts as existing: its containers may still run through their grace period).
+async fn old_pods_remain(ctx: &Ctx, ns: &str, selector: &str, old: &[ReplicaSet]) -> Result<bool, Error> {
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let old_uids: Vec<String> = old.iter().filter_map(|r| r.uid()).collect();
+    let list = pods.list(&ListParams::default().labels(selector)).await?;
+    Ok(list.items.iter().any(|p| {
+        let finished = p.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+        !finished && p.owner_references().iter().any(|o| o.controller == Some(true) && old_uids.contains(&o.uid))
+    }))
 }
 
 async fn scale(api: &Api<ReplicaSet>, rs: &ReplicaSet, to: i32) -> Result<ReplicaSet, Error> {

@@ -275,7 +275,13 @@ pub struct CycleState {
     pub volumes: Option<Arc<volume_binding::PreFilterState>>,
 }
 
-/// A Filter plugin: can `pod` run on `node`? `Err(reason)` explains why not.
+/// Joins the reasons of a filter that rejects a node for several at once (NodeResourcesFit:
+/// `Insufficient cpu` and `Insufficient memory`); the FailedScheduling message counts each,
+/// as upstream's does.
+pub const REASON_SEPARATOR: char = '\n';
+
+/// A Filter plugin: can `pod` run on `node`? `Err(reason)` explains why not (several reasons
+/// joined by [`REASON_SEPARATOR`]).
 pub trait FilterPlugin: Send + Sync {
     /// Plugin name, as upstream names it.
     fn name(&self) -> &'static str;

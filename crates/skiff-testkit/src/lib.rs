@@ -212,6 +212,11 @@ impl Cluster {
         FakeNode::start(&self.kubeconfig(), name)
     }
 
+    /// Register a fake node with the given CPU and memory.
+    pub fn fake_node_sized(&self, name: &str, cpu: &str, memory: &str) -> Result<FakeNode> {
+        FakeNode::start_with(&self.kubeconfig(), name, fake_node::Capacity { cpu: cpu.into(), memory: memory.into() })
+    }
+
     /// Poll `check` every 50 ms until it returns true or `timeout` passes.
     pub fn eventually(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> bool) -> Result<()> {
         let start = Instant::now();

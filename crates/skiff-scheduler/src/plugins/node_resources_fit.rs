@@ -17,16 +17,18 @@ impl FilterPlugin for NodeResourcesFit {
         let r = state.requests;
         let a = node.allocatable;
         let u = node.requested;
-        if u.pods + 1 > a.pods {
-            return Err("Too many pods".into());
+        let too_many = u.pods + 1 > a.pods;
+        let cpu = r.milli_cpu > 0 && u.milli_cpu + r.milli_cpu > a.milli_cpu;
+        let memory = r.memory > 0 && u.memory + r.memory > a.memory;
+        if !(too_many || cpu || memory) {
+            return Ok(());
         }
-        if r.milli_cpu > 0 && u.milli_cpu + r.milli_cpu > a.milli_cpu {
-            return Err("Insufficient cpu".into());
-        }
-        if r.memory > 0 && u.memory + r.memory > a.memory {
-            return Err("Insufficient memory".into());
-        }
-        Ok(())
+        // Every shortfall is reported, as upstream ("2 Insufficient cpu, 2 Insufficient memory").
+        let reasons: Vec<&str> = [(too_many, "Too many pods"), (cpu, "Insufficient cpu"), (memory, "Insufficient memory")]
+            .into_iter()
+            .filter_map(|(short, reason)| short.then_some(reason))
+            .collect();
+        Err(reasons.join(&crate::framework::REASON_SEPARATOR.to_string()))
     }
 
     fn resolvable_by_preemption(&self, _reason: &str) -> bool {

@@ -255,6 +255,15 @@ fn node_filters_and_reasons() {
     assert!(err.message().contains("2 node(s) didn't match Pod's node affinity/selector"), "{}", err.message());
 }
 
+#[test]
+fn every_resource_shortfall_is_counted() {
+    let fw = Framework::default();
+    let s = snap(vec![node("a", json!({}), "2"), node("b", json!({}), "8")], vec![]);
+    let big = json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "4", "memory": "16Gi"}}}]});
+    let err = schedule_one(&fw, &pod("big", json!({}), big), &s, &mut Rotation::default()).unwrap_err();
+    assert_eq!(err.message(), "0/2 nodes are available: 1 Insufficient cpu, 2 Insufficient memory.");
+}
+
 fn claim(name: &str, class: &str, volume: Option<&str>) -> (String, Arc<PersistentVolumeClaim>) {
     let mut spec = json!({"storageClassName": class, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}});
     if let Some(v) = volume {
