@@ -8,8 +8,9 @@
 //! Layout: `matcher` (host and path matching, pure), `rewrite` (nginx's rewrite-target),
 //! `routes` (API objects -> snapshot), `tls` (certificates, SNI), `pool` (keep-alive
 //! connections to endpoints), `body` (response bodies that hand connections back to the pool),
-//! `proxy` (one request: routing, headers, retries, upgrades), `server` (listeners,
-//! HTTP/1.1 and HTTP/2, drain), `balance` (spreading connections over the worker threads),
+//! `proxy` (one request: routing, headers, retries, upgrades), `fast` (plain HTTP/1.1
+//! requests proxied without hyper, the common case; `chunked` finds where a chunked body
+//! ends), `server` (listeners, HTTP/1.1 and HTTP/2, drain), `balance` (spreading connections over the worker threads),
 //! `metrics` (Prometheus counters), `status` (Ingress status and
 //! IngressClass helpers). Calls only tokio, hyper, rustls and k8s-openapi types.
 
@@ -17,6 +18,8 @@ use std::net::SocketAddr;
 
 mod balance;
 mod body;
+mod chunked;
+mod fast;
 mod matcher;
 mod metrics;
 mod pool;

@@ -24,9 +24,11 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections per endpoint, most recently used last.
+/// Idle connections per endpoint, most recently used last: hyper's (TLS clients, HTTP/2,
+/// upgrades) and plain sockets for the HTTP/1.1 fast path (`fast.rs`).
 pub(crate) struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    raw: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
@@ -54,6 +56,7 @@ impl Pool {
     pub(crate) fn new(max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Self {
         Pool {
             idle: Mutex::new(HashMap::new()),
+            raw: Mutex::new(HashMap::new()),
             max_idle,
             idle_timeout,
             connect_timeout,
@@ -119,5 +122,43 @@ impl Pool {
     pub(crate) fn retain(&self, keep: &std::collections::HashSet<SocketAddr>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.retain(|addr, _| keep.contains(addr));
+        drop(idle);
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        raw.retain(|addr, _| keep.contains(addr));
+    }
+
+    /// An idle plain socket to `addr` that is still fresh (it may have been closed by the
+    /// endpoint meanwhile: the fast path checks or retries).
+    pub(crate) fn take_raw(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        let list = raw.get_mut(&addr)?;
+        while let Some((s, since)) = list.pop() {
+            if since.elapsed() < self.idle_timeout {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Returns a plain socket whose last response was read to its end.
+    pub(crate) fn put_raw(&self, addr: SocketAddr, stream: TcpStream) {
+        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
+        let list = raw.entry(addr).or_default();
+        if list.len() >= self.max_idle {
+            list.remove(0);
+        }
+        list.push((stream, Instant::now()));
+    }
+
+    /// Opens a plain socket to `addr` for the fast path.
+    pub(crate) async fn connect_raw(&self, addr: SocketAddr) -> Result<TcpStream, ConnectError> {
+        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(s)
+            }
+            Ok(Err(e)) => Err(ConnectError::Io(e)),
+            Err(_) => Err(ConnectError::Timeout),
+        }
     }
 }

@@ -20,7 +20,7 @@ use super::pool::{Pool, Sender};
 use super::routes::{Backend, Routes};
 
 /// At most this many endpoints are tried for one request (connect failures only).
-const MAX_ENDPOINT_TRIES: usize = 4;
+pub(crate) const MAX_ENDPOINT_TRIES: usize = 4;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -77,7 +77,7 @@ impl Worker {
     }
 
     /// The current routing snapshot; refreshed from `shared` only after an update.
-    fn routes(&self, shared: &Shared) -> Arc<Routes> {
+    pub(crate) fn routes(&self, shared: &Shared) -> Arc<Routes> {
         let generation = shared.generation.load(Ordering::Acquire);
         let mut mine = self.routes.lock().unwrap_or_else(|p| p.into_inner());
         if mine.0 != generation {
@@ -92,11 +92,11 @@ impl Worker {
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     pub(crate) tls: bool,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// The worker serving this connection.
-    worker: Arc<Worker>,
-    peer_ip: HeaderValue,
-    local_port: HeaderValue,
+    pub(crate) worker: Arc<Worker>,
+    pub(crate) peer_ip: HeaderValue,
+    pub(crate) local_port: HeaderValue,
 }
 
 impl ConnInfo {
@@ -324,17 +324,10 @@ async fn send(conn: &ConnInfo, backend: &Backend, mut req: Request<Incoming>) ->
         }
         first = false;
         loop {
-            let (mut tx, pooled) = match pool.take(addr) {
-                Some(tx) => (tx, true),
-                None => match pool.connect(addr).await {
-                    Ok(tx) => (tx, false),
-                    Err(e) => {
-                        metrics.upstream_connect_error();
-                        backend.mark_down(idx);
-                        tracing::debug!(backend = %backend.name, endpoint = %addr, error = %e, "connect failed");
-                        continue 'endpoints;
-                    }
-                },
+            let Some((mut tx, pooled)) =
+                checkout(pool.take(addr), || pool.connect(addr), backend, idx, metrics).await
+            else {
+                continue 'endpoints;
             };
             // A connection returned at end of body may not have gone idle yet; waiting is
             // cheap, and an error means it closed meanwhile.
@@ -371,6 +364,34 @@ async fn send(conn: &ConnInfo, backend: &Backend, mut req: Request<Incoming>) ->
         }
     }
     None
+}
+
+/// A connection to endpoint `idx` of `backend` for one attempt: the idle one `pooled` offers
+/// (then `true`) or a new one from `connect`. `None` when connecting failed, which is counted
+/// and marks the endpoint down so the caller moves on to the next.
+pub(crate) async fn checkout<T, F, Fut>(
+    pooled: Option<T>,
+    connect: F,
+    backend: &Backend,
+    idx: usize,
+    metrics: &Counters,
+) -> Option<(T, bool)>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T, super::pool::ConnectError>>,
+{
+    if let Some(c) = pooled {
+        return Some((c, true));
+    }
+    match connect().await {
+        Ok(c) => Some((c, false)),
+        Err(e) => {
+            metrics.upstream_connect_error();
+            backend.mark_down(idx);
+            tracing::debug!(backend = %backend.name, endpoint = %backend.endpoints[idx], error = %e, "connect failed");
+            None
+        }
+    }
 }
 
 fn redirect(host: &str, https_port: u16, uri: &Uri) -> Response<ResponseBody> {

@@ -27,7 +27,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Slow or silent TLS clients must not hold a task forever.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Limit on time to receive a request's headers (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Configuration of the ingress controller's data plane.
 #[derive(Debug, Clone)]
@@ -487,7 +487,8 @@ impl Spawner {
             if tls {
                 serve_tls(acceptor, stream, conn, stop).await;
             } else {
-                serve_http1(TokioIo::new(stream), conn, stop).await;
+                // Plain HTTP/1.1 proxying without hyper; it hands anything else to serve_http1.
+                super::fast::serve(stream, conn, stop).await;
             }
             drop((alive, open));
         });
@@ -526,7 +527,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-async fn serve_http1<I>(io: TokioIo<I>, conn: Arc<ConnInfo>, mut stop: watch::Receiver<bool>)
+pub(crate) async fn serve_http1<I>(io: TokioIo<I>, conn: Arc<ConnInfo>, mut stop: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

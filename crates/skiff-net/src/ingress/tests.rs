@@ -586,3 +586,119 @@ async fn route_updates_apply_to_the_next_request_and_shutdown_drains() {
         "listener closed after shutdown"
     );
 }
+
+/// A backend speaking raw HTTP/1.1 with hand-written framing, to test what the plain-text fast
+/// path (`fast.rs`) passes through: by request path, a chunked body with a trailer, an HTTP/1.0
+/// response delimited by closing, hop-by-hop response headers, and a keep-alive response after
+/// which the connection is closed anyway (a pooled connection the endpoint dropped).
+async fn raw_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end + 4);
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let (resp, close): (&[u8], bool) = match path.as_str() {
+                        "/b/chunked" => (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\n", false),
+                        "/b/close" => (b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close", true),
+                        "/b/hop" => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive, x-hop\r\nkeep-alive: timeout=5\r\n\r\nok", false),
+                        "/b/once" => (b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nonce", true),
+                        _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\ndefault", false),
+                    };
+                    if s.write_all(resp).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// Reads from `s` until `want` responses' worth of `marker` appeared or the peer closed.
+async fn read_until(s: &mut TcpStream, marker: &str, want: usize) -> String {
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while text.matches(marker).count() < want {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(_) => panic!("no response; so far: {text:?}"),
+        }
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_fast_path_framing_pipelining_and_stale_connections() {
+    let (a, (b, b_conns)) = (backend("A").await, raw_backend().await);
+    let ing = start_ingress_with(0).await;
+    let (ings, svcs, slices) = two_backends_objects(a, b, &[]);
+    let (routes, _) = build_routes(&ings, &svcs, &slices, &[], "skiff", true);
+    ing.handle.update(routes);
+
+    // Chunked passes through with its trailer; the connection stays usable after it.
+    let mut c = TcpStream::connect(ing.http).await.unwrap();
+    c.write_all(b"GET /b/chunked HTTP/1.1\r\nhost: a.test\r\n\r\nGET /b/hop HTTP/1.1\r\nhost: a.test\r\n\r\n").await.unwrap();
+    let text = read_until(&mut c, "\r\n\r\nok", 1).await;
+    assert!(text.contains("transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-t: 1\r\n\r\nHTTP/1.1 200"), "{text:?}");
+    // Hop-by-hop response headers are dropped, the rest kept.
+    let second = &text[text.rfind("HTTP/1.1 200").unwrap()..];
+    assert!(second.contains("content-length: 2\r\n") && second.ends_with("\r\n\r\nok"), "{second:?}");
+    assert!(!second.to_ascii_lowercase().contains("keep-alive"), "{second:?}");
+
+    // An HTTP/1.0 response without a length: relayed until the endpoint closes, and the
+    // client is told the connection closes.
+    c.write_all(b"GET /b/close HTTP/1.1\r\nhost: a.test\r\n\r\n").await.unwrap();
+    let text = read_until(&mut c, "no such marker", 1).await;
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("connection: close\r\n") && text.ends_with("\r\n\r\nuntil close"), "{text:?}");
+
+    // The endpoint closes after answering "/b/once" without saying so: the next request on
+    // that pooled connection finds it closed and is sent again on a fresh one.
+    let before = b_conns.load(Ordering::SeqCst);
+    for path in ["/b/once", "/b/x", "/b/once", "/b/y"] {
+        let mut c = TcpStream::connect(ing.http).await.unwrap();
+        c.write_all(format!("GET {path} HTTP/1.1\r\nhost: a.test\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let text = read_until(&mut c, "no such marker", 1).await;
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{path}: {text:?}");
+        assert!(text.contains("connection: close\r\n"), "{path}: {text:?}");
+    }
+    assert!(b_conns.load(Ordering::SeqCst) - before >= 2, "stale connections were not replaced");
+
+    // What the fast path does not take goes to hyper on the same connection: HTTP/1.0, then
+    // a 404 (answered locally); hyper keeps serving what follows.
+    let mut c = TcpStream::connect(ing.http).await.unwrap();
+    c.write_all(b"GET /x HTTP/1.0\r\nhost: a.test\r\nconnection: keep-alive\r\n\r\n").await.unwrap();
+    let text = read_until(&mut c, "body=", 1).await;
+    assert!(text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert!(text.contains("backend=A\nuri=/x\n"), "{text:?}");
+    let mut c = TcpStream::connect(ing.http).await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nhost: nobody.test\r\n\r\nGET /y HTTP/1.1\r\nhost: a.test\r\n\r\n").await.unwrap();
+    let text = read_until(&mut c, "body=", 1).await;
+    assert!(text.starts_with("HTTP/1.1 404"), "{text:?}");
+    assert!(text.contains("backend=A\nuri=/y\n"), "{text:?}");
+
+    // A POST body split across writes reaches the endpoint whole.
+    let mut c = TcpStream::connect(ing.http).await.unwrap();
+    c.write_all(b"POST /p HTTP/1.1\r\nhost: a.test\r\ncontent-length: 10\r\n\r\nhel").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    c.write_all(b"lo worl").await.unwrap();
+    let text = read_until(&mut c, "body=hello worl\n", 1).await;
+    assert!(text.contains("body=hello worl\n"), "{text:?}");
+    ing.stop().await;
+}
