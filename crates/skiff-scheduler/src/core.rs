@@ -129,12 +129,8 @@ pub fn schedule_one(fw: &Framework, pod: &Pod, snap: &Snapshot, rot: &mut Rotati
                 }
             }
             Err((r, resolvable)) => {
-                if r.contains(crate::framework::REASON_SEPARATOR) {
-                    for one in r.split(crate::framework::REASON_SEPARATOR) {
-                        *err.reasons.entry(one.to_string()).or_default() += 1;
-                    }
-                } else {
-                    *err.reasons.entry(r).or_default() += 1;
+                for one in r.split(crate::framework::REASON_SEPARATOR) {
+                    *err.reasons.entry(one.to_string()).or_default() += 1;
                 }
                 if resolvable {
                     err.resolvable.push(i);

@@ -101,6 +101,26 @@ fn all_on(c: &Cluster, app: &str, image: &str, replicas: usize) -> bool {
         })
 }
 
+/// Waits until the 4 pods of Deployment `app` all run `image`.
+async fn wait_all_on(c: &Arc<Cluster>, app: &'static str, image: &'static str) {
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || c.eventually(Duration::from_secs(60), image, || all_on(&c, app, image, 4)).unwrap()).await.unwrap();
+}
+
+/// Every state the pods of Deployment `app` (container `web`) went through while `kubectl set
+/// image` moved it to `image`, until its 4 pods all ran that.
+async fn states_during_rollout(c: &Arc<Cluster>, client: &kube::Client, app: &'static str, image: &'static str) -> Vec<BTreeMap<String, Seen>> {
+    let (history, watch) = record(client.clone(), app);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c2 = c.clone();
+    tokio::task::spawn_blocking(move || c2.ok(&["set", "image", &format!("deployment/{app}"), &format!("web={image}")]).unwrap()).await.unwrap();
+    wait_all_on(c, app, image).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch.abort();
+    let states = std::mem::take(&mut *history.lock().unwrap());
+    states
+}
+
 /// A 4-replica Deployment whose pods take 300 ms to terminate on the fake nodes.
 fn deployment(name: &str, image: &str, strategy: &str) -> String {
     format!(
@@ -119,27 +139,13 @@ async fn rolling_updates_respect_max_unavailable_and_max_surge_at_every_step() {
     let _nodes = (c.fake_node("roll-1").unwrap(), c.fake_node("roll-2").unwrap());
     let client = kube_client(&c, None).await.unwrap();
     let c = Arc::new(c);
-    let run = |args: Vec<String>| {
-        let c = c.clone();
-        tokio::task::spawn_blocking(move || c.ok(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap())
-    };
-    let wait_all_on = |image: &'static str| {
-        let c = c.clone();
-        tokio::task::spawn_blocking(move || c.eventually(Duration::from_secs(60), image, || all_on(&c, "roll", image, 4)).unwrap())
-    };
 
     // maxUnavailable 1, maxSurge 0: the rollout must go through 3 available and never below,
     // and never run a fifth pod.
     let strategy = r#"{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":1,"maxSurge":0}}"#;
     create(&c, &deployment("roll", "nginx:1.25", strategy));
-    wait_all_on("nginx:1.25").await.unwrap();
-    let (history, watch) = record(client.clone(), "roll");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    run(vec!["set".into(), "image".into(), "deployment/roll".into(), "web=nginx:1.26".into()]).await.unwrap();
-    wait_all_on("nginx:1.26").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    watch.abort();
-    let states = std::mem::take(&mut *history.lock().unwrap());
+    wait_all_on(&c, "roll", "nginx:1.25").await;
+    let states = states_during_rollout(&c, &client, "roll", "nginx:1.26").await;
     assert!(states.len() > 8, "too few pod events seen: {}", states.len());
     let min_available = states.iter().map(available).min().unwrap();
     let max_live = states.iter().map(live).max().unwrap();
@@ -152,17 +158,11 @@ async fn rolling_updates_respect_max_unavailable_and_max_surge_at_every_step() {
     // maxSurge 1, maxUnavailable 0: never below 4 available, never more than 5 pods.
     let strategy = r#"{"type":"RollingUpdate","rollingUpdate":{"maxUnavailable":0,"maxSurge":1}}"#;
     create(&c, &deployment("roll", "nginx:1.26", strategy));
-    let (history, watch) = record(client.clone(), "roll");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    run(vec!["set".into(), "image".into(), "deployment/roll".into(), "web=nginx:1.27".into()]).await.unwrap();
-    wait_all_on("nginx:1.27").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    watch.abort();
-    let states = std::mem::take(&mut *history.lock().unwrap());
+    let states = states_during_rollout(&c, &client, "roll", "nginx:1.27").await;
     let bad = states.iter().find(|s| available(s) < 4 || live(s) > 5);
     assert!(bad.is_none(), "maxUnavailable 0 / maxSurge 1 broken at {bad:#?}");
     assert_eq!(states.iter().map(live).max().unwrap(), 5, "the rollout never surged");
-    let status = run(vec!["rollout".into(), "status".into(), "deployment/roll".into(), "--timeout=30s".into()]).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || c.ok(&["rollout", "status", "deployment/roll", "--timeout=30s"]).unwrap()).await.unwrap();
     assert!(status.contains("successfully rolled out"), "{status}");
 }
 
@@ -173,21 +173,8 @@ async fn recreate_removes_every_old_pod_before_creating_new_ones() {
     let client = kube_client(&c, None).await.unwrap();
     let c = Arc::new(c);
     create(&c, &deployment("re", "nginx:1.25", r#"{"type":"Recreate"}"#));
-    let c2 = c.clone();
-    tokio::task::spawn_blocking(move || c2.eventually(Duration::from_secs(60), "4 old pods", || all_on(&c2, "re", "nginx:1.25", 4)).unwrap())
-        .await
-        .unwrap();
-    let (history, watch) = record(client, "re");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let c2 = c.clone();
-    tokio::task::spawn_blocking(move || {
-        c2.ok(&["set", "image", "deployment/re", "web=nginx:1.26"]).unwrap();
-        c2.eventually(Duration::from_secs(60), "4 new pods", || all_on(&c2, "re", "nginx:1.26", 4)).unwrap();
-    })
-    .await
-    .unwrap();
-    watch.abort();
-    let states = std::mem::take(&mut *history.lock().unwrap());
+    wait_all_on(&c, "re", "nginx:1.25").await;
+    let states = states_during_rollout(&c, &client, "re", "nginx:1.26").await;
     let mixed = states.iter().find(|s| {
         s.values().any(|p| p.image == "nginx:1.25") && s.values().any(|p| p.image == "nginx:1.26")
     });

@@ -267,12 +267,10 @@ async fn exchange(
 ) -> bool {
     let (pool, metrics) = (&*conn.worker.pool, conn.metrics());
     let backend = plan.backend;
-    let mut first = true;
-    'endpoints: for (idx, addr) in backend.candidates(MAX_ENDPOINT_TRIES) {
-        if !first {
+    'endpoints: for (attempt, (idx, addr)) in backend.candidates(MAX_ENDPOINT_TRIES).enumerate() {
+        if attempt > 0 {
             metrics.retry();
         }
-        first = false;
         loop {
             let Some((mut up, pooled)) =
                 checkout(pool.take_raw(addr), || pool.connect_raw(addr), backend, idx, metrics).await

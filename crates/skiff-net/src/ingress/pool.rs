@@ -19,16 +19,52 @@ use tokio::net::TcpStream;
 /// The request body type sent upstream: the client's body, streamed.
 pub(crate) type Sender = SendRequest<Incoming>;
 
-struct Idle {
-    tx: Sender,
-    since: Instant,
+/// Idle connections of one kind per endpoint, most recently used last.
+struct IdleMap<T>(Mutex<HashMap<SocketAddr, Vec<(T, Instant)>>>);
+
+impl<T> IdleMap<T> {
+    fn new() -> Self {
+        IdleMap(Mutex::new(HashMap::new()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Vec<(T, Instant)>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The newest idle connection to `addr` younger than `max_age` that `usable` accepts.
+    /// LIFO keeps a small set of hot connections; stale ones at the bottom age out.
+    fn take(&self, addr: SocketAddr, max_age: Duration, usable: impl Fn(&T) -> bool) -> Option<T> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(&addr)?;
+        while let Some((c, since)) = list.pop() {
+            if usable(&c) && since.elapsed() < max_age {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Keeps `c` for reuse; beyond `max` per endpoint the oldest goes (the one most likely to
+    /// be closed by the endpoint soon).
+    fn put(&self, addr: SocketAddr, c: T, max: usize) {
+        let mut idle = self.lock();
+        let list = idle.entry(addr).or_default();
+        if list.len() >= max {
+            list.remove(0);
+        }
+        list.push((c, Instant::now()));
+    }
+
+    fn retain(&self, keep: &std::collections::HashSet<SocketAddr>) {
+        self.lock().retain(|addr, _| keep.contains(addr));
+    }
 }
 
-/// Idle connections per endpoint, most recently used last: hyper's (TLS clients, HTTP/2,
-/// upgrades) and plain sockets for the HTTP/1.1 fast path (`fast.rs`).
+/// Idle connections per endpoint: hyper's (TLS clients, HTTP/2, upgrades) and plain sockets
+/// for the HTTP/1.1 fast path (`fast.rs`).
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
-    raw: Mutex<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>>,
+    idle: IdleMap<Sender>,
+    raw: IdleMap<TcpStream>,
     max_idle: usize,
     idle_timeout: Duration,
     connect_timeout: Duration,
@@ -55,8 +91,8 @@ impl std::fmt::Display for ConnectError {
 impl Pool {
     pub(crate) fn new(max_idle: usize, idle_timeout: Duration, connect_timeout: Duration) -> Self {
         Pool {
-            idle: Mutex::new(HashMap::new()),
-            raw: Mutex::new(HashMap::new()),
+            idle: IdleMap::new(),
+            raw: IdleMap::new(),
             max_idle,
             idle_timeout,
             connect_timeout,
@@ -65,45 +101,20 @@ impl Pool {
 
     /// An idle connection to `addr`, if one is still open and fresh.
     pub(crate) fn take(&self, addr: SocketAddr) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(&addr)?;
-        // LIFO keeps a small set of hot connections; stale ones at the bottom age out.
-        while let Some(c) = list.pop() {
-            if !c.tx.is_closed() && c.since.elapsed() < self.idle_timeout {
-                return Some(c.tx);
-            }
-        }
-        None
+        self.idle.take(addr, self.idle_timeout, |tx| !tx.is_closed())
     }
 
     /// Returns a connection whose last response was fully read.
     pub(crate) fn put(&self, addr: SocketAddr, tx: Sender) {
-        if tx.is_closed() {
-            return;
+        if !tx.is_closed() {
+            self.idle.put(addr, tx, self.max_idle);
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(addr).or_default();
-        if list.len() >= self.max_idle {
-            // Drop the oldest: it is the one most likely to be closed by the endpoint soon.
-            list.remove(0);
-        }
-        list.push(Idle {
-            tx,
-            since: Instant::now(),
-        });
     }
 
     /// Opens a new connection to `addr`; its driver runs in its own task until the connection
     /// closes or every handle to it is dropped.
     pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<Sender, ConnectError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(ConnectError::Io(e)),
-                Err(_) => return Err(ConnectError::Timeout),
-            };
-        // Small requests and responses must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
+        let stream = self.connect_raw(addr).await?;
         let (tx, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -120,37 +131,23 @@ impl Pool {
     /// Forgets idle connections to endpoints not in `keep` (after a routes update), so that
     /// removed pods do not hold sockets until the idle timeout.
     pub(crate) fn retain(&self, keep: &std::collections::HashSet<SocketAddr>) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|addr, _| keep.contains(addr));
-        drop(idle);
-        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-        raw.retain(|addr, _| keep.contains(addr));
+        self.idle.retain(keep);
+        self.raw.retain(keep);
     }
 
     /// An idle plain socket to `addr` that is still fresh (it may have been closed by the
     /// endpoint meanwhile: the fast path checks or retries).
     pub(crate) fn take_raw(&self, addr: SocketAddr) -> Option<TcpStream> {
-        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-        let list = raw.get_mut(&addr)?;
-        while let Some((s, since)) = list.pop() {
-            if since.elapsed() < self.idle_timeout {
-                return Some(s);
-            }
-        }
-        None
+        self.raw.take(addr, self.idle_timeout, |_| true)
     }
 
     /// Returns a plain socket whose last response was read to its end.
     pub(crate) fn put_raw(&self, addr: SocketAddr, stream: TcpStream) {
-        let mut raw = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-        let list = raw.entry(addr).or_default();
-        if list.len() >= self.max_idle {
-            list.remove(0);
-        }
-        list.push((stream, Instant::now()));
+        self.raw.put(addr, stream, self.max_idle);
     }
 
-    /// Opens a plain socket to `addr` for the fast path.
+    /// Opens a plain socket to `addr`, with Nagle off (small requests and responses must not
+    /// wait for it).
     pub(crate) async fn connect_raw(&self, addr: SocketAddr) -> Result<TcpStream, ConnectError> {
         match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {

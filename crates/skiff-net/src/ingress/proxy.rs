@@ -317,12 +317,10 @@ type Sent = (Result<Response<Incoming>, StatusCode>, Sender, SocketAddr);
 /// reached at all.
 async fn send(conn: &ConnInfo, backend: &Backend, mut req: Request<Incoming>) -> Option<Sent> {
     let (shared, pool, metrics) = (&*conn.shared, &*conn.worker.pool, conn.metrics());
-    let mut first = true;
-    'endpoints: for (idx, addr) in backend.candidates(MAX_ENDPOINT_TRIES) {
-        if !first {
+    'endpoints: for (attempt, (idx, addr)) in backend.candidates(MAX_ENDPOINT_TRIES).enumerate() {
+        if attempt > 0 {
             metrics.retry();
         }
-        first = false;
         loop {
             let Some((mut tx, pooled)) =
                 checkout(pool.take(addr), || pool.connect(addr), backend, idx, metrics).await
