@@ -8,11 +8,11 @@
 //! Upstream's defaults (`containerLogMaxSize` 10Mi, `containerLogMaxFiles` 5) apply.
 //! Rotated files live next to the current one, so removing the container removes them too.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_runtime::runtime::Phase;
 use skiff_runtime::Runtime;
 
 /// When to rotate and how much to keep.
@@ -36,34 +36,51 @@ impl Default for Policy {
 pub async fn run(runtime: Arc<dyn Runtime>, policy: Policy) {
     let mut tick = tokio::time::interval(policy.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let paths = Arc::new(std::sync::Mutex::new(LogPaths::default()));
     loop {
         tick.tick().await;
-        let rt = runtime.clone();
-        match tokio::task::spawn_blocking(move || rotate_all(rt.as_ref(), &policy)).await {
+        let (rt, paths) = (runtime.clone(), paths.clone());
+        let pass = move || rotate_all(rt.as_ref(), &policy, &mut paths.lock().unwrap_or_else(|e| e.into_inner()));
+        match tokio::task::spawn_blocking(pass).await {
             Ok(0) | Err(_) => {}
             Ok(n) => tracing::debug!(rotated = n, "container logs rotated"),
         }
     }
 }
 
+/// Log paths of running containers, kept between passes: a container's log path never
+/// changes, and reading every container's record each pass was most of a pass's cost.
+#[derive(Debug, Default)]
+pub struct LogPaths(HashMap<String, PathBuf>);
+
 /// One pass over the running containers; returns how many logs were rotated.
-pub fn rotate_all(runtime: &dyn Runtime, policy: &Policy) -> usize {
-    let containers = match runtime.list_containers() {
-        Ok(c) => c,
+pub fn rotate_all(runtime: &dyn Runtime, policy: &Policy, paths: &mut LogPaths) -> usize {
+    let running = match runtime.running_container_ids() {
+        Ok(ids) => ids,
         Err(e) => {
             tracing::warn!(error = %e, "log rotation: listing containers");
             return 0;
         }
     };
+    paths.0.retain(|id, _| running.contains(id));
     let mut rotated = 0;
-    for c in containers.iter().filter(|c| c.status.phase == Phase::Running) {
-        let size = std::fs::metadata(&c.log_path).map(|m| m.len()).unwrap_or(0);
+    for id in &running {
+        if !paths.0.contains_key(id) {
+            match runtime.log_path(id) {
+                Ok(p) => {
+                    paths.0.insert(id.clone(), p);
+                }
+                Err(_) => continue, // removed meanwhile
+            }
+        }
+        let path = &paths.0[id];
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         if size <= policy.max_size {
             continue;
         }
-        match rotate(runtime, &c.status.id, &c.log_path, policy.max_files) {
+        match rotate(runtime, id, path, policy.max_files) {
             Ok(()) => rotated += 1,
-            Err(e) => tracing::warn!(container = %c.status.id, error = %e, "log rotation failed"),
+            Err(e) => tracing::warn!(container = %id, error = %e, "log rotation failed"),
         }
     }
     rotated
@@ -153,6 +170,35 @@ mod tests {
             rotated_files(&log).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(left, ["container.log.20260101-000002", "container.log.20260101-000003"]);
         assert!(log.exists() && dir.path().join("container.log.notes").exists());
+    }
+
+    #[test]
+    fn a_pass_rotates_running_containers_over_the_limit_and_forgets_stopped_ones() {
+        use skiff_runtime::runtime::ContainerConfig;
+        let dir = tempfile::tempdir().unwrap();
+        let rt = FakeRuntime::default();
+        let image = rt.pull_image("busybox").unwrap();
+        for (id, bytes) in [("big", 64), ("small", 8)] {
+            let log = dir.path().join(format!("{id}.log"));
+            std::fs::write(&log, vec![b'x'; bytes]).unwrap();
+            let config = ContainerConfig { id: id.into(), image: image.id.clone(), log_path: Some(log), ..Default::default() };
+            rt.create_container(&config).unwrap();
+            rt.start_container(id).unwrap();
+        }
+        let policy = Policy { max_size: 32, max_files: 3, interval: Duration::from_secs(10) };
+        let mut paths = LogPaths::default();
+        assert_eq!(rotate_all(&rt, &policy, &mut paths), 1, "only the big log");
+        assert_eq!(rotated_files(&dir.path().join("big.log")).len(), 1);
+        assert!(rotated_files(&dir.path().join("small.log")).is_empty());
+        assert_eq!(paths.0.len(), 2, "both paths kept for the next pass");
+        // A second pass asks the runtime for no path again.
+        let asked = |rt: &FakeRuntime| rt.calls().iter().filter(|c| c.starts_with("log_path")).count();
+        let before = asked(&rt);
+        rotate_all(&rt, &policy, &mut paths);
+        assert_eq!(asked(&rt), before);
+        rt.exit("small", 0, None);
+        rotate_all(&rt, &policy, &mut paths);
+        assert_eq!(paths.0.keys().collect::<Vec<_>>(), ["big"], "an exited container's path is dropped");
     }
 
     #[test]

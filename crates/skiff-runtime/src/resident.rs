@@ -106,19 +106,70 @@ fn release_free_heap() {
     }
 }
 
-/// Trims this process ([`trim`]) `first` from now, then every `every`, from a thread of its
-/// own, for the process's lifetime. For long-lived processes whose start-up runs code their
+/// CPU time (user and system) this process has used so far.
+#[allow(unsafe_code)]
+fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<nix::libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; on failure it is left zeroed.
+    let usage = unsafe {
+        nix::libc::getrusage(nix::libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: nix::libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.clamp(0, 999_999) * 1000) as u32);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// When the trim thread trims: every `every`, and also as soon as the process has gone
+/// quiet after a burst of work, so that what a burst touched (the code that created 100
+/// containers, the heap pages of a large list) is handed back within seconds of it
+/// instead of up to a minute later.
+#[derive(Debug, Clone, Copy)]
+pub struct TrimPolicy {
+    /// The first trim, after start-up's one-off work.
+    pub first: Duration,
+    /// The longest between two trims.
+    pub every: Duration,
+    /// How often the thread looks at the process's CPU use.
+    pub check: Duration,
+    /// CPU used since the last trim that counts as a burst.
+    pub burst: Duration,
+}
+
+impl TrimPolicy {
+    /// Whether to trim now: `since_trim` after the last one, `cpu_since_trim` used since
+    /// then, `cpu_last_check` used over the last check interval.
+    pub fn due(&self, since_trim: Duration, cpu_since_trim: Duration, cpu_last_check: Duration) -> bool {
+        // Quiet: under 2% of a core over the last check.
+        let quiet = cpu_last_check < self.check / 50;
+        since_trim >= self.every || (quiet && cpu_since_trim >= self.burst)
+    }
+}
+
+/// Trims this process ([`trim`]) as `policy` says, from a thread of its own, for the
+/// process's lifetime. For long-lived processes whose start-up and bursts run code their
 /// steady state never needs again; code still in use faults back in after each trim (a few
 /// milliseconds of page faults per trim at most).
-pub fn spawn_periodic_trim(first: Duration, every: Duration) {
+pub fn spawn_periodic_trim(policy: TrimPolicy) {
     let spawned = std::thread::Builder::new()
         .name("skiff-trim".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            std::thread::sleep(first);
+            std::thread::sleep(policy.first);
+            trim();
+            let (mut trimmed_at, mut cpu_at_trim) = (std::time::Instant::now(), process_cpu());
+            let mut cpu_at_check = cpu_at_trim;
             loop {
-                trim();
-                std::thread::sleep(every);
+                std::thread::sleep(policy.check);
+                let cpu = process_cpu();
+                let last_check = cpu.saturating_sub(cpu_at_check);
+                cpu_at_check = cpu;
+                if policy.due(trimmed_at.elapsed(), cpu.saturating_sub(cpu_at_trim), last_check) {
+                    trim();
+                    trimmed_at = std::time::Instant::now();
+                    // The trim's own work is not a burst.
+                    cpu_at_trim = process_cpu();
+                    cpu_at_check = cpu_at_trim;
+                }
             }
         });
     if let Err(e) = spawned {
@@ -129,6 +180,33 @@ pub fn spawn_periodic_trim(first: Duration, every: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trims_after_a_burst_once_quiet_and_at_least_every_period() {
+        let p = TrimPolicy {
+            first: Duration::from_secs(10),
+            every: Duration::from_secs(60),
+            check: Duration::from_secs(5),
+            burst: Duration::from_millis(500),
+        };
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        assert!(!p.due(s(20), ms(100), ms(10)), "quiet, but nothing happened since the last trim");
+        assert!(!p.due(s(20), ms(900), ms(400)), "a burst, still busy");
+        assert!(p.due(s(20), ms(900), ms(40)), "a burst, now quiet");
+        assert!(p.due(s(60), ms(0), ms(400)), "the period is up, whatever the load");
+    }
+
+    #[test]
+    fn process_cpu_grows_with_work() {
+        let before = process_cpu();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(process_cpu() >= before + Duration::from_millis(30), "{:?}", process_cpu() - before);
+    }
 
     const SAMPLE: &str = "\
 55d0a0000000-55d0a0400000 r--p 00000000 fe:01 123 /usr/bin/skiff

@@ -595,3 +595,27 @@ fn polled_status_follows_exits_and_shim_deaths() {
     t.rt.remove_container("ends").unwrap();
     t.rt.remove_container("killed").unwrap();
 }
+
+/// The node agent sleeps on a running container's exit descriptor instead of polling: it
+/// must become readable when the container exits, with the exit already recorded, and
+/// stay quiet while the container runs.
+#[test]
+fn exit_fd_wakes_on_exit_with_the_status_recorded() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let t = TestRuntime::new("exitfd");
+    t.rt.create_container(&t.sh("ends", "sleep 1; exit 3")).unwrap();
+    assert!(t.rt.exit_fd("ends").is_none(), "a created container has none yet");
+    t.rt.start_container("ends").unwrap();
+    let fd = t.rt.exit_fd("ends").expect("a running container has one");
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 0, "not readable while it runs");
+    let started = Instant::now();
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    assert_eq!(poll(&mut fds, PollTimeout::from(20_000u16)).unwrap(), 1, "readable once it exited");
+    assert!(started.elapsed() >= Duration::from_millis(500), "woke before the exit");
+    let st = t.rt.container_status("ends").unwrap();
+    assert_eq!((st.phase, st.exit_code), (Phase::Exited, Some(3)));
+    assert!(t.rt.exit_fd("ends").is_none(), "an exited container has none");
+    t.rt.remove_container("ends").unwrap();
+}

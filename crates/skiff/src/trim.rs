@@ -3,17 +3,26 @@
 //! Start-up runs a lot of code once (certificates, bootstrap, registration, network and
 //! store setup, image import) whose pages then stay in the process's resident set; the
 //! allocator likewise keeps pages freed after a burst. A thread hands both back
-//! ([`skiff_runtime::resident::trim`]): once shortly after start-up, then once a minute,
-//! so what stays resident is what the process keeps using. Measured in docs/benchmarks.md.
+//! ([`skiff_runtime::resident::trim`]): once shortly after start-up, then within seconds
+//! of each burst of work ending (100 pods started, a large list served), and at least once
+//! a minute, so what stays resident is what the process keeps using. Measured in
+//! docs/benchmarks.md.
 
 use std::time::Duration;
 
-/// First trim, after start-up's one-off work.
-const FIRST: Duration = Duration::from_secs(10);
-/// Later trims: rare enough that re-faulting the code still in use costs nothing measurable.
-const EVERY: Duration = Duration::from_secs(60);
+use skiff_runtime::resident::TrimPolicy;
+
+/// First trim after start-up's one-off work; later ones at least every minute and after
+/// bursts (half a second of CPU, then a quiet 5 s): rare enough that re-faulting the code
+/// still in use costs nothing measurable.
+const POLICY: TrimPolicy = TrimPolicy {
+    first: Duration::from_secs(10),
+    every: Duration::from_secs(60),
+    check: Duration::from_secs(5),
+    burst: Duration::from_millis(500),
+};
 
 /// Starts the trim thread of this process.
 pub fn start() {
-    skiff_runtime::resident::spawn_periodic_trim(FIRST, EVERY);
+    skiff_runtime::resident::spawn_periodic_trim(POLICY);
 }

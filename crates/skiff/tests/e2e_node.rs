@@ -132,6 +132,29 @@ fn jobs_crash_loops_and_oom_kills_are_reported() -> Result<()> {
     let cs = container_status(&cluster, "hog");
     assert_eq!(cs["state"]["terminated"]["reason"], "OOMKilled", "{cs}");
     assert_eq!(cs["state"]["terminated"]["exitCode"], 137, "{cs}");
+
+    // An idle pod sleeps until its container's exit wakes it (it no longer polls each
+    // second, and only resyncs fully every 10 s): the exit must still be reported at once.
+    apply(
+        &cluster,
+        &format!(
+            r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "quitter"}},
+                "spec": {{"restartPolicy": "Never", "containers": [{{"name": "c", "image": "{IMAGE}",
+                  "command": ["sh", "-c", "sleep 3; exit 4"]}}]}}}}"#
+        ),
+    )?;
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/quitter", "--timeout=60s"])?;
+    cluster.eventually(Duration::from_secs(60), "quitter to fail", || phase(&cluster, "quitter") == "Failed")?;
+    let seen = std::time::SystemTime::now();
+    let cs = container_status(&cluster, "quitter");
+    assert_eq!(cs["state"]["terminated"]["exitCode"], 4, "{cs}");
+    let finished: std::time::SystemTime = cs["state"]["terminated"]["finishedAt"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(std::time::SystemTime::from)
+        .expect("finishedAt");
+    let late = seen.duration_since(finished).unwrap_or_default();
+    assert!(late < Duration::from_secs(5), "the exit was reported {late:?} after it happened: {cs}");
     Ok(())
 }
 

@@ -37,6 +37,9 @@ pub struct State {
     requests: Mutex<HashMap<String, Eviction>>,
     /// Pods that run (not terminal), by UID: the candidates.
     active: Mutex<BTreeMap<String, Pod>>,
+    /// Ticks on every request, so that idle workers, which sleep until their pod has
+    /// something due, look at once (`subscribe`).
+    requested_signal: tokio::sync::watch::Sender<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,6 +79,12 @@ impl State {
     /// Asks the worker of pod `uid` to evict it.
     pub fn request(&self, uid: &str, eviction: Eviction) {
         lock(&self.requests).insert(uid.to_string(), eviction);
+        self.requested_signal.send_replace(());
+    }
+
+    /// Changes whenever an eviction is requested (of any pod).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<()> {
+        self.requested_signal.subscribe()
     }
 
     /// The eviction asked for pod `uid`, if any (taken: asked once).

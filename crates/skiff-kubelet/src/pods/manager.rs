@@ -36,7 +36,7 @@ pub async fn run(shared: Arc<Shared>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
     let mut events = watcher(api, config).default_backoff().boxed();
-    let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut listing: Option<HashSet<String>> = None;
 
@@ -104,7 +104,7 @@ pub async fn run(shared: Arc<Shared>) {
                             // A new mirror pod: its worker writes the status again.
                             if let Some(s) = statics.values().find(|s| static_pods::key(s) == k) {
                                 if let Some(tx) = s.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
-                                    let _ = tx.send(Some(s.clone()));
+                                    let _ = tx.send(Some(Arc::new(s.clone())));
                                 }
                             }
                         }
@@ -148,17 +148,19 @@ pub async fn run(shared: Arc<Shared>) {
 
 /// Tells the worker of a static pod whose manifest went away to stop it, with the pod's
 /// grace period, as a deletion would.
-fn stop_static(workers: &HashMap<String, watch::Sender<Option<Pod>>>, pod: &Pod) {
+fn stop_static(workers: &HashMap<String, watch::Sender<Option<Arc<Pod>>>>, pod: &Pod) {
     let Some(tx) = pod.metadata.uid.as_ref().and_then(|uid| workers.get(uid)) else { return };
     let mut stopping = pod.clone();
     stopping.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     stopping.metadata.deletion_grace_period_seconds =
         Some(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(super::spec::DEFAULT_GRACE_SECONDS));
-    let _ = tx.send(Some(stopping));
+    let _ = tx.send(Some(Arc::new(stopping)));
 }
 
-fn deliver(shared: &Arc<Shared>, workers: &mut HashMap<String, watch::Sender<Option<Pod>>>, done: &mpsc::UnboundedSender<String>, pod: Pod) {
+fn deliver(shared: &Arc<Shared>, workers: &mut HashMap<String, watch::Sender<Option<Arc<Pod>>>>, done: &mpsc::UnboundedSender<String>, pod: Pod) {
     let Some(uid) = pod.metadata.uid.clone() else { return };
+    // One copy shared by the channel and the worker.
+    let pod = Arc::new(pod);
     if let Some(tx) = workers.get(&uid) {
         let _ = tx.send(Some(pod));
         return;

@@ -7,6 +7,7 @@ pub mod naming;
 pub mod phase;
 pub mod spec;
 mod containers;
+mod exits;
 mod probing;
 mod status;
 mod worker;

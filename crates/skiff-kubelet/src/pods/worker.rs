@@ -17,6 +17,7 @@ use skiff_runtime::runtime::{ContainerStatus as RtStatus, Phase, SandboxInfo};
 use tokio::sync::{mpsc, watch};
 
 use super::backoff::Backoff;
+use super::exits::ExitWatches;
 use super::probing::{Kind, Slot};
 use crate::Shared;
 
@@ -103,14 +104,15 @@ pub(super) enum Flow {
 /// The worker of one pod.
 pub struct PodWorker {
     pub(super) shared: Arc<Shared>,
-    pub(super) pod: Pod,
+    /// The latest pod, shared with the manager's channel (one copy per pod).
+    pub(super) pod: Arc<Pod>,
     /// The pod disappeared from the API (force-deleted).
     pub(super) gone: bool,
     pub(super) sandbox: Option<SandboxInfo>,
     pub(super) pod_ip: Option<IpAddr>,
     pub(super) containers: BTreeMap<String, ContainerState>,
     pub(super) start_time: Option<Time>,
-    pub(super) last_reported: Option<serde_json::Value>,
+    pub(super) last_reported: Option<super::status::Report>,
     /// The pod reached Succeeded or Failed; nothing is restarted any more.
     pub(super) terminal: Option<&'static str>,
     pub(super) recovered: bool,
@@ -131,27 +133,38 @@ pub struct PodWorker {
     last_full_sync: Instant,
     /// The pod's QoS class, once computed.
     pub(super) qos: Option<&'static str>,
+    /// Exit watches of the running containers, and whether they cover every one of them.
+    exits: ExitWatches,
+    exits_cover_all: bool,
 }
 
-/// When a worker that waits `wait` wakes. Waits of one resync interval (idle pods) end on
-/// the interval's common ticks, so all idle pods are looked at in one wake-up of the
-/// runtime instead of each at its own moment: with 100 pods, the scattered timers were
-/// about 100 thread wake-ups a second. Other waits (back-offs, busy pods) are exact.
+/// The longest a pod goes without a full sync (volume refreshes, status drift).
+const FULL_RESYNC: Duration = Duration::from_secs(10);
+
+/// When a worker that waits `wait` wakes. Waits of one resync interval end on the
+/// interval's next common tick, and longer ones (idle pods) on the first common tick at or
+/// after `wait`, so pods are looked at in shared wake-ups of the runtime instead of each at
+/// its own moment: with 100 pods, the scattered timers were about 100 thread wake-ups a
+/// second. Shorter waits (busy pods) are exact.
 fn wake_at(wait: Duration, resync: Duration) -> tokio::time::Instant {
     static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let now = tokio::time::Instant::now();
-    if wait != resync || resync.is_zero() {
+    if wait < resync || resync.is_zero() {
         return now + wait;
     }
     let epoch = *EPOCH.get_or_init(|| now);
     let period = resync.as_nanos();
-    let ticks = (now.duration_since(epoch).as_nanos() / period + 1) as u32;
-    epoch + resync * ticks
+    let ticks = if wait == resync {
+        now.duration_since(epoch).as_nanos() / period + 1
+    } else {
+        (now + wait).duration_since(epoch).as_nanos().div_ceil(period)
+    };
+    epoch + resync * ticks as u32
 }
 
 impl PodWorker {
     /// A worker for `pod`.
-    pub fn new(shared: Arc<Shared>, pod: Pod) -> Self {
+    pub fn new(shared: Arc<Shared>, pod: Arc<Pod>) -> Self {
         let (probe_tx, probe_rx) = mpsc::unbounded_channel();
         let is_static = crate::static_pods::is_static(&pod);
         Self {
@@ -161,6 +174,8 @@ impl PodWorker {
             admitted: false,
             last_full_sync: Instant::now(),
             qos: None,
+            exits: ExitWatches::default(),
+            exits_cover_all: false,
             shared,
             pod,
             gone: false,
@@ -192,19 +207,29 @@ impl PodWorker {
 
     /// Runs until the pod is gone. `updates` carries the latest pod (`None` once deleted
     /// from the API); `done` gets the pod UID when the worker ends.
-    pub async fn run(mut self, mut updates: watch::Receiver<Option<Pod>>, done: mpsc::UnboundedSender<String>) {
+    pub async fn run(mut self, mut updates: watch::Receiver<Option<Arc<Pod>>>, done: mpsc::UnboundedSender<String>) {
         let uid = self.uid();
+        let mut evictions = self.shared.eviction.subscribe();
         let mut timer_only = false;
         loop {
             // A timer wake-up of a settled pod only looks for changes (cheap); the full
             // sync, which rebuilds and compares the pod's whole status, runs when something
-            // is due or changed, and at least every FULL_RESYNC.
+            // is due or changed, and at least every FULL_RESYNC. A settled pod whose
+            // containers' exits are watched sleeps until its next probe or full sync.
+            let resync = self.shared.config.resync_interval;
             let wait = if timer_only && self.settled() {
-                self.shared.config.resync_interval
+                self.idle_wait()
             } else {
                 self.last_full_sync = Instant::now();
                 match self.sync().await {
-                    Flow::Continue(d) => d,
+                    Flow::Continue(d) => {
+                        self.watch_exits();
+                        if d == resync && self.settled() {
+                            self.idle_wait()
+                        } else {
+                            d
+                        }
+                    }
                     Flow::Done => break,
                 }
             };
@@ -224,7 +249,10 @@ impl PodWorker {
                     }
                 }
                 Some(result) = self.probe_rx.recv() => self.on_probe_result(result).await,
-                _ = tokio::time::sleep_until(wake_at(wait, self.shared.config.resync_interval)) => timer_only = true,
+                // A container exited, or some pod's eviction was asked for: sync now.
+                _ = self.exits.any_exited() => {}
+                Ok(()) = evictions.changed() => {}
+                _ = tokio::time::sleep_until(wake_at(wait, resync)) => timer_only = true,
             }
         }
         self.shared.eviction.track(&uid, None);
@@ -235,8 +263,6 @@ impl PodWorker {
     /// probe is due, no eviction or deadline is pending, and the last full sync is recent.
     /// With 100 idle pods the full syncs every second were most of the agent's idle CPU.
     fn settled(&self) -> bool {
-        /// The longest a pod goes without a full sync (volume refreshes, status drift).
-        const FULL_RESYNC: Duration = Duration::from_secs(10);
         let now = Instant::now();
         if now.saturating_duration_since(self.last_full_sync) >= FULL_RESYNC
             || self.terminal.is_some()
@@ -280,6 +306,29 @@ impl PodWorker {
             }
         }
         true
+    }
+
+    /// Watch the exits of the containers that run now (after a sync read their statuses).
+    fn watch_exits(&mut self) {
+        let running: Vec<&str> = self
+            .containers
+            .values()
+            .filter(|st| st.phase() == Some(Phase::Running))
+            .filter_map(|st| st.current.as_deref())
+            .collect();
+        self.exits_cover_all = self.exits.watch_only(self.shared.runtime.as_ref(), &running);
+    }
+
+    /// How long a settled pod may sleep: until its next probe or full sync when every
+    /// running container's exit is watched, else one resync interval (polling).
+    fn idle_wait(&self) -> Duration {
+        let resync = self.shared.config.resync_interval;
+        if !self.exits_cover_all {
+            return resync;
+        }
+        let next_probe = self.containers.values().flat_map(|st| st.probes.values()).filter(|s| !s.in_flight).map(|s| s.next).min();
+        let until = next_probe.map_or(self.last_full_sync + FULL_RESYNC, |p| p.min(self.last_full_sync + FULL_RESYNC));
+        until.saturating_duration_since(Instant::now()).max(resync)
     }
 
     async fn sync(&mut self) -> Flow {
@@ -415,11 +464,14 @@ impl PodWorker {
     /// Init containers in order; sidecars (restartPolicy Always) must have started before
     /// the next one runs and keep running.
     async fn sync_init_containers(&mut self) -> InitOutcome {
-        let inits: Vec<Container> = self.pod.spec.as_ref().and_then(|s| s.init_containers.clone()).unwrap_or_default();
+        // The pod's Arc, not a clone of the list: cloning it on every sync was a large
+        // allocation each time (and with glibc's allocator, a heap consolidation).
+        let pod = self.pod.clone();
+        let inits = pod.spec.as_ref().and_then(|s| s.init_containers.as_deref()).unwrap_or_default();
         let main_started = self.pod.spec.as_ref().is_some_and(|s| {
             s.containers.iter().any(|c| self.containers.get(&c.name).is_some_and(|st| st.current.is_some()))
         });
-        for c in &inits {
+        for c in inits {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
             if sidecar {
                 self.sync_one(c, "Always").await;
@@ -451,10 +503,12 @@ impl PodWorker {
 
     /// Main containers; returns whether something is still starting.
     async fn sync_main_containers(&mut self) -> bool {
-        let containers: Vec<Container> = self.pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+        // The pod's Arc, not a clone of the list (see sync_init_containers).
+        let pod = self.pod.clone();
+        let containers = pod.spec.as_ref().map_or(&[][..], |s| &s.containers[..]);
         let policy = self.restart_policy().to_string();
         let mut busy = false;
-        for c in &containers {
+        for c in containers {
             busy |= self.sync_one(c, &policy).await;
         }
         busy
@@ -698,5 +752,10 @@ mod wake_tests {
         let now = tokio::time::Instant::now();
         let exact = wake_at(Duration::from_millis(200), resync);
         assert!(exact >= now + Duration::from_millis(200) && exact < now + Duration::from_millis(250));
+        // Longer (idle) waits end on the first common tick at or after the wait.
+        let now = tokio::time::Instant::now();
+        let long = wake_at(Duration::from_millis(7300), resync);
+        assert!(long >= now + Duration::from_millis(7300) && long <= now + Duration::from_millis(8301), "{:?}", long - now);
+        assert_eq!(long.duration_since(a).as_nanos() % resync.as_nanos(), 0, "on a common tick");
     }
 }

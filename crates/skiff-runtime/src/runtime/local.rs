@@ -720,6 +720,27 @@ impl Runtime for LocalRuntime {
         Ok(status)
     }
 
+    fn exit_fd(&self, id: &str) -> Option<std::os::fd::OwnedFd> {
+        // Reading the status remembers a running container's shim (and its pidfd).
+        if self.container_status(id).ok()?.phase != Phase::Running {
+            return None;
+        }
+        self.running.exit_fd(id)
+    }
+
+    fn running_container_ids(&self) -> Result<Vec<String>> {
+        let d = self.cfg.root.join("containers");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&d).ctx("list containers", &d)?.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            // Remembered while the shim lives: one poll per running container.
+            if self.container_status(&id).is_ok_and(|s| s.phase == Phase::Running) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
     fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
         let d = self.cfg.root.join("containers");
         let mut out = Vec::new();

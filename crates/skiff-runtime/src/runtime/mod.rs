@@ -63,6 +63,24 @@ pub trait Runtime: Send + Sync {
     fn remove_container(&self, id: &str) -> Result<()>;
     /// The recorded status of a container.
     fn container_status(&self, id: &str) -> Result<ContainerStatus>;
+    /// A descriptor that polls readable once running container `id` has exited and its
+    /// exit is recorded, so a caller can sleep until then instead of asking
+    /// [`Runtime::container_status`] periodically. None when the runtime has none to give
+    /// (the container does not run, or the runtime has no processes); callers then poll.
+    fn exit_fd(&self, id: &str) -> Option<std::os::fd::OwnedFd> {
+        let _ = id;
+        None
+    }
+    /// Ids of the containers that run now: what periodic checks such as log rotation
+    /// need, without reading every container's record (see [`Runtime::list_containers`]).
+    fn running_container_ids(&self) -> Result<Vec<String>> {
+        Ok(self
+            .list_containers()?
+            .into_iter()
+            .filter(|c| c.status.phase == Phase::Running)
+            .map(|c| c.status.id)
+            .collect())
+    }
     /// Lists containers.
     fn list_containers(&self) -> Result<Vec<ContainerInfo>>;
     /// Runs a command in a running container to completion.

@@ -63,6 +63,15 @@ impl RunningStatuses {
         }
     }
 
+    /// A new descriptor on the shim of running container `id` that polls readable once
+    /// the shim exits (it records the container's exit first), or None when `id` is not
+    /// known to run.
+    pub(crate) fn exit_fd(&self, id: &str) -> Option<OwnedFd> {
+        let entries = self.lock();
+        let (pidfd, _) = entries.get(id)?;
+        pidfd.try_clone().ok()
+    }
+
     /// Forget `id` (stopped, removed, or about to change through this runtime).
     pub(crate) fn forget(&self, id: &str) {
         self.lock().remove(id);
@@ -94,6 +103,23 @@ mod tests {
         assert!(running.get("c1").is_none(), "an exited shim invalidates the status");
         running.remember("c1", &status, |_| true);
         assert!(running.get("c1").is_none(), "a dead pid is never remembered");
+    }
+
+    #[test]
+    fn exit_fds_poll_readable_once_the_process_exits() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut status = ContainerStatus::new("c1", Phase::Running);
+        status.shim_pid = Some(child.id() as i32);
+        let running = RunningStatuses::default();
+        assert!(running.exit_fd("c1").is_none(), "unknown containers have none");
+        running.remember("c1", &status, |_| true);
+        let fd = running.exit_fd("c1").expect("a running container has one");
+        assert!(!exited(&fd));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(exited(&fd), "readable after the exit");
+        running.forget("c1");
+        assert!(exited(&fd), "the caller's descriptor outlives the entry");
     }
 
     #[test]
