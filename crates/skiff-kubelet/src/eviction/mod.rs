@@ -36,7 +36,7 @@ pub struct State {
     /// Pods asked to go, by UID, until their worker takes the request.
     requests: Mutex<HashMap<String, Eviction>>,
     /// Pods that run (not terminal), by UID: the candidates.
-    active: Mutex<BTreeMap<String, Pod>>,
+    active: Mutex<BTreeMap<String, Arc<Pod>>>,
     /// Ticks on every request, so that idle workers, which sleep until their pod has
     /// something due, look at once (`subscribe`).
     requested_signal: tokio::sync::watch::Sender<()>,
@@ -60,14 +60,14 @@ impl State {
         changed
     }
 
-    /// A worker says its pod runs (`Some`) or no longer does (`None`).
-    pub fn track(&self, uid: &str, pod: Option<&Pod>) {
+    /// A worker says its pod runs (`Some`) or no longer does (`None`). The worker's own
+    /// copy of the pod is shared, not copied.
+    pub fn track(&self, uid: &str, pod: Option<&Arc<Pod>>) {
         let mut active = lock(&self.active);
         match pod {
             Some(p) => {
-                let stale = active.get(uid).is_none_or(|old| old.metadata.resource_version != p.metadata.resource_version);
-                if stale {
-                    active.insert(uid.to_string(), ranking_copy(p));
+                if active.get(uid).is_none_or(|old| !Arc::ptr_eq(old, p)) {
+                    active.insert(uid.to_string(), p.clone());
                 }
             }
             None => {
@@ -101,7 +101,7 @@ impl State {
         !lock(&self.requests).is_empty()
     }
 
-    fn active(&self) -> Vec<Pod> {
+    fn active(&self) -> Vec<Arc<Pod>> {
         lock(&self.active).values().cloned().collect()
     }
 }
@@ -183,19 +183,9 @@ pub async fn run(shared: Arc<Shared>) {
 }
 
 
-/// What ranking and the eviction message read of a running pod: its metadata (name,
-/// annotations for static and mirror pods, uid) and spec (priority, requests), without the
-/// managed fields and status that made up most of each copy (~22 KB per pod in a heap
-/// profile of an agent running 100 pods).
-fn ranking_copy(pod: &Pod) -> Pod {
-    let mut metadata = pod.metadata.clone();
-    metadata.managed_fields = None;
-    Pod { metadata, spec: pod.spec.clone(), status: None }
-}
-
 /// Picks the first pod in upstream's order for `threshold` and asks its worker to evict it.
 async fn evict_one(shared: &Arc<Shared>, threshold: &Threshold, observed: threshold::Observation) -> bool {
-    let pods: Vec<Pod> = shared.eviction.active().into_iter().filter(|p| !rank::is_critical(p)).collect();
+    let pods: Vec<Pod> = shared.eviction.active().into_iter().filter(|p| !rank::is_critical(p)).map(|p| (*p).clone()).collect();
     if pods.is_empty() {
         return false;
     }
@@ -232,23 +222,19 @@ mod tests {
     }
 
     #[test]
-    fn tracked_pods_keep_what_ranking_reads_and_drop_the_rest() {
+    fn tracked_pods_are_the_workers_copies_until_replaced_or_gone() {
         let state = State::default();
-        let full: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "uid": "u1", "resourceVersion": "7",
-                         "annotations": {"kubernetes.io/config.source": "file"},
-                         "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
-            "spec": {"priority": 5, "containers": [{"name": "c", "resources": {"requests": {"memory": "1Gi"}}}]},
-            "status": {"phase": "Running", "podIP": "10.42.0.9"}
-        }))
-        .unwrap();
-        state.track("u1", Some(&full));
+        let v1 = Arc::new(pod(json!({"priority": 5, "containers": [{"name": "c"}]})));
+        state.track("u1", Some(&v1));
+        state.track("u1", Some(&v1));
         let kept = state.active();
         assert_eq!(kept.len(), 1);
-        assert_eq!(kept[0].spec, full.spec, "priority and requests rank the pod");
-        assert_eq!(kept[0].metadata.annotations, full.metadata.annotations, "static and mirror pods are told by annotations");
-        assert_eq!(kept[0].metadata.resource_version.as_deref(), Some("7"));
-        assert!(kept[0].metadata.managed_fields.is_none() && kept[0].status.is_none());
+        assert!(Arc::ptr_eq(&kept[0], &v1), "shared, not copied");
+        drop(kept);
+        let v2 = Arc::new(pod(json!({"priority": 7, "containers": [{"name": "c"}]})));
+        state.track("u1", Some(&v2));
+        assert!(Arc::ptr_eq(&state.active()[0], &v2), "a newer version replaces the old one");
+        assert_eq!(Arc::strong_count(&v1), 1, "the old version is no longer held");
         state.track("u1", None);
         assert!(state.active().is_empty());
     }

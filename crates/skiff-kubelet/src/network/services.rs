@@ -123,12 +123,16 @@ pub async fn run_proxy(shared: Arc<Shared>, caches: Caches, ports: (u16, u16)) {
     loop {
         health.queued();
         let started = std::time::Instant::now();
-        let services = proxied_services(watch::items(&caches.services.store));
-        let slices = watch::items(&caches.slices.store);
-        let mut state = proxy::build_state(&services, &slices, &shared.config.node_name, &node_ips);
-        if let Some(pods) = &caches.pods {
-            state.host_ports = host_ports(&watch::items(&pods.store), &shared.config.node_name);
-        }
+        // The copies of the caches end with this block, before the loop waits.
+        let state = {
+            let services = proxied_services(watch::items(&caches.services.store));
+            let slices = watch::items(&caches.slices.store);
+            let mut state = proxy::build_state(&services, &slices, &shared.config.node_name, &node_ips);
+            if let Some(pods) = &caches.pods {
+                state.host_ports = host_ports(&watch::items(&pods.store), &shared.config.node_name);
+            }
+            state
+        };
         let p = proxy.clone();
         let wanted = state.clone();
         let ok = match tokio::task::spawn_blocking(move || p.lock().expect("proxy lock").sync(&state)).await {
@@ -206,9 +210,10 @@ pub async fn run_dns(shared: Arc<Shared>, caches: Caches) {
     let mut services_changed = caches.services.changed.clone();
     let mut slices_changed = caches.slices.changed.clone();
     loop {
-        let services = watch::items(&caches.services.store);
-        let slices = watch::items(&caches.slices.store);
+        let (services, slices) = (watch::items(&caches.services.store), watch::items(&caches.slices.store));
         handle.update(dns::build_records(&services, &slices, &shared.config.cluster_domain));
+        // Only the caches hold the objects while the loop waits.
+        drop((services, slices));
         watch::next_change(&mut [&mut services_changed, &mut slices_changed]).await;
     }
 }
@@ -236,7 +241,9 @@ pub async fn run_policy(shared: Arc<Shared>, caches: Caches) {
     let mut ns_changed = namespaces.changed.clone();
     let mut policies_changed = policies.changed.clone();
     loop {
-        let all_pods = watch::items(&pods.store);
+        // Read through the store's shared objects (no copy of every pod), and everything
+        // built from them is moved into the blocking sync, so nothing is held while waiting.
+        let all_pods = pods.store.state();
         let local_pods: BTreeSet<(String, String)> = all_pods
             .iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(shared.config.node_name.as_str()))
@@ -259,6 +266,7 @@ pub async fn run_policy(shared: Arc<Shared>, caches: Caches) {
             Err(err) => tracing::warn!(error = %err, "NetworkPolicy sync panicked"),
             Ok(Ok(_)) => {}
         }
+        drop(all_pods);
         watch::next_change(&mut [&mut pods_changed, &mut ns_changed, &mut policies_changed]).await;
     }
 }

@@ -29,7 +29,9 @@ where
     let api: Api<K> = Api::all(client);
     let (reader, writer) = reflector::store();
     let (tx, rx) = watch::channel(0u64);
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    // managedFields are most of a stored object's memory and nothing here reads them.
+    let objects = watcher(api, watcher::Config::default()).modify(|o| o.meta_mut().managed_fields = None);
+    let stream = reflector::reflector(writer, objects).default_backoff();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
@@ -45,7 +47,8 @@ where
     Cache { store: reader, changed: rx }
 }
 
-/// The objects of a store as plain values.
+/// The objects of a store as plain values. A copy: callers drop it before they wait for
+/// the next change, so that only the store holds the objects while idle.
 pub fn items<K: Resource + Clone>(store: &Store<K>) -> Vec<K>
 where
     K::DynamicType: std::hash::Hash + Eq + Clone,

@@ -35,7 +35,8 @@ impl Drop for AbortOnDrop {
 pub async fn run(shared: Arc<Shared>) {
     let api: Api<Pod> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.config.node_name));
-    let mut events = watcher(api, config).default_backoff().boxed();
+    // Workers never read managedFields: dropping them at once keeps each pod's copy small.
+    let mut events = watcher(api, config).modify(|p| p.metadata.managed_fields = None).default_backoff().boxed();
     let mut workers: HashMap<String, watch::Sender<Option<Arc<Pod>>>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
     let mut listing: Option<HashSet<String>> = None;

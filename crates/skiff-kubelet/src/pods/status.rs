@@ -6,8 +6,6 @@ use k8s_openapi::api::core::v1::{
     ContainerStatus, PodCondition, PodIP, HostIP,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use std::sync::Arc;
-
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use skiff_runtime::runtime::{ContainerStatus as RtStatus, Phase};
@@ -144,7 +142,7 @@ impl PodWorker {
         let inits: &[Container] = spec.init_containers.as_deref().unwrap_or_default();
         let init_statuses: Vec<ContainerStatus> = inits
             .iter()
-            .map(|c| container_status(c, self.containers.get(&c.name), "PodInitializing"))
+            .map(|c| container_status(c, self.containers.get(&c.name).map(|b| &**b), "PodInitializing"))
             .collect();
         let initialized = inits.iter().zip(&init_statuses).all(|(c, s)| {
             let sidecar = c.restart_policy.as_deref() == Some("Always");
@@ -158,7 +156,7 @@ impl PodWorker {
         let statuses: Vec<ContainerStatus> = spec
             .containers
             .iter()
-            .map(|c| container_status(c, self.containers.get(&c.name), main_default))
+            .map(|c| container_status(c, self.containers.get(&c.name).map(|b| &**b), main_default))
             .collect();
         let phase: &'static str = if let Some(t) = self.terminal {
             t
@@ -167,7 +165,10 @@ impl PodWorker {
         } else {
             main_phase(&statuses, spec.containers.len(), self.restart_policy())
         };
-        let previous = self.pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        // What this agent last wrote comes first (the pod from the watch may not show it
+        // yet), then what the API has (conditions others own, such as PodScheduled).
+        let mut previous: Vec<PodCondition> = self.last_reported.as_ref().map(|r| r.conditions.clone()).unwrap_or_default();
+        previous.extend(self.pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default());
         let all_ready = statuses.iter().all(|s| s.ready) && !statuses.is_empty();
         let terminal = matches!(phase, "Succeeded" | "Failed");
         let ready_reason = if terminal { "PodCompleted" } else { "ContainersNotReady" };
@@ -217,10 +218,9 @@ impl PodWorker {
         let name = self.pod.metadata.name.clone().unwrap_or_default();
         let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.shared.client.clone(), &ns);
         match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await {
-            Ok(pod) => {
-                Arc::make_mut(&mut self.pod).status = pod.status;
-                self.last_reported = Some(report);
-            }
+            // The pod with this status reaches the worker through the watch; keeping the
+            // response too would hold a second copy of the pod.
+            Ok(_) => self.last_reported = Some(report),
             // A static pod's mirror may not exist yet (or the API server is down).
             Err(e) if self.is_static => tracing::debug!(pod = %self.key(), error = %e, "mirror pod status update failed"),
             Err(e) => tracing::warn!(pod = %self.key(), error = %e, "status update failed"),

@@ -110,7 +110,9 @@ pub struct PodWorker {
     pub(super) gone: bool,
     pub(super) sandbox: Option<SandboxInfo>,
     pub(super) pod_ip: Option<IpAddr>,
-    pub(super) containers: BTreeMap<String, ContainerState>,
+    /// Boxed: a map node holds eleven entries inline, and a ContainerState is large, so
+    /// unboxed every pod paid for eleven of them (~6 KB) to hold its one or two.
+    pub(super) containers: BTreeMap<String, Box<ContainerState>>,
     pub(super) start_time: Option<Time>,
     pub(super) last_reported: Option<super::status::Report>,
     /// The pod reached Succeeded or Failed; nothing is restarted any more.
