@@ -79,18 +79,10 @@ pub fn drop_clean_file_pages() -> usize {
     let Ok(text) = fs::read_to_string("/proc/self/smaps") else { return 0 };
     let mut dropped = 0;
     for m in parse(&text).iter().filter(|m| m.droppable()) {
-        let (start, len) = (m.start as *mut nix::libc::c_void, m.end - m.start);
         // SAFETY: the range is a whole mapping of this process, read-only and holding only
-        // clean file pages (checked above). MADV_RANDOM only changes how later faults map
-        // pages in; MADV_DONTNEED only unmaps pages that the kernel reloads from the file
-        // on the next access; no memory content changes.
-        let rc = unsafe {
-            // Without this, every fault in the code maps the 64 KiB around the page
-            // (fault-around): an idle node agent that was trimmed to 28 MiB came back to
-            // 44 MiB within seconds, faulting in code next to the little it ran.
-            nix::libc::madvise(start, len, nix::libc::MADV_RANDOM);
-            nix::libc::madvise(start, len, nix::libc::MADV_DONTNEED)
-        };
+        // clean file pages (checked above), so MADV_DONTNEED only unmaps pages that the
+        // kernel reloads from the file on the next access; no memory content changes.
+        let rc = unsafe { nix::libc::madvise(m.start as *mut nix::libc::c_void, m.end - m.start, nix::libc::MADV_DONTNEED) };
         if rc == 0 {
             dropped += m.end - m.start;
         }

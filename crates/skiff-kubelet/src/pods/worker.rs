@@ -223,7 +223,9 @@ impl PodWorker {
                 self.idle_wait()
             } else {
                 self.last_full_sync = Instant::now();
-                match self.sync().await {
+                // Boxed: the sync's state machine is most of the worker's future, which
+                // otherwise every idle pod's task would hold inline between syncs.
+                match Box::pin(self.sync()).await {
                     Flow::Continue(d) => {
                         self.watch_exits();
                         if d == resync && self.settled() {
