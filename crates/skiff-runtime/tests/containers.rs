@@ -619,3 +619,21 @@ fn exit_fd_wakes_on_exit_with_the_status_recorded() {
     assert!(t.rt.exit_fd("ends").is_none(), "an exited container has none");
     t.rt.remove_container("ends").unwrap();
 }
+
+/// A pod's containers are found by id prefix without reading the others' records.
+#[test]
+fn containers_are_listed_by_id_prefix() {
+    let t = TestRuntime::new("prefix");
+    for id in ["podaaaa-web-0", "podaaaa-web-1", "podbbbb-web-0"] {
+        t.rt.create_container(&t.sh(id, "true")).unwrap();
+    }
+    let mut ids: Vec<String> =
+        t.rt.list_containers_with_prefix("podaaaa-").unwrap().into_iter().map(|c| c.config.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["podaaaa-web-0", "podaaaa-web-1"]);
+    assert_eq!(t.rt.list_containers_with_prefix("").unwrap().len(), 3, "an empty prefix lists all");
+    assert!(t.rt.list_containers_with_prefix("nothing-").unwrap().is_empty());
+    for id in ["podaaaa-web-0", "podaaaa-web-1", "podbbbb-web-0"] {
+        t.rt.remove_container(id).unwrap();
+    }
+}

@@ -31,6 +31,9 @@ fn two_containers_share_a_directory_and_localhost() {
     for f in ["net", "ipc", "uts"] {
         assert!(mounted(&sb.ns_dir.join(f)), "{f} namespace not pinned");
     }
+    // Looked up by id alone, as a new pod worker does.
+    assert_eq!(t.rt.sandbox("pod1").unwrap().map(|s| s.config.hostname), Some("pod-one".to_string()));
+    assert!(t.rt.sandbox("pod2").unwrap().is_none());
     let shared = t.scratch.path("emptydir");
     std::fs::create_dir_all(&shared).unwrap();
     let vol = || {

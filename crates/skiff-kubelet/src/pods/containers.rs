@@ -45,13 +45,16 @@ impl PodWorker {
     pub(super) async fn recover(&mut self) {
         let uid = self.uid();
         let sandbox_id = naming::sandbox_id(&uid);
-        if let Ok(list) = blocking(&self.shared.runtime, |rt| rt.list_sandboxes()).await {
-            self.sandbox = list.into_iter().find(|s| s.config.id == sandbox_id);
+        // Only this pod's sandbox and containers are read: with 100 pods arriving at once,
+        // each new worker reading every record was quadratic.
+        if let Ok(found) = blocking(&self.shared.runtime, move |rt| rt.sandbox(&sandbox_id)).await {
+            self.sandbox = found;
             if let Some(sb) = &self.sandbox {
                 self.pod_ip = self.address_of(sb);
             }
         }
-        let Ok(all) = blocking(&self.shared.runtime, |rt| rt.list_containers()).await else { return };
+        let prefix = naming::container_id_prefix(&uid);
+        let Ok(all) = blocking(&self.shared.runtime, move |rt| rt.list_containers_with_prefix(&prefix)).await else { return };
         let mut by_name: BTreeMap<String, Vec<(u32, String, RtStatus)>> = BTreeMap::new();
         for info in all.into_iter().filter(|c| c.config.labels.get(naming::POD_UID) == Some(&uid)) {
             let name = info.config.labels.get(naming::CONTAINER_NAME).cloned().unwrap_or_default();
@@ -534,7 +537,8 @@ impl PodWorker {
     /// Removes every container and the sandbox of this pod.
     pub(super) async fn remove_all(&mut self) {
         let uid = self.uid();
-        if let Ok(all) = blocking(&self.shared.runtime, |rt| rt.list_containers()).await {
+        let prefix = naming::container_id_prefix(&uid);
+        if let Ok(all) = blocking(&self.shared.runtime, move |rt| rt.list_containers_with_prefix(&prefix)).await {
             for info in all.into_iter().filter(|c| c.config.labels.get(naming::POD_UID) == Some(&uid)) {
                 let id = info.config.id.clone();
                 let _ = blocking(&self.shared.runtime, move |rt| rt.remove_container(&id)).await;

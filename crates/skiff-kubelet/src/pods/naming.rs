@@ -24,7 +24,7 @@ pub fn sandbox_id(pod_uid: &str) -> String {
 /// The runtime id of attempt `attempt` of container `name` of pod `pod_uid`: readable,
 /// path-safe and at most 64 characters (long names are shortened with a hash).
 pub fn container_id(pod_uid: &str, name: &str, attempt: u32) -> String {
-    let uid: String = pod_uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    let uid = container_id_prefix(pod_uid);
     let name = if name.len() > 36 {
         let hash = Sha256::digest(name.as_bytes());
         let hex: String = hash.iter().take(4).map(|b| format!("{b:02x}")).collect();
@@ -32,7 +32,14 @@ pub fn container_id(pod_uid: &str, name: &str, attempt: u32) -> String {
     } else {
         name.to_string()
     };
-    format!("{uid}-{name}-{attempt}")
+    format!("{uid}{name}-{attempt}")
+}
+
+/// What every container id of pod `pod_uid` starts with (other pods' ids may too, rarely:
+/// callers still check the pod UID label).
+pub fn container_id_prefix(pod_uid: &str) -> String {
+    let uid: String = pod_uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    format!("{uid}-")
 }
 
 /// Labels of a pod's sandbox.
@@ -61,6 +68,7 @@ mod tests {
         let uid = "0b4c6e1a-1234-4bcd-8123-0123456789ab";
         let id = container_id(uid, "web", 3);
         assert_eq!(id, "0b4c6e1a1234-web-3");
+        assert!(id.starts_with(&container_id_prefix(uid)));
         let long = "a".repeat(63);
         let id = container_id(uid, &long, 12345);
         assert!(id.len() <= 64, "{id}");

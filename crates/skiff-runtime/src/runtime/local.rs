@@ -591,6 +591,14 @@ impl Runtime for LocalRuntime {
         sandbox::remove(&self.cfg.root, self.network.as_ref(), id)
     }
 
+    fn sandbox(&self, id: &str) -> Result<Option<SandboxInfo>> {
+        validate_id(id)?;
+        if !self.cfg.root.join("sandboxes").join(id).exists() {
+            return Ok(None);
+        }
+        Ok(sandbox::load(&self.cfg.root, id).ok())
+    }
+
     fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>> {
         let d = self.cfg.root.join("sandboxes");
         let mut out = Vec::new();
@@ -742,10 +750,17 @@ impl Runtime for LocalRuntime {
     }
 
     fn list_containers(&self) -> Result<Vec<ContainerInfo>> {
+        self.list_containers_with_prefix("")
+    }
+
+    fn list_containers_with_prefix(&self, prefix: &str) -> Result<Vec<ContainerInfo>> {
         let d = self.cfg.root.join("containers");
         let mut out = Vec::new();
         for e in std::fs::read_dir(&d).ctx("list containers", &d)?.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
+            if !id.starts_with(prefix) {
+                continue;
+            }
             if let Ok(record) = self.record(&id) {
                 let status = self.status_of(&id, &record);
                 out.push(ContainerInfo {

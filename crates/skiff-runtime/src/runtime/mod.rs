@@ -83,6 +83,16 @@ pub trait Runtime: Send + Sync {
     }
     /// Lists containers.
     fn list_containers(&self) -> Result<Vec<ContainerInfo>>;
+    /// Lists the containers whose id starts with `prefix`: one pod's containers when ids
+    /// start with something of the pod's, without reading every other container's record
+    /// (a burst of new pods each looking through all containers was quadratic).
+    fn list_containers_with_prefix(&self, prefix: &str) -> Result<Vec<ContainerInfo>> {
+        Ok(self.list_containers()?.into_iter().filter(|c| c.config.id.starts_with(prefix)).collect())
+    }
+    /// The sandbox `id`, if it exists.
+    fn sandbox(&self, id: &str) -> Result<Option<SandboxInfo>> {
+        Ok(self.list_sandboxes()?.into_iter().find(|s| s.config.id == id))
+    }
     /// Runs a command in a running container to completion.
     fn exec_sync(&self, request: &ExecRequest) -> Result<ExecOutput>;
     /// Path of a container's CRI log file.
