@@ -36,14 +36,24 @@ impl Default for Policy {
 pub async fn run(runtime: Arc<dyn Runtime>, policy: Policy) {
     let mut tick = tokio::time::interval(policy.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let paths = Arc::new(std::sync::Mutex::new(LogPaths::default()));
+    let mut paths = LogPaths::default();
     loop {
         tick.tick().await;
-        let (rt, paths) = (runtime.clone(), paths.clone());
-        let pass = move || rotate_all(rt.as_ref(), &policy, &mut paths.lock().unwrap_or_else(|e| e.into_inner()));
-        match tokio::task::spawn_blocking(pass).await {
-            Ok(0) | Err(_) => {}
-            Ok(n) => tracing::debug!(rotated = n, "container logs rotated"),
+        let rt = runtime.clone();
+        // The paths go to the blocking pass and come back with its count.
+        let pass = move || (rotate_all(rt.as_ref(), &policy, &mut paths), paths);
+        let rotated = match tokio::task::spawn_blocking(pass).await {
+            Ok((n, kept)) => {
+                paths = kept;
+                n
+            }
+            Err(_) => {
+                paths = LogPaths::default();
+                0
+            }
+        };
+        if rotated > 0 {
+            tracing::debug!(rotated, "container logs rotated");
         }
     }
 }

@@ -210,10 +210,8 @@ pub async fn run_dns(shared: Arc<Shared>, caches: Caches) {
     let mut services_changed = caches.services.changed.clone();
     let mut slices_changed = caches.slices.changed.clone();
     loop {
-        let (services, slices) = (watch::items(&caches.services.store), watch::items(&caches.slices.store));
-        handle.update(dns::build_records(&services, &slices, &shared.config.cluster_domain));
-        // Only the caches hold the objects while the loop waits.
-        drop((services, slices));
+        // Temporaries: only the caches hold the objects while the loop waits.
+        handle.update(dns::build_records(&watch::items(&caches.services.store), &watch::items(&caches.slices.store), &shared.config.cluster_domain));
         watch::next_change(&mut [&mut services_changed, &mut slices_changed]).await;
     }
 }

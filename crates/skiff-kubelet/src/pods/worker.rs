@@ -330,8 +330,8 @@ impl PodWorker {
         if !self.exits_cover_all {
             return resync;
         }
-        let next_probe = self.containers.values().flat_map(|st| st.probes.values()).filter(|s| !s.in_flight).map(|s| s.next).min();
-        let until = next_probe.map_or(self.last_full_sync + FULL_RESYNC, |p| p.min(self.last_full_sync + FULL_RESYNC));
+        let probes = self.containers.values().flat_map(|st| st.probes.values()).filter(|s| !s.in_flight).map(|s| s.next);
+        let until = probes.fold(self.last_full_sync + FULL_RESYNC, Instant::min);
         until.saturating_duration_since(Instant::now()).max(resync)
     }
 

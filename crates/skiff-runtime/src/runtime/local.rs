@@ -593,9 +593,6 @@ impl Runtime for LocalRuntime {
 
     fn sandbox(&self, id: &str) -> Result<Option<SandboxInfo>> {
         validate_id(id)?;
-        if !self.cfg.root.join("sandboxes").join(id).exists() {
-            return Ok(None);
-        }
         Ok(sandbox::load(&self.cfg.root, id).ok())
     }
 

@@ -82,12 +82,17 @@ impl RunningStatuses {
 mod tests {
     use super::*;
 
+    /// A process standing in for a shim, and container c1's Running status naming it.
+    fn stand_in_shim() -> (std::process::Child, ContainerStatus) {
+        let child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut status = ContainerStatus::new("c1", Phase::Running);
+        status.shim_pid = Some(child.id() as i32);
+        (child, status)
+    }
+
     #[test]
     fn a_status_is_kept_until_its_process_exits() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let pid = child.id() as i32;
-        let mut status = ContainerStatus::new("c1", Phase::Running);
-        status.shim_pid = Some(pid);
+        let (mut child, status) = stand_in_shim();
         let running = RunningStatuses::default();
         running.remember("c1", &status, |_| true);
         assert_eq!(running.get("c1").map(|s| s.phase), Some(Phase::Running));
@@ -107,9 +112,7 @@ mod tests {
 
     #[test]
     fn exit_fds_poll_readable_once_the_process_exits() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let mut status = ContainerStatus::new("c1", Phase::Running);
-        status.shim_pid = Some(child.id() as i32);
+        let (mut child, status) = stand_in_shim();
         let running = RunningStatuses::default();
         assert!(running.exit_fd("c1").is_none(), "unknown containers have none");
         running.remember("c1", &status, |_| true);
@@ -124,9 +127,7 @@ mod tests {
 
     #[test]
     fn forget_drops_the_entry() {
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        let mut status = ContainerStatus::new("c1", Phase::Running);
-        status.shim_pid = Some(child.id() as i32);
+        let (mut child, status) = stand_in_shim();
         let running = RunningStatuses::default();
         running.remember("c1", &status, |_| true);
         running.forget("c1");
