@@ -200,3 +200,46 @@ fn host_network_sandbox_shares_the_host_network_only() {
     t.rt.remove_container("hn-c").unwrap();
     t.rt.remove_sandbox("hn").unwrap();
 }
+
+/// Runs `f` on a fresh thread that has joined the namespace pinned at `pin`.
+fn in_namespace<T: Send + 'static>(pin: std::path::PathBuf, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&pin).unwrap();
+        nix::sched::setns(&fd, nix::sched::CloneFlags::empty()).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+fn inode(path: impl AsRef<std::path::Path>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+#[test]
+fn sandbox_namespaces_are_new_pinned_and_leave_the_caller_alone() {
+    let t = TestRuntime::new("pins");
+    let before: Vec<u64> = ["net", "ipc", "uts"].iter().map(|k| inode(format!("/proc/thread-self/ns/{k}"))).collect();
+    let a = t.rt.create_sandbox(&SandboxConfig { id: "nsa".into(), hostname: "ns-a".into(), ..Default::default() }).unwrap();
+    let b = t.rt.create_sandbox(&SandboxConfig { id: "nsb".into(), hostname: "ns-b".into(), ..Default::default() }).unwrap();
+    let after: Vec<u64> = ["net", "ipc", "uts"].iter().map(|k| inode(format!("/proc/thread-self/ns/{k}"))).collect();
+    assert_eq!(before, after, "creating sandboxes moved the caller's thread");
+    for (i, k) in ["net", "ipc", "uts"].iter().enumerate() {
+        let (ia, ib) = (inode(a.ns_dir.join(k)), inode(b.ns_dir.join(k)));
+        assert_ne!(ia, before[i], "{k} namespace of a sandbox is the caller's");
+        assert_ne!(ia, ib, "two sandboxes share a {k} namespace");
+    }
+    let host = in_namespace(a.ns_dir.join("uts"), || nix::unistd::gethostname().unwrap());
+    assert_eq!(host.to_str(), Some("ns-a"));
+    // Loopback is up in the new network namespace: a connection to 127.0.0.1 works.
+    let talked = in_namespace(b.ns_dir.join("net"), || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    assert!(talked, "loopback is down in the sandbox's network namespace");
+    t.rt.remove_sandbox("nsa").unwrap();
+    t.rt.remove_sandbox("nsb").unwrap();
+    assert!(!mounted(&a.ns_dir.join("net")));
+}
