@@ -66,6 +66,17 @@ impl Cluster {
     /// Start with extra server arguments.
     pub fn start_with(binary: &Path, extra: &[&str]) -> Result<Self> {
         let mut c = Self::unstarted(binary, extra, false, None)?;
+        // `free_port` releases the port it found, so a test starting at the same moment can
+        // take it first; the server then exits at once. Another port fixes that.
+        for _ in 0..3 {
+            match c.spawn() {
+                Err(e) if format!("{e:#}").contains("in use") => {
+                    c.child = None;
+                    c.port = free_port();
+                }
+                r => return r.map(|()| c),
+            }
+        }
         c.spawn()?;
         Ok(c)
     }
