@@ -103,4 +103,11 @@ fn high_priority_pod_preempts_a_low_priority_one() {
     c.ok(&["run", "plain", "--image=busybox"]).unwrap();
     let plain = c.json(&["get", "pod", "plain"]).unwrap();
     assert_eq!((plain["spec"]["priority"].as_i64(), plain["spec"]["priorityClassName"].as_str()), (Some(50), Some("dflt")), "{plain}");
+    // Admission follows deletions too (it reads a watch-fed cache of the classes).
+    c.ok(&["delete", "priorityclass", "dflt"]).unwrap();
+    c.ok(&["run", "plain2", "--image=busybox"]).unwrap();
+    let plain2 = c.json(&["get", "pod", "plain2"]).unwrap();
+    assert_eq!((plain2["spec"]["priority"].as_i64(), plain2["spec"].get("priorityClassName")), (Some(0), None), "{plain2}");
+    let err = c.fails(&["run", "gone", "--image=busybox", "--overrides", r#"{"spec":{"priorityClassName":"dflt"}}"#]).unwrap();
+    assert!(err.contains("no PriorityClass with name dflt was found"), "{err}");
 }
