@@ -9,6 +9,7 @@ mod fake;
 mod liveness;
 mod local;
 mod pins;
+mod rootfs;
 mod running;
 mod sandbox;
 pub mod types;
