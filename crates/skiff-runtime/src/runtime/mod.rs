@@ -8,7 +8,6 @@ mod attach;
 mod fake;
 mod liveness;
 mod local;
-mod rootfs;
 mod running;
 mod sandbox;
 pub mod types;

@@ -121,9 +121,7 @@ pub(super) fn create(
             path: path.clone(),
             source,
         })?;
-        // Not fsynced: a sandbox's namespaces do not outlive the machine, and the page cache
-        // outlives any crash of the agent.
-        crate::image::write_replace(&path, &bytes)
+        crate::image::write_atomic(&path, &bytes)
     })();
     match result {
         Ok(()) => Ok(info),
