@@ -107,12 +107,17 @@ fn release_free_heap() {
 }
 
 /// CPU time (user and system) this process has used so far.
-#[allow(unsafe_code)]
 fn process_cpu() -> Duration {
+    cpu_used(nix::libc::RUSAGE_SELF)
+}
+
+/// CPU time (user and system) used so far by `who` (`RUSAGE_SELF`, `RUSAGE_THREAD`).
+#[allow(unsafe_code)]
+fn cpu_used(who: nix::libc::c_int) -> Duration {
     let mut usage = std::mem::MaybeUninit::<nix::libc::rusage>::zeroed();
     // SAFETY: getrusage fills the struct it is given; on failure it is left zeroed.
     let usage = unsafe {
-        nix::libc::getrusage(nix::libc::RUSAGE_SELF, usage.as_mut_ptr());
+        nix::libc::getrusage(who, usage.as_mut_ptr());
         usage.assume_init()
     };
     let tv = |t: nix::libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.clamp(0, 999_999) * 1000) as u32);
@@ -201,14 +206,7 @@ mod tests {
     fn process_cpu_grows_with_work() {
         // Spin for 50 ms of this thread's own CPU time (not wall time: on a loaded machine
         // the thread may run for only part of any wall-clock window).
-        #[allow(unsafe_code)]
-        let thread_cpu = || {
-            let mut ts = nix::libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            // SAFETY: clock_gettime writes only into the timespec it is given.
-            let rc = unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            assert_eq!(rc, 0);
-            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-        };
+        let thread_cpu = || cpu_used(nix::libc::RUSAGE_THREAD);
         let before = process_cpu();
         let start = thread_cpu();
         let mut x = 0u64;
