@@ -250,7 +250,10 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
 
     ingress_paths_and_tls(&cluster, &lab, &root)?;
     endpoints_follow_readiness(&cluster)?;
-    headless_and_statefulset_names(&cluster)?;
+    if let Err(e) = headless_and_statefulset_names(&cluster) {
+        dump_network_state(&cluster, &lab, &root);
+        return Err(e);
+    }
 
     // The agent of node 2 crashes: traffic to its pod keeps flowing (the kernel holds the
     // routes and rules), and once it is back nothing was restarted or rewired.
@@ -374,6 +377,45 @@ fn endpoints_follow_readiness(cluster: &Cluster) -> Result<()> {
     cluster.ok(&["exec", "gated", "--", "rm", "/tmp/ready"])?;
     cluster.eventually(Duration::from_secs(20), "the gated Service to stop answering", || wget(cluster, "client", "http://gated/").is_none())?;
     Ok(())
+}
+
+/// Prints what a failed cross-node step needs to be understood: where the pods run, what DNS
+/// answers, whether the pod answers by address, each machine's routes, neighbours and VXLAN
+/// forwarding entries, and the tails of the agents' logs.
+fn dump_network_state(cluster: &Cluster, lab: &NetLab, root: &std::path::Path) {
+    let show = |what: &str, out: Result<std::process::Output>| match out {
+        Ok(o) => eprintln!("--- {what}:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        Err(e) => eprintln!("--- {what}: {e}"),
+    };
+    show("pods", cluster.kubectl(&["get", "pods", "-o", "wide"]));
+    show("endpointslices", cluster.kubectl(&["get", "endpointslices", "-o", "wide"]));
+    show("nslookup sts-0.hl", cluster.kubectl(&["exec", "client", "--", "nslookup", "sts-0.hl.default.svc.cluster.local"]));
+    show("nslookup web", cluster.kubectl(&["exec", "client", "--", "nslookup", "web.default.svc.cluster.local"]));
+    show("node1 udp sockets", lab.output(1, "ss", &["-uanpe"]));
+    show("node1 nftables", lab.output(1, "nft", &["list", "ruleset"]));
+    let log = cluster.log();
+    let agent_lines: Vec<&str> = log.lines().filter(|l| l.contains("skiff_kubelet") || l.contains("skiff_net") || l.contains("ERROR") || l.contains("WARN")).collect();
+    eprintln!("--- server log: {} lines; agent, network, warnings and errors:\n{}", log.lines().count(), agent_lines.join("\n"));
+    // The server's threads (its agent serves node 1's DNS): a stuck runtime shows here.
+    if let Some(pid) = cluster.pid() {
+        let gdb = ["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt 12"];
+        show("server threads", std::process::Command::new("gdb").args(gdb).output().map_err(Into::into));
+    }
+    for pod in ["sts-0", "sts-1"] {
+        if let Ok(ip) = cluster.ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]) {
+            let url = format!("http://{ip}:8080/");
+            show(&format!("wget {pod} by address {ip}"), cluster.kubectl(&["exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "-", &url]));
+        }
+    }
+    for i in 1..=3 {
+        show(&format!("node{i} routes"), lab.output(i, "ip", &["route"]));
+        show(&format!("node{i} neighbours"), lab.output(i, "ip", &["neigh"]));
+        show(&format!("node{i} fdb"), lab.output(i, "bridge", &["fdb", "show"]));
+        show(&format!("node{i} links"), lab.output(i, "ip", &["-br", "addr"]));
+        let log = std::fs::read_to_string(root.join(format!("agent{i}.log"))).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        eprintln!("--- agent{i}.log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
 }
 
 /// A headless Service and a StatefulSet: each replica by its stable name.
