@@ -392,6 +392,16 @@ fn dump_network_state(cluster: &Cluster, lab: &NetLab, root: &std::path::Path) {
     show("nslookup sts-0.hl", cluster.kubectl(&["exec", "client", "--", "nslookup", "sts-0.hl.default.svc.cluster.local"]));
     show("nslookup web", cluster.kubectl(&["exec", "client", "--", "nslookup", "web.default.svc.cluster.local"]));
     show("node1 udp sockets", lab.output(1, "ss", &["-uanpe"]));
+    // The client's own view: its neighbours (the gateway's MAC), routes, and whether the node
+    // (gateway, DNS address) and a ClusterIP answer it at all.
+    for cmd in [&["cat", "/proc/net/arp"][..], &["ip", "route"], &["ip", "link"], &["ping", "-c", "1", "-W", "2", "10.42.0.1"], &["ping", "-c", "1", "-W", "2", "10.43.0.10"]] {
+        let mut args = vec!["exec", "client", "--"];
+        args.extend_from_slice(cmd);
+        show(&format!("client: {}", cmd.join(" ")), cluster.kubectl(&args));
+    }
+    show("node1 skiff0", lab.output(1, "ip", &["-s", "-d", "link", "show", "skiff0"]));
+    show("node1 counters", lab.output(1, "nstat", &["-az", "Udp*", "Ip*InAddrErrors", "IpExtInNoRoutes", "IpInDiscards", "IcmpOutDestUnreachs"]));
+    show("node1 conntrack to the DNS address", lab.output(1, "sh", &["-c", "grep 10.43.0.10 /proc/net/nf_conntrack | head -20"]));
     show("node1 nftables", lab.output(1, "nft", &["list", "ruleset"]));
     let log = cluster.log();
     let agent_lines: Vec<&str> = log.lines().filter(|l| l.contains("skiff_kubelet") || l.contains("skiff_net") || l.contains("ERROR") || l.contains("WARN")).collect();

@@ -11,8 +11,20 @@ use super::cidr::Ipv4Cidr;
 use super::error::{Error, Result};
 use super::nl::{is_errno, Link, Netlink};
 
-/// Makes sure the bridge exists, is up, has MTU `mtu` and exactly the gateway address among
-/// cluster addresses; returns it. Idempotent, and repairs a bridge left by an older pod CIDR.
+/// The bridge's hardware address: fixed, locally administered and derived from the gateway
+/// address. A bridge without an address of its own takes the lowest of its ports' addresses
+/// and changes it as pods come and go; pods still holding the old one in their neighbour
+/// cache then send to the node in frames it drops as not its own, so DNS and everything
+/// else through the gateway stopped for up to a minute after a pod started (the CNI bridge
+/// plugin pins the bridge address for the same reason).
+pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let o = gateway.octets();
+    [0x0a, 0x58, o[0], o[1], o[2], o[3]]
+}
+
+/// Makes sure the bridge exists, is up, has MTU `mtu`, its fixed hardware address
+/// ([`bridge_mac`]) and exactly the gateway address among cluster addresses; returns it.
+/// Idempotent, and repairs a bridge left by an older pod CIDR or an older version.
 pub fn ensure_bridge(
     nl: &mut Netlink,
     name: &str,
@@ -21,6 +33,7 @@ pub fn ensure_bridge(
     cluster_cidr: Ipv4Cidr,
     mtu: u32,
 ) -> Result<Link> {
+    let mac = bridge_mac(gateway).to_vec();
     let link = match nl.link_by_name(name)? {
         Some(l) if l.kind == Some(InfoKind::Bridge) => l,
         Some(l) => {
@@ -33,6 +46,7 @@ pub fn ensure_bridge(
             let mut msg = LinkMessage::default();
             msg.attributes.push(LinkAttribute::IfName(name.to_string()));
             msg.attributes.push(LinkAttribute::Mtu(mtu));
+            msg.attributes.push(LinkAttribute::Address(mac.clone()));
             msg.attributes
                 .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                     InfoKind::Bridge,
@@ -54,11 +68,13 @@ pub fn ensure_bridge(
         }
     }
     nl.add_address(link.index, name, gateway, pod_cidr.prefix_len())?;
-    let attrs = if link.mtu != mtu {
-        vec![LinkAttribute::Mtu(mtu)]
-    } else {
-        Vec::new()
-    };
+    let mut attrs = Vec::new();
+    if link.mtu != mtu {
+        attrs.push(LinkAttribute::Mtu(mtu));
+    }
+    if link.mac != mac {
+        attrs.push(LinkAttribute::Address(mac));
+    }
     if !link.up || !attrs.is_empty() {
         nl.set_link(link.index, name, true, attrs)?;
     }

@@ -101,6 +101,12 @@ fn vxlan_cluster_end_to_end() {
         );
 
         tcp_check(&a, &nodes[0].ns, nodes[0].net().gateway()).expect("pod -> gateway");
+        // The bridge keeps its own fixed address with ports attached (it would otherwise take
+        // the lowest port's and change it as pods come and go).
+        let br = ip(&["-n", &nodes[0].ns_name, "link", "show", "skiff0"]);
+        assert!(br.contains("link/ether 0a:58:0a:2a:01:01"), "{br}");
+        let before = ip(&["-n", &lab.ns_name("a"), "neigh", "show", "10.42.1.1"]);
+        assert!(before.contains("0a:58:0a:2a:01:01"), "pod a's gateway entry: {before}");
         tcp_check(&a, &b, b_ip).expect("pod -> pod, same node");
         tcp_check(&a, &c, c_ip).expect("pod -> pod across nodes (vxlan)");
         tcp_check(&d, &a, a_ip).expect("pod -> pod across nodes, reverse direction");
@@ -126,6 +132,9 @@ fn vxlan_cluster_end_to_end() {
         let (e, e_ip) = add_pod(&lab, &nodes[0], "e");
         assert!(e_ip != a_ip && e_ip != b_ip, "{e_ip}");
         tcp_check(&e, &c, c_ip).expect("new pod after restart");
+        let br = ip(&["-n", &nodes[0].ns_name, "link", "show", "skiff0"]);
+        assert!(br.contains("link/ether 0a:58:0a:2a:01:01"), "after a restart and a new pod: {br}");
+        tcp_check(&a, &nodes[0].ns, nodes[0].net().gateway()).expect("old pod -> gateway after a new pod");
         tcp_check(&c, &a, a_ip).expect("old pod after restart");
 
         // Removing node 3 from node 1's peers removes its route, neighbour and fdb entry.
