@@ -1,6 +1,8 @@
 //! First-start objects: the namespaces every cluster has, the `kubernetes` Service with
-//! its Endpoints pointing at this API server, and the built-in PriorityClasses
-//! (system-node-critical, system-cluster-critical). Existing objects are left alone.
+//! its Endpoints and EndpointSlice pointing at this API server, and the built-in
+//! PriorityClasses (system-node-critical, system-cluster-critical). Existing objects are
+//! left alone, except the `kubernetes` endpoints, which follow the advertised address and
+//! port of every start (as upstream's endpoint reconciler keeps them).
 
 use serde_json::{json, Value};
 
@@ -20,6 +22,25 @@ async fn ensure(srv: &Server, served: &Served, ns: Option<&str>, mut obj: Value)
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(anyhow::anyhow!("creating {} {name}: {e}", served.info.kind)),
     }
+}
+
+/// Creates `obj`, or brings the fields `owned` of the existing object to `obj`'s values
+/// (no write when they already match).
+async fn reconcile(srv: &Server, served: &Served, ns: Option<&str>, obj: Value, owned: &[&str]) -> anyhow::Result<()> {
+    let name = skiff_api::meta::name(&obj).to_string();
+    if srv.objects.try_get(&served.info, ns, &name).await?.is_none() {
+        return ensure(srv, served, ns, obj).await;
+    }
+    crate::handler::write::update_with(srv, served, ns, &name, None, false, None, |current| {
+        let mut new = current.clone();
+        for field in owned {
+            new[*field] = obj[*field].clone();
+        }
+        Ok(new)
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| anyhow::anyhow!("updating {} {name}: {e}", served.info.kind))
 }
 
 /// Create the default namespaces and the `kubernetes` Service if missing.
@@ -43,7 +64,7 @@ pub async fn seed(srv: &Server) -> anyhow::Result<()> {
     .await?;
     let endpoints = srv.resources.find("", "v1", "endpoints").expect("built in");
     let addr = srv.config.advertise_address.to_string();
-    ensure(
+    reconcile(
         srv,
         &endpoints,
         Some("default"),
@@ -52,6 +73,25 @@ pub async fn seed(srv: &Server) -> anyhow::Result<()> {
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
             "subsets": [{"addresses": [{"ip": addr}], "ports": [{"name": "https", "port": srv.config.port, "protocol": "TCP"}]}],
         }),
+        &["subsets"],
+    )
+    .await?;
+    // The service proxy and DNS read EndpointSlices: without this one, pods' connections to
+    // the `kubernetes` Service were rejected as having no endpoints.
+    let slices = srv.resources.find("discovery.k8s.io", "v1", "endpointslices").expect("built in");
+    let family = if srv.config.advertise_address.is_ipv4() { "IPv4" } else { "IPv6" };
+    reconcile(
+        srv,
+        &slices,
+        Some("default"),
+        json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": family,
+            "endpoints": [{"addresses": [addr], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": srv.config.port, "protocol": "TCP"}],
+        }),
+        &["addressType", "endpoints", "ports"],
     )
     .await?;
     let classes = srv.resources.find("scheduling.k8s.io", "v1", "priorityclasses").expect("built in");

@@ -271,3 +271,26 @@ fn service_accounts_tokens_and_root_ca() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("Unauthorized") || e.contains("provide credentials"), "{e}");
 }
+
+/// The `kubernetes` Service has an EndpointSlice (what the service proxy and DNS read) as
+/// well as Endpoints, both at the server's address and port, and both are put back on the
+/// next start when someone changed them.
+#[test]
+fn kubernetes_service_endpoints_and_slice_follow_the_server() {
+    let mut c = cluster();
+    let port = c.port.to_string();
+    let endpoints = |c: &Cluster| c.ok(&["get", "endpoints", "kubernetes", "-o", "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}"]).unwrap();
+    let slice = |c: &Cluster| {
+        c.ok(&["get", "endpointslice", "kubernetes", "-o", "jsonpath={.metadata.labels.kubernetes\\.io/service-name} {.addressType} {.endpoints[0].addresses[0]}:{.ports[0].port} {.endpoints[0].conditions.ready}"])
+            .unwrap()
+    };
+    assert_eq!(endpoints(&c), format!("127.0.0.1:{port}"));
+    assert_eq!(slice(&c), format!("kubernetes IPv4 127.0.0.1:{port} true"));
+    c.ok(&["patch", "endpointslice", "kubernetes", "--type=json", "-p", r#"[{"op": "replace", "path": "/ports/0/port", "value": 1}]"#]).unwrap();
+    c.ok(&["patch", "endpoints", "kubernetes", "--type=json", "-p", r#"[{"op": "replace", "path": "/subsets/0/ports/0/port", "value": 1}]"#]).unwrap();
+    assert!(slice(&c).ends_with(":1 true"));
+    assert!(endpoints(&c).ends_with(":1"));
+    c.restart().unwrap();
+    assert_eq!(endpoints(&c), format!("127.0.0.1:{port}"));
+    assert_eq!(slice(&c), format!("kubernetes IPv4 127.0.0.1:{port} true"));
+}
