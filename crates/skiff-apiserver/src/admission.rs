@@ -6,6 +6,7 @@
 
 mod limit_ranger;
 pub mod presence;
+pub mod priority_classes;
 pub mod resource_quota;
 
 use std::collections::HashSet;

@@ -110,6 +110,8 @@ pub struct Server {
     pub watch_events: Arc<handler::watch_cache::EventCache>,
     /// Namespaces holding ResourceQuotas or LimitRanges (admission skips the others).
     pub policy_presence: admission::presence::PolicyPresence,
+    /// PriorityClasses for Priority admission, kept from a store watch.
+    pub priority_classes: admission::priority_classes::PriorityClasses,
 }
 
 impl Server {
@@ -181,6 +183,7 @@ impl ApiServer {
             sa_tokens,
             watch_events: Default::default(),
             policy_presence: Default::default(),
+            priority_classes: Default::default(),
         });
         bootstrap::seed(&srv).await?;
         handler::crd::load_all(&srv).await?;
@@ -204,10 +207,12 @@ impl ApiServer {
         let crd_task = tokio::spawn(handler::crd::watch_crds(srv.clone()));
         let expiry_task = tokio::spawn(srv.watch_events.clone().expire_periodically());
         let presence_task = tokio::spawn(admission::presence::PolicyPresence::run(srv.clone()));
+        let priority_task = tokio::spawn(admission::priority_classes::PriorityClasses::run(srv.clone()));
         server::serve(self.srv, self.listener, self.acceptor, shutdown).await;
         crd_task.abort();
         expiry_task.abort();
         presence_task.abort();
+        priority_task.abort();
         tracing::info!("API server stopped");
     }
 }

@@ -7,6 +7,8 @@
 //!   second `globalDefault`, may not take the reserved `system-` prefix and may not exceed
 //!   the highest user-definable value.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use skiff_api::status::{ApiError, Cause};
 use skiff_api::{meta, ResourceInfo};
@@ -24,9 +26,18 @@ pub const SYSTEM_CLASSES: [(&str, i64, &str); 2] = [
 
 const PREEMPT_LOWER: &str = "PreemptLowerPriority";
 
-async fn classes(srv: &Server) -> Result<Vec<Value>, ApiError> {
+/// Every PriorityClass, read from the store.
+async fn classes(srv: &Server) -> Result<Vec<Arc<Value>>, ApiError> {
     let Some(served) = srv.resources.find("scheduling.k8s.io", "v1", "priorityclasses") else { return Ok(Vec::new()) };
-    Ok(srv.objects.list(&served.info, None, 0, None, None, &|_| true).await?.items)
+    Ok(srv.objects.list(&served.info, None, 0, None, None, &|_| true).await?.items.into_iter().map(Arc::new).collect())
+}
+
+/// Every PriorityClass, from the watch-fed cache when it is following the store.
+async fn cached_classes(srv: &Server) -> Result<Vec<Arc<Value>>, ApiError> {
+    match srv.priority_classes.snapshot() {
+        Some(all) => Ok(all),
+        None => classes(srv).await,
+    }
 }
 
 fn forbidden(resource: &str, name: &str, why: String) -> ApiError {
@@ -48,7 +59,11 @@ pub async fn admit(srv: &Server, info: &ResourceInfo, obj: &mut Value) -> Result
 async fn admit_pod(srv: &Server, pod: &mut Value) -> Result<(), ApiError> {
     let name = meta::name(pod).to_string();
     let class_name = pod.pointer("/spec/priorityClassName").and_then(Value::as_str).unwrap_or("").to_string();
-    let all = classes(srv).await?;
+    let mut all = cached_classes(srv).await?;
+    if !class_name.is_empty() && !all.iter().any(|c| meta::name(c) == class_name) {
+        // Perhaps created a moment ago and not in the cache yet: the store decides.
+        all = classes(srv).await?;
+    }
     let class = if class_name.is_empty() {
         all.iter().find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
     } else {
