@@ -64,7 +64,13 @@ pub struct Graph {
     /// Count of changes seen, for pollers that must not take `changed`'s stored permit.
     changes: Arc<std::sync::atomic::AtomicU64>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Poked when a CustomResourceDefinition changes, so that a new kind is watched as soon as
+    /// it is served instead of at the next periodic discovery.
+    rediscover: Arc<Notify>,
 }
+
+/// The only built-in resource whose changes add or remove served resources.
+const CRD_KEY: &str = "apiextensions.k8s.io/v1/customresourcedefinitions";
 
 fn resource_key(ar: &ApiResource) -> String {
     format!("{}/{}/{}", ar.group, ar.version, ar.plural)
@@ -73,14 +79,25 @@ fn resource_key(ar: &ApiResource) -> String {
 impl Graph {
     /// Start discovering and watching.
     pub fn start(client: kube::Client, rediscover_every: Duration) -> Self {
-        let g = Graph { state: Default::default(), changed: Arc::new(Notify::new()), changes: Default::default(), tasks: Default::default() };
+        let g = Graph {
+            state: Default::default(),
+            changed: Arc::new(Notify::new()),
+            changes: Default::default(),
+            tasks: Default::default(),
+            rediscover: Arc::new(Notify::new()),
+        };
         let g2 = g.clone();
         let t = tokio::spawn(async move {
             loop {
                 if let Err(e) = g2.discover(&client).await {
                     tracing::warn!(error = %e, "discovery failed");
                 }
-                tokio::time::sleep(rediscover_every).await;
+                // A full discovery is ~30 requests; CRD changes ask for one at once, and the
+                // period only catches what they cannot announce (aggregated APIs).
+                tokio::select! {
+                    _ = tokio::time::sleep(rediscover_every) => {}
+                    _ = g2.rediscover.notified() => {}
+                }
             }
         });
         g.tasks.lock().unwrap().push(t);
@@ -167,6 +184,10 @@ impl Graph {
                 }
             }
             drop(st);
+            if key == CRD_KEY {
+                // Stored permit: a change during a discovery still triggers the next one.
+                self.rediscover.notify_one();
+            }
             self.changes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.changed.notify_waiters();
             self.changed.notify_one();

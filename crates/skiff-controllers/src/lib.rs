@@ -50,7 +50,7 @@ pub struct Config {
     /// A ready client to use instead of one built from `kubeconfig` (`skiff server` passes
     /// its in-process transport).
     pub client: Option<kube::Client>,
-    /// How often API discovery is re-read to pick up new CRDs.
+    /// How often API discovery is re-read; a changed CRD triggers it at once.
     pub rediscover_every: Duration,
     /// Node heartbeat grace and check period.
     pub node_timings: node_lifecycle::Timings,
@@ -63,7 +63,7 @@ impl Config {
     pub fn new(kubeconfig: PathBuf) -> Self {
         // The server writes its kubeconfig to `<data-dir>/kubeconfig.yaml` and its CA to `<data-dir>/tls`.
         let tls_dir = kubeconfig.parent().map(|d| d.join("tls"));
-        Self { kubeconfig, client: None, rediscover_every: Duration::from_secs(5), node_timings: Default::default(), tls_dir }
+        Self { kubeconfig, client: None, rediscover_every: Duration::from_secs(30), node_timings: Default::default(), tls_dir }
     }
 }
 

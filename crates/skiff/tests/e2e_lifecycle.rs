@@ -248,6 +248,20 @@ fn cascade_background_deletes_dependents() {
     poll(T, "replicaset collected", || get_opt(&c, &["rs", "web-1"]).is_none().then_some(()));
 }
 
+/// The garbage collector watches a custom kind as soon as its CRD is established: discovery
+/// reruns on CRD changes (its periodic rerun is every 30 s, longer than this test waits).
+#[test]
+fn custom_resources_are_collected_right_after_their_crd_appears() {
+    let c = cluster();
+    ok_stdin(&c, &["apply", "-f", "-"], WIDGET_CRD);
+    c.ok(&["wait", "crd/widgets.example.com", "--for=condition=Established", "--timeout=10s"]).unwrap();
+    c.ok(&["create", "configmap", "owner", "--from-literal=a=1"]).unwrap();
+    let uid = c.ok(&["get", "cm", "owner", "-o", "jsonpath={.metadata.uid}"]).unwrap();
+    ok_stdin(&c, &["create", "-f", "-"], &format!(r#"{{"apiVersion":"example.com/v1","kind":"Widget","metadata":{{"name":"w","ownerReferences":[{{"apiVersion":"v1","kind":"ConfigMap","name":"owner","uid":"{uid}"}}]}}}}"#));
+    c.ok(&["delete", "cm", "owner"]).unwrap();
+    poll(T, "owned widget collected", || get_opt(&c, &["widget", "w"]).is_none().then_some(()));
+}
+
 #[test]
 fn cascade_foreground_waits_for_dependents() {
     let c = cluster();
