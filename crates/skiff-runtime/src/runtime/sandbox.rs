@@ -121,7 +121,9 @@ pub(super) fn create(
             path: path.clone(),
             source,
         })?;
-        crate::image::write_atomic(&path, &bytes)
+        // Not fsynced: a sandbox's namespaces do not outlive the machine, and the page cache
+        // outlives any crash of the agent.
+        crate::image::write_replace(&path, &bytes)
     })();
     match result {
         Ok(()) => Ok(info),
