@@ -637,3 +637,27 @@ fn containers_are_listed_by_id_prefix() {
         t.rt.remove_container(id).unwrap();
     }
 }
+
+/// The rootfs overlay is mounted with paths relative to the container's directory, so its
+/// line in every mountinfo read stays short, and the container sees the image through it.
+#[test]
+fn rootfs_overlay_options_are_short_and_relative() {
+    let t = TestRuntime::new("rootfs");
+    let mut cfg = t.sh("rel", "cat /etc/passwd | head -n1; echo changed > /etc/hostname-copy; cat /etc/hostname-copy");
+    cfg.hostname = Some("rel".into());
+    t.rt.create_container(&cfg).unwrap();
+    let line = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("/containers/rel/bundle/rootfs ") && l.contains(" overlay "))
+        .expect("rootfs overlay mounted")
+        .to_string();
+    assert!(line.contains("lowerdir=../../images/") && line.contains(",upperdir=upper,workdir=work"), "{line}");
+    t.rt.start_container("rel").unwrap();
+    let st = t.rt.wait_container("rel", WAIT).unwrap();
+    assert_eq!(st.exit_code, Some(0), "{:?}", log_lines(&t, "rel"));
+    let lines = log_lines(&t, "rel");
+    assert!(lines[0].2.starts_with("F root:"), "{lines:?}");
+    assert_eq!(lines[1].2, "F changed", "the container writes to its own upper layer");
+    t.rt.remove_container("rel").unwrap();
+}

@@ -18,5 +18,5 @@ pub mod registry;
 mod store;
 pub mod unpack;
 
-pub(crate) use store::{write_atomic, write_replace};
+pub(crate) use store::write_replace;
 pub use store::{GcReport, ImageRecord, ImageStore, ImportOptions, LayerRecord};

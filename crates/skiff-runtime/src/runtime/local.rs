@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
 
 use super::sandbox::{self, NetworkHook, NS_KINDS};
@@ -173,29 +173,7 @@ impl LocalRuntime {
         self.images.lease(&config.id, &image)?;
         let image_cfg = self.images.config(&image)?;
         let rootfs = dir.join("bundle/rootfs");
-        for d in [&rootfs, &dir.join("upper"), &dir.join("work")] {
-            std::fs::create_dir_all(d).ctx("create container dir", d)?;
-        }
-        let lowers: Vec<String> = self
-            .images
-            .lower_dirs(&image)
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        let data = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lowers.join(":"),
-            dir.join("upper").display(),
-            dir.join("work").display()
-        );
-        mount(
-            Some("overlay"),
-            &rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(data.as_str()),
-        )
-        .sys(|| format!("mount overlay rootfs for container {}", config.id))?;
+        super::rootfs::mount_overlay(dir, &self.images.lower_dirs(&image), &config.id)?;
         let process = spec::resolve_process(config, &image_cfg, &rootfs)?;
         let mut ns = NamespaceSetup::default();
         if let Some(sid) = &config.sandbox_id {

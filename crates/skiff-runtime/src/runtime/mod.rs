@@ -8,6 +8,7 @@ mod attach;
 mod fake;
 mod liveness;
 mod local;
+mod rootfs;
 mod running;
 mod sandbox;
 pub mod types;
