@@ -557,12 +557,7 @@ impl Runtime for LocalRuntime {
     }
 
     fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo> {
-        sandbox::create(
-            &self.cfg.root,
-            &self.cfg.shim,
-            self.network.as_ref(),
-            config,
-        )
+        sandbox::create(&self.cfg.root, self.network.as_ref(), config)
     }
 
     fn remove_sandbox(&self, id: &str) -> Result<()> {

@@ -8,6 +8,7 @@ mod attach;
 mod fake;
 mod liveness;
 mod local;
+mod pins;
 mod rootfs;
 mod running;
 mod sandbox;

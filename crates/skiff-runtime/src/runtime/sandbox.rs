@@ -7,8 +7,6 @@ use nix::mount::{umount2, MntFlags};
 
 use super::types::{SandboxConfig, SandboxInfo};
 use crate::error::{Error, IoContext, Result, SysContext};
-use crate::shim::client::ShimProgram;
-use crate::shim::{SandboxArgs, ShimCommand};
 
 /// Where the pod network plugs in: called after the sandbox's namespaces exist and before
 /// they are torn down. The network namespace file is `sandbox.ns_dir.join("net")`.
@@ -53,7 +51,6 @@ pub(super) fn load(root: &Path, id: &str) -> Result<SandboxInfo> {
 
 pub(super) fn create(
     root: &Path,
-    shim: &ShimProgram,
     net: &dyn NetworkHook,
     config: &SandboxConfig,
 ) -> Result<SandboxInfo> {
@@ -81,26 +78,7 @@ pub(super) fn create(
     };
     let result = (|| {
         write_pod_files(&d, config)?;
-        let cmd = ShimCommand::Sandbox(SandboxArgs {
-            ns_dir: info.ns_dir.clone(),
-            hostname: config.hostname.clone(),
-            host_network: config.host_network,
-        });
-        let out = shim
-            .command(&cmd)
-            .output()
-            .ctx("run sandbox helper", &shim.program)?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        if !out.status.success() || text.trim() != "ok" {
-            return Err(Error::Shim {
-                id: config.id.clone(),
-                message: format!(
-                    "sandbox helper: {} {}",
-                    text.trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
+        super::pins::pin_namespaces(&info.ns_dir, &config.hostname, config.host_network)?;
         // One /dev/shm per pod, as the shared IPC namespace implies.
         let shm = d.join("shm");
         std::fs::create_dir_all(&shm).ctx("create pod shm", &shm)?;

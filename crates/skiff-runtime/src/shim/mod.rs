@@ -13,9 +13,9 @@
 //!   cleaning up the cgroup and exiting;
 //! - `exec`: runs a process inside a running container (its namespaces and cgroup) with the
 //!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`, resized from
-//!   the sizes written to a FIFO, `--resize`), and exits with the process's exit code;
-//! - `sandbox`: creates the network, IPC and UTS namespaces of a pod and pins them with bind
-//!   mounts, then exits.
+//!   the sizes written to a FIFO, `--resize`), and exits with the process's exit code.
+//!
+//! A pod's own namespaces need no process: see `runtime/pins.rs`.
 //!
 //! The agent side of these protocols is [`client`].
 
@@ -27,7 +27,6 @@ pub use create::IDLE_TRIM_DELAY;
 mod exec;
 mod fds;
 pub mod log;
-mod sandbox;
 
 use std::path::PathBuf;
 
@@ -83,17 +82,6 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Arguments of `shim sandbox`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxArgs {
-    /// Directory where `net`, `ipc` and `uts` namespace files are pinned.
-    pub ns_dir: PathBuf,
-    /// Hostname set in the new UTS namespace.
-    pub hostname: String,
-    /// Keep the host network (pin only ipc and uts).
-    pub host_network: bool,
-}
-
 /// A parsed shim command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShimCommand {
@@ -103,8 +91,6 @@ pub enum ShimCommand {
     /// `exec --id ID --lc-root DIR [--cwd DIR] [--env K=V]... [--uid N] [--gid N]
     /// [--tty ROWSxCOLS [--resize FIFO]] -- CMD...`
     Exec(ExecArgs),
-    /// `sandbox --ns-dir DIR --hostname NAME [--host-network]`
-    Sandbox(SandboxArgs),
 }
 
 impl ShimCommand {
@@ -163,18 +149,6 @@ impl ShimCommand {
                 }
                 v.push("--".into());
                 v.extend(a.command.iter().cloned());
-            }
-            ShimCommand::Sandbox(a) => {
-                v.extend([
-                    "sandbox".into(),
-                    "--ns-dir".into(),
-                    a.ns_dir.display().to_string(),
-                    "--hostname".into(),
-                    a.hostname.clone(),
-                ]);
-                if a.host_network {
-                    v.push("--host-network".into());
-                }
             }
         }
         v
@@ -257,13 +231,8 @@ impl ShimCommand {
                     command,
                 }))
             }
-            "sandbox" => Ok(ShimCommand::Sandbox(SandboxArgs {
-                ns_dir: need("--ns-dir")?.into(),
-                hostname: need("--hostname")?,
-                host_network: switches.iter().any(|s| s == "--host-network"),
-            })),
             other => Err(bad(format!(
-                "shim: unknown subcommand {other:?} (expected create, exec or sandbox)"
+                "shim: unknown subcommand {other:?} (expected create or exec)"
             ))),
         }
     }
@@ -287,7 +256,6 @@ pub fn run(cmd: ShimCommand) -> i32 {
     match cmd {
         ShimCommand::Create(a) => create::run(&a),
         ShimCommand::Exec(a) => exec::run(&a),
-        ShimCommand::Sandbox(a) => sandbox::run(&a),
     }
 }
 
@@ -319,11 +287,6 @@ mod tests {
                 tty: Some((24, 80)),
                 resize: Some("/s/exec-1.resize".into()),
                 command: vec!["sh".into(), "-c".into(), "exit 3".into()],
-            }),
-            ShimCommand::Sandbox(SandboxArgs {
-                ns_dir: "/n".into(),
-                hostname: "h".into(),
-                host_network: true,
             }),
         ];
         for c in cmds {
