@@ -177,6 +177,13 @@ fn pods_services_dns_and_policies_across_three_nodes() -> Result<()> {
     assert_eq!(seen.len(), 3, "load balancing reached {seen:?}");
     let cluster_ip = cluster.ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"])?;
     assert!(wget(&cluster, "client", &format!("http://{cluster_ip}/")).is_some());
+    // Pods reach the API server through the `kubernetes` Service. busybox's TLS client shares
+    // no cipher suite with the server, so what shows the connection got there is the
+    // server's TLS alert (without endpoints the proxy refused the connection instead).
+    cluster.eventually(Duration::from_secs(20), "the API server through the kubernetes Service", || {
+        let out = cluster.kubectl(&["exec", "client", "--", "timeout", "5", "wget", "-q", "-O", "-", "https://kubernetes.default.svc.cluster.local/livez"]);
+        out.is_ok_and(|o| o.status.success() || String::from_utf8_lossy(&o.stderr).contains("TLS error from peer"))
+    })?;
 
     // NodePort from a node's own network (host traffic on node 2 to node 3's address).
     let node_port = cluster.ok(&["get", "service", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"])?;
