@@ -22,9 +22,11 @@ pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
     [0x0a, 0x58, o[0], o[1], o[2], o[3]]
 }
 
-/// Makes sure the bridge exists, is up, has MTU `mtu`, its fixed hardware address
-/// ([`bridge_mac`]) and exactly the gateway address among cluster addresses; returns it.
-/// Idempotent, and repairs a bridge left by an older pod CIDR or an older version.
+/// Makes sure the bridge exists, is up, has MTU `mtu`, a hardware address of its own and
+/// exactly the gateway address among cluster addresses; returns it. A new bridge gets
+/// [`bridge_mac`]; one made by an older version keeps the address it has, now set as its
+/// own (changing it would strand the running pods' neighbour caches just the same).
+/// Idempotent, and repairs a bridge left by an older pod CIDR.
 pub fn ensure_bridge(
     nl: &mut Netlink,
     name: &str,
@@ -73,7 +75,9 @@ pub fn ensure_bridge(
         attrs.push(LinkAttribute::Mtu(mtu));
     }
     if link.mac != mac {
-        attrs.push(LinkAttribute::Address(mac));
+        // Setting the current address marks it as the bridge's own, which the kernel then
+        // keeps whatever ports come and go.
+        attrs.push(LinkAttribute::Address(link.mac.clone()));
     }
     if !link.up || !attrs.is_empty() {
         nl.set_link(link.index, name, true, attrs)?;

@@ -204,6 +204,36 @@ fn host_gw_cluster() {
     });
 }
 
+/// A bridge made by an older version (no address of its own, so the kernel may change it)
+/// keeps its current address through a restart, now fixed, so running pods' gateway
+/// entries stay right.
+#[test]
+fn an_older_bridge_keeps_its_address_and_it_is_fixed() {
+    if !lab_available() {
+        return;
+    }
+    with_lab("brup", LIMIT, |lab| {
+        let mut nodes = build_nodes(&lab, 1, Backend::HostGw);
+        let node = nodes[0].ns_name.clone();
+        let assign_type = || try_cmd("ip", &["netns", "exec", &node, "cat", "/sys/class/net/skiff0/addr_assign_type"]).1;
+        // What an older version left: a bridge whose address the kernel picked (type 1).
+        ip(&["-n", &node, "link", "del", "skiff0"]);
+        ip(&["-n", &node, "link", "add", "skiff0", "type", "bridge"]);
+        assert_eq!(assign_type().trim(), "1", "a kernel-picked (random) address");
+        let mac = |n: &str| {
+            let l = ip(&["-n", n, "link", "show", "skiff0"]);
+            l.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).unwrap_or_default().to_string()
+        };
+        let before = mac(&node);
+        nodes[0].restart();
+        assert_eq!(mac(&node), before, "the address must not change under running pods");
+        assert_eq!(assign_type().trim(), "3", "the address must now be the bridge's own (set)");
+        let (a, _) = add_pod(&lab, &nodes[0], "a");
+        tcp_check(&a, &nodes[0].ns, nodes[0].net().gateway()).expect("pod -> gateway");
+        assert_eq!(mac(&node), before);
+    });
+}
+
 #[test]
 fn detach_and_gc_release_addresses() {
     if !lab_available() {
