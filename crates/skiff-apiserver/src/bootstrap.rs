@@ -24,23 +24,23 @@ async fn ensure(srv: &Server, served: &Served, ns: Option<&str>, mut obj: Value)
     }
 }
 
-/// Creates `obj`, or brings the fields `owned` of the existing object to `obj`'s values
-/// (no write when they already match).
+/// Brings the fields `owned` of the existing object to `obj`'s values (no write when they
+/// already match), or creates `obj` when there is none.
 async fn reconcile(srv: &Server, served: &Served, ns: Option<&str>, obj: Value, owned: &[&str]) -> anyhow::Result<()> {
     let name = skiff_api::meta::name(&obj).to_string();
-    if srv.objects.try_get(&served.info, ns, &name).await?.is_none() {
-        return ensure(srv, served, ns, obj).await;
-    }
-    crate::handler::write::update_with(srv, served, ns, &name, None, false, None, |current| {
+    let updated = crate::handler::write::update_with(srv, served, ns, &name, None, false, None, |current| {
         let mut new = current.clone();
         for field in owned {
             new[*field] = obj[*field].clone();
         }
         Ok(new)
     })
-    .await
-    .map(|_| ())
-    .map_err(|e| anyhow::anyhow!("updating {} {name}: {e}", served.info.kind))
+    .await;
+    match updated {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 404 => ensure(srv, served, ns, obj).await,
+        Err(e) => Err(anyhow::anyhow!("updating {} {name}: {e}", served.info.kind)),
+    }
 }
 
 /// Create the default namespaces and the `kubernetes` Service if missing.

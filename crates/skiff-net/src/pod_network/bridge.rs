@@ -76,7 +76,8 @@ pub fn ensure_bridge(
     }
     if link.mac != mac {
         // Setting the current address marks it as the bridge's own, which the kernel then
-        // keeps whatever ports come and go.
+        // keeps whatever ports come and go. (Netlink does not say whether it already is, so
+        // such a bridge is marked again at each start: harmless, the address stays.)
         attrs.push(LinkAttribute::Address(link.mac.clone()));
     }
     if !link.up || !attrs.is_empty() {

@@ -220,17 +220,17 @@ fn an_older_bridge_keeps_its_address_and_it_is_fixed() {
         ip(&["-n", &node, "link", "del", "skiff0"]);
         ip(&["-n", &node, "link", "add", "skiff0", "type", "bridge"]);
         assert_eq!(assign_type().trim(), "1", "a kernel-picked (random) address");
-        let mac = |n: &str| {
-            let l = ip(&["-n", n, "link", "show", "skiff0"]);
+        let mac = || {
+            let l = ip(&["-n", &node, "link", "show", "skiff0"]);
             l.split_whitespace().skip_while(|w| *w != "link/ether").nth(1).unwrap_or_default().to_string()
         };
-        let before = mac(&node);
+        let before = mac();
         nodes[0].restart();
-        assert_eq!(mac(&node), before, "the address must not change under running pods");
+        assert_eq!(mac(), before, "the address must not change under running pods");
         assert_eq!(assign_type().trim(), "3", "the address must now be the bridge's own (set)");
         let (a, _) = add_pod(&lab, &nodes[0], "a");
         tcp_check(&a, &nodes[0].ns, nodes[0].net().gateway()).expect("pod -> gateway");
-        assert_eq!(mac(&node), before);
+        assert_eq!(mac(), before);
     });
 }
 
