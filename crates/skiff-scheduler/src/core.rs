@@ -4,9 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::framework::{pod_requests, CycleState, FilterPlugin, NodeInfo, ScorePlugin, Snapshot};
+use crate::pod::Pod;
 
 /// The plugins, in order.
 pub struct Framework {

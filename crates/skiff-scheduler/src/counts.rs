@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::framework::{labels_of, DomainCache, Domains, NodeInfo, NO_DOMAIN};
+use crate::pod::Pod;
 use crate::selector::{in_namespaces, matches, Namespaces};
 
 /// Counts for one (namespaces, selector, topology key).

@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use skiff_api::quantity::Quantity;
 
 use crate::counts::CountCache;
 use crate::plugins::{inter_pod_affinity, pod_topology_spread, volume_binding};
+use crate::pod::Pod;
 
 /// Resources as milli-CPU and bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -15,6 +15,7 @@ pub mod core;
 pub mod counts;
 pub mod framework;
 pub mod plugins;
+pub mod pod;
 pub mod preemption;
 pub mod schedule;
 pub mod selector;

@@ -10,10 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::core::{run_filters, FitError, Framework};
 use crate::framework::{labels_of, pod_priority, NodeInfo, Snapshot};
+use crate::pod::Pod;
 use crate::selector::matches;
 
 /// The chosen node and whom to evict there.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::ResourceExt;
@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 use crate::cache::Cache;
 use crate::core::{schedule_one, Framework, Rotation};
 use crate::framework::{pod_priority, Snapshot};
+use crate::pod::Pod;
 use crate::preemption::{find_candidate, Candidate};
 
 /// The scheduler name pods must ask for (or leave empty).

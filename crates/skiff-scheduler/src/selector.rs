@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+
+use crate::pod::Pod;
 
 /// True when `labels` satisfy `sel` (an empty selector matches everything).
 pub use skiff_api::selector::object_selector_matches as matches;

@@ -1,8 +1,7 @@
 //! BalancedAllocation: prefers nodes whose CPU and memory use stay in proportion.
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::framework::{CycleState, NodeInfo, ScorePlugin};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct BalancedAllocation;

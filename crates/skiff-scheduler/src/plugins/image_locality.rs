@@ -7,9 +7,8 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::framework::{CycleState, NodeInfo, ScorePlugin, Snapshot};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct ImageLocality;

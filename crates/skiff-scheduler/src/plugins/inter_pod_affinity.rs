@@ -9,11 +9,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
+use k8s_openapi::api::core::v1::{PodAffinityTerm, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::counts::{pod_matches, Counts};
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin, Snapshot};
+use crate::pod::Pod;
 use crate::selector::{term_namespaces, with_label_keys, Namespaces};
 
 /// The plugin.

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pod};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
 
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct NodeAffinity;

@@ -1,9 +1,8 @@
 //! NodeName: nothing to decide for pods that name their node (they never reach the queue),
 //! kept for upstream parity in the plugin list.
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::framework::{CycleState, FilterPlugin, NodeInfo};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct NodeName;

@@ -1,8 +1,7 @@
 //! NodePorts: a hostPort may be used by one pod per node (per protocol and host IP).
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::framework::{CycleState, FilterPlugin, NodeInfo};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct NodePorts;

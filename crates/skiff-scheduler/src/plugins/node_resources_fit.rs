@@ -1,9 +1,8 @@
 //! NodeResourcesFit: requests must fit in what is left of allocatable (CPU, memory, pods);
 //! scores favour the least allocated node (upstream's default strategy).
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct NodeResourcesFit;

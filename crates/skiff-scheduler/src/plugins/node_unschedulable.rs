@@ -1,9 +1,8 @@
 //! NodeUnschedulable: cordoned nodes take no new pods unless the pod tolerates
 //! `node.kubernetes.io/unschedulable:NoSchedule`.
 
-use k8s_openapi::api::core::v1::Pod;
-
 use crate::framework::{CycleState, FilterPlugin, NodeInfo};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct NodeUnschedulable;

@@ -7,13 +7,12 @@
 //! services, which for a workload's replicas selects the same pods.
 
 use std::sync::Arc;
-
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::counts::{pod_matches, Counts};
 use crate::framework::{labels_of, CycleState, Domains, FilterPlugin, NodeInfo, ScorePlugin, Snapshot, NO_DOMAIN};
 use crate::plugins::node_affinity;
+use crate::pod::Pod;
 use crate::selector::with_label_keys;
 
 /// The plugin.

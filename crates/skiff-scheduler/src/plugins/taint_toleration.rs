@@ -1,9 +1,10 @@
 //! TaintToleration: NoSchedule/NoExecute taints must be tolerated; PreferNoSchedule taints
 //! lower the score.
 
-use k8s_openapi::api::core::v1::{Pod, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Taint, Toleration};
 
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, ScorePlugin};
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct TaintToleration;

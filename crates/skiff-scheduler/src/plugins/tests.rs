@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{json, Value};
 
 use crate::core::{feasible_nodes_to_find, pre_filter, run_filters, schedule_one, Framework, Rotation};
 use crate::framework::{CycleState, FilterPlugin, ScorePlugin, Snapshot};
 use crate::plugins::*;
+use crate::pod::Pod;
 
 fn node(name: &str, labels: Value, cpu: &str) -> Arc<Node> {
     let mut l = labels.as_object().cloned().unwrap_or_default();

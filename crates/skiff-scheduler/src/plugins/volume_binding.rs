@@ -11,11 +11,12 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim};
 use skiff_api::quantity::Quantity;
 
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, Snapshot};
 use crate::plugins::node_affinity::term_matches;
+use crate::pod::Pod;
 
 /// The plugin.
 pub struct VolumeBinding;
