@@ -153,14 +153,16 @@ impl TrimPolicy {
 /// Trims this process ([`trim`]) as `policy` says, from a thread of its own, for the
 /// process's lifetime. For long-lived processes whose start-up and bursts run code their
 /// steady state never needs again; code still in use faults back in after each trim (a few
-/// milliseconds of page faults per trim at most).
-pub fn spawn_periodic_trim(policy: TrimPolicy) {
+/// milliseconds of page faults per trim at most). `after_trim` runs after each trim, on the
+/// trim thread (the process's own allocator work).
+pub fn spawn_periodic_trim(policy: TrimPolicy, after_trim: fn()) {
     let spawned = std::thread::Builder::new()
         .name("skiff-trim".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             std::thread::sleep(policy.first);
             trim();
+            after_trim();
             let (mut trimmed_at, mut cpu_at_trim) = (std::time::Instant::now(), process_cpu());
             let mut cpu_at_check = cpu_at_trim;
             loop {
@@ -170,6 +172,7 @@ pub fn spawn_periodic_trim(policy: TrimPolicy) {
                 cpu_at_check = cpu;
                 if policy.due(trimmed_at.elapsed(), cpu.saturating_sub(cpu_at_trim), last_check) {
                     trim();
+                    after_trim();
                     trimmed_at = std::time::Instant::now();
                     // The trim's own work is not a burst.
                     cpu_at_trim = process_cpu();

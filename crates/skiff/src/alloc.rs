@@ -134,6 +134,48 @@ fn tune_glibc(sub: GlibcSubcommand) {
     }
 }
 
+/// Bumped when the process asks its threads to hand back mimalloc's free pages.
+static COLLECT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// The epoch this thread last collected at.
+    static COLLECTED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+unsafe extern "C" {
+    /// mimalloc's collection of the calling thread's heap (and, forced, of abandoned
+    /// segments and the arenas' delayed purges). Linked in with the `mimalloc` crate.
+    fn mi_collect(force: bool);
+}
+
+/// Asks every runtime thread to hand its free heap pages back to the OS the next time it
+/// goes idle ([`collect_if_asked`]), and does so for the calling thread now.
+///
+/// Why: mimalloc frees a page back to the OS only on a later allocator call of the thread
+/// that owns it; after a burst (10,000 pods created) the workers go idle with tens of MB of
+/// freed pages still resident. Purging at every free instead (`MIMALLOC_PURGE_DELAY=0`)
+/// cost 25% of the API server's mixed-load throughput.
+pub fn request_collect() {
+    if Dispatch::mode() == MIMALLOC {
+        COLLECT_EPOCH.fetch_add(1, Ordering::Relaxed);
+        collect_if_asked();
+    }
+}
+
+/// Runs on each runtime worker as it parks: collects once per [`request_collect`].
+pub fn collect_if_asked() {
+    let epoch = COLLECT_EPOCH.load(Ordering::Relaxed);
+    if COLLECTED_AT.get() != epoch {
+        COLLECTED_AT.set(epoch);
+        // SAFETY: mimalloc is this process's allocator (epochs only move under it), and
+        // collecting only releases memory no live allocation uses.
+        #[allow(unsafe_code)]
+        unsafe {
+            mi_collect(true)
+        };
+    }
+}
+
 // SAFETY: every method forwards to one allocator, the same for the whole life of the process
 // (`MODE` is set before the first allocation and never changes), so each pointer is freed or
 // resized by the allocator that produced it.
@@ -179,6 +221,32 @@ unsafe impl GlobalAlloc for Dispatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rss_kb() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4
+    }
+
+    #[test]
+    fn a_requested_collect_hands_freed_pages_back() {
+        // The test binary runs on the same allocator choice as `skiff server`: mimalloc.
+        assert_eq!(Dispatch::mode(), MIMALLOC);
+        // On a thread of its own, so that no other test's allocations share its heap.
+        std::thread::spawn(|| {
+            let blocks: Vec<Box<[u8; 256]>> = (0..200_000).map(|i| Box::new([i as u8; 256])).collect();
+            let full = rss_kb();
+            drop(blocks);
+            let freed = rss_kb();
+            request_collect();
+            let collected = rss_kb();
+            // 200,000 blocks of 256 bytes are ~49 MiB; mimalloc keeps the freed pages until
+            // the thread calls it again, and a collect returns them.
+            assert!(freed + 20_000 > full, "freeing alone kept the pages: {full} -> {freed} kB");
+            assert!(collected + 30_000 < freed, "collect returned too little: {freed} -> {collected} kB");
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn only_argv1_shim_or_agent_selects_the_system_allocator() {

@@ -29,7 +29,14 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     // Blocking-pool threads that sat idle for 2 s end (tokio's default is 10 s): after a burst
     // of pod starts the node agent had ~70 of them, each holding megabytes of allocator heap.
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_keep_alive(std::time::Duration::from_secs(2)).build() {
+    // Workers hand back their allocator's free pages when they go idle after a trim asked
+    // for it (crate::trim).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .on_thread_park(alloc::collect_if_asked)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
