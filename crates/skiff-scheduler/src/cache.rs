@@ -203,7 +203,7 @@ mod tests {
                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}, {"name": "cfg", "configMap": {"name": "cm"}}],
                 "initContainers": [{"name": "side", "image": "s", "restartPolicy": "Always", "env": [{"name": "A", "value": "1"}]}],
                 "containers": [{"name": "app", "image": "nginx", "args": ["-x"], "env": [{"name": "A", "value": "1"}],
-                    "ports": [{"containerPort": 80, "hostPort": 8080}], "resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "2"}}}]
+                    "ports": [{"containerPort": 80, "hostPort": 8080}], "resources": {"requests": {"cpu": "1", "memory": "64Mi", "nvidia.com/gpu": "1"}, "limits": {"cpu": "2"}}}]
             },
             "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}
         }))
@@ -218,11 +218,28 @@ mod tests {
         let c = &v["spec"]["containers"][0];
         assert_eq!((c["name"].as_str(), c["image"].as_str()), (Some("app"), Some("nginx")));
         assert_eq!(c["ports"][0]["hostPort"], 8080);
-        assert_eq!(c["resources"]["requests"]["cpu"], "1");
-        assert!(c["resources"]["limits"].is_null());
+        assert_eq!(c["resources"], serde_json::json!({"requests": {"milliCpu": 1000, "memory": 64 << 20}}));
         assert!(c["env"].is_null() && c["args"].is_null());
         assert_eq!(v["spec"]["initContainers"][0]["restartPolicy"], "Always");
         assert!(v["spec"]["initContainers"][0]["env"].is_null());
         assert_eq!(v["status"], serde_json::json!({"phase": "Pending"}));
+    }
+
+    #[test]
+    fn pods_with_the_same_tolerations_share_one_list() {
+        let decode = |tolerations: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}})).unwrap()
+        };
+        let default = serde_json::json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        ]);
+        let (a, b) = (decode(default.clone()), decode(default));
+        let c = decode(serde_json::json!([{"key": "gpu", "operator": "Exists"}]));
+        let list = |p: &Pod| p.spec.as_ref().unwrap().tolerations.clone().unwrap();
+        assert!(Arc::ptr_eq(&list(&a), &list(&b)), "equal lists are one copy");
+        assert!(!Arc::ptr_eq(&list(&a), &list(&c)));
+        assert_eq!(list(&c)[0].key.as_deref(), Some("gpu"));
+        assert_eq!(list(&a).len(), 2);
     }
 }

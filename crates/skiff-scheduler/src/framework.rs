@@ -48,19 +48,19 @@ fn q(map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource
 /// What a pod asks for: the max of (sum of containers) and (each init container), plus overhead.
 pub fn pod_requests(pod: &Pod) -> Resources {
     let Some(spec) = pod.spec.as_ref() else { return Resources { pods: 1, ..Default::default() } };
+    let requests = |c: &crate::pod::Container| c.resources.as_ref().and_then(|r| r.requests).unwrap_or_default();
     let mut sum = Resources { pods: 1, ..Default::default() };
-    for c in &spec.containers {
-        let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-        sum.milli_cpu += q(r, "cpu", true);
-        sum.memory += q(r, "memory", false);
+    for r in spec.containers.iter().map(requests) {
+        sum.milli_cpu += r.milli_cpu;
+        sum.memory += r.memory;
     }
-    for c in spec.init_containers.iter().flatten() {
-        let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-        sum.milli_cpu = sum.milli_cpu.max(q(r, "cpu", true));
-        sum.memory = sum.memory.max(q(r, "memory", false));
+    for r in spec.init_containers.iter().flatten().map(requests) {
+        sum.milli_cpu = sum.milli_cpu.max(r.milli_cpu);
+        sum.memory = sum.memory.max(r.memory);
     }
-    sum.milli_cpu += q(spec.overhead.as_ref(), "cpu", true);
-    sum.memory += q(spec.overhead.as_ref(), "memory", false);
+    let overhead = spec.overhead.as_ref().map(crate::pod::Requests::from_map).unwrap_or_default();
+    sum.milli_cpu += overhead.milli_cpu;
+    sum.memory += overhead.memory;
     sum
 }
 

@@ -9,6 +9,7 @@
 //! every other field of the JSON without allocating it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{
     Affinity, ContainerPort, EphemeralVolumeSource, PersistentVolumeClaimVolumeSource, PodSchedulingGate, Toleration,
@@ -17,7 +18,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::NamespaceResourceScope;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// A v1 Pod as the scheduler sees it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -50,8 +51,9 @@ pub struct PodSpec {
     /// Boxed: most pods have none, and `Affinity` is 144 bytes inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Box<Affinity>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerations: Option<Vec<Toleration>>,
+    /// Shared between pods with the same list ([`shared_tolerations`]).
+    #[serde(default, deserialize_with = "shared_tolerations", serialize_with = "plain_tolerations", skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Arc<Vec<Toleration>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
     /// Volumes; only claims and ephemeral volumes are kept when cached (VolumeBinding).
@@ -84,11 +86,63 @@ pub struct Container {
     pub restart_policy: Option<String>,
 }
 
-/// Resource requests (limits do not affect placement).
+/// A container's resources: its requests, parsed as they are decoded (limits do not affect
+/// placement).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct ResourceRequirements {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<BTreeMap<String, Quantity>>,
+    #[serde(default, deserialize_with = "parse_requests", skip_serializing_if = "Option::is_none")]
+    pub requests: Option<Requests>,
+}
+
+/// The requests NodeResourcesFit counts: CPU in millicores and memory in bytes (a map of
+/// two quantities took ~650 bytes per container; other resources are not scheduled on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Requests {
+    pub milli_cpu: i64,
+    pub memory: i64,
+}
+
+impl Requests {
+    /// From a resource map (`requests`, `overhead`); a missing or unparsable quantity counts
+    /// 0 (the API server refuses unparsable ones).
+    pub fn from_map(map: &BTreeMap<String, Quantity>) -> Self {
+        let get = |key: &str, milli: bool| {
+            map.get(key)
+                .and_then(|v| skiff_api::quantity::Quantity::parse(&v.0).ok())
+                .map(|v| if milli { v.milli_value() } else { v.value() })
+                .unwrap_or(0)
+        };
+        Requests { milli_cpu: get("cpu", true), memory: get("memory", false) }
+    }
+}
+
+fn parse_requests<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Requests>, D::Error> {
+    Ok(Option::<BTreeMap<String, Quantity>>::deserialize(d)?.map(|m| Requests::from_map(&m)))
+}
+
+fn plain_tolerations<S: serde::Serializer>(v: &Option<Arc<Vec<Toleration>>>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().serialize(s)
+}
+
+/// Toleration lists decoded recently, most recent first. Most pods carry one of a few lists
+/// (admission gives every pod the same two not-ready/unreachable tolerations), so cached
+/// pods share a copy instead of holding ~500 bytes each.
+static TOLERATIONS: Mutex<Vec<Arc<Vec<Toleration>>>> = Mutex::new(Vec::new());
+
+/// How many distinct lists [`TOLERATIONS`] remembers.
+const SHARED_LISTS: usize = 16;
+
+fn shared_tolerations<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Vec<Toleration>>>, D::Error> {
+    let Some(list) = Option::<Vec<Toleration>>::deserialize(d)? else { return Ok(None) };
+    let mut seen = TOLERATIONS.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = match seen.iter().position(|s| **s == list) {
+        Some(i) => seen.remove(i),
+        None => Arc::new(list),
+    };
+    seen.insert(0, shared.clone());
+    seen.truncate(SHARED_LISTS);
+    Ok(Some(shared))
 }
 
 /// A volume, with the sources VolumeBinding looks at.

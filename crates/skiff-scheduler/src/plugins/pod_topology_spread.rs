@@ -78,7 +78,7 @@ fn own_namespace(pod: &Pod) -> Option<Vec<String>> {
 }
 
 fn taints_tolerated(pod: &Pod, node: &NodeInfo) -> bool {
-    let tols = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[]);
+    let tols = pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).map(Vec::as_slice).unwrap_or(&[]);
     node.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or(&[]).iter().filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute").all(|t| tols.iter().any(|tol| crate::plugins::taint_toleration::tolerates(tol, t)))
 }
 

@@ -16,7 +16,7 @@ fn taints(node: &NodeInfo) -> &[Taint] {
 }
 
 fn tolerations(pod: &Pod) -> &[Toleration] {
-    pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or(&[])
+    pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).map(Vec::as_slice).unwrap_or(&[])
 }
 
 impl FilterPlugin for TaintToleration {
