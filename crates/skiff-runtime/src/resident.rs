@@ -9,10 +9,11 @@
 //! skiff processes), so unmapping them from this process costs nothing: whatever it
 //! executes later faults back in from the page cache.
 //!
-//! Only mappings that cannot hold the process's own data qualify: private, not writable,
-//! backed by a file that still exists, and with no anonymous (copied-on-write) or dirty
-//! pages, so dropping them can never lose a byte (relocated read-only data, `.data` and
-//! `.bss` are excluded by those rules).
+//! Only mappings that cannot hold the process's own data qualify: not writable, backed by a
+//! file that still exists, and with no anonymous (copied-on-write) or dirty pages, so
+//! dropping them can never lose a byte (relocated read-only data, `.data` and `.bss` are
+//! excluded by those rules). Besides the code, that covers read-only shared maps of data
+//! files (the store's SQLite readers map the database): their pages stay in the page cache.
 
 use std::fs;
 use std::time::Duration;
@@ -36,7 +37,7 @@ impl Mapping {
         p.len() == 4
             && p[0] == b'r'
             && p[1] != b'w'
-            && p[3] == b'p'
+            && (p[3] == b'p' || p[3] == b's')
             && self.path.starts_with('/')
             && !self.path.ends_with("(deleted)")
             && self.anonymous_kb == 0
@@ -249,17 +250,25 @@ Private_Dirty:         0 kB
 Shared_Dirty:          0 kB
 7ffd00000000-7ffd00001000 r-xp 00000000 00:00 0 [vdso]
 Anonymous:             0 kB
+7f0000600000-7f0000700000 r--s 00000000 fe:01 55 /var/lib/skiff/server/db/state.db
+Anonymous:             0 kB
+Private_Dirty:         0 kB
+Shared_Dirty:          0 kB
+7f0000800000-7f0000900000 rw-s 00000000 fe:01 56 /dev/shm/ring
+Anonymous:             0 kB
+Private_Dirty:         0 kB
+Shared_Dirty:          0 kB
 ";
 
     #[test]
     fn only_clean_read_only_file_mappings_are_dropped() {
         let maps = parse(SAMPLE);
-        assert_eq!(maps.len(), 8);
+        assert_eq!(maps.len(), 10);
         let chosen: Vec<(usize, &str)> = maps.iter().filter(|m| m.droppable()).map(|m| (m.start, m.perms.as_str())).collect();
         assert_eq!(
             chosen,
-            vec![(0x55d0a0000000, "r--p"), (0x55d0a0400000, "r-xp"), (0x7f0000200000, "r-xp")],
-            "code and untouched read-only data of live files only; not relocated data, .data, heap, deleted files or the vdso"
+            vec![(0x55d0a0000000, "r--p"), (0x55d0a0400000, "r-xp"), (0x7f0000200000, "r-xp"), (0x7f0000600000, "r--s")],
+            "code, untouched read-only data and read-only shared maps of live files only; not relocated data, .data, heap, deleted files, the vdso or writable shared maps"
         );
         assert_eq!(maps[6].path, "/old/skiff (deleted)");
     }
