@@ -94,6 +94,17 @@ fn waiting(p: &Pod) -> bool {
     p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().unwrap_or("").is_empty()) && p.metadata.deletion_timestamp.is_none()
 }
 
+/// The store key of `p`: namespace and name only. `ObjectRef::from_obj` also copies the uid
+/// and resourceVersion (which lookups ignore) into every key the loop keeps: two strings for
+/// each of the 10,000 pending pods in `waiting` and `arrived`.
+pub fn key_of(p: &Pod) -> ObjectRef<Pod> {
+    let r = ObjectRef::new(p.metadata.name.as_deref().unwrap_or(""));
+    match p.metadata.namespace.as_deref() {
+        Some(ns) => r.within(ns),
+        None => r,
+    }
+}
+
 /// Whether `p` names the scheduler called `scheduler` (an empty name means the default one).
 pub fn for_scheduler(p: &Pod, scheduler: &str) -> bool {
     p.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).filter(|s| !s.is_empty()).unwrap_or(crate::schedule::SCHEDULER_NAME) == scheduler
@@ -110,7 +121,7 @@ fn track_pod_event(
 ) -> bool {
     match event {
         watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
-            let r = ObjectRef::from_obj(p);
+            let r = key_of(p);
             match (waiting(p), for_scheduler(p, scheduler)) {
                 (true, true) => {
                     waiting_pods.lock().unwrap().insert(r.clone());
@@ -126,7 +137,7 @@ fn track_pod_event(
             }
         }
         watcher::Event::Delete(p) => {
-            waiting_pods.lock().unwrap().remove(&ObjectRef::from_obj(p));
+            waiting_pods.lock().unwrap().remove(&key_of(p));
             false
         }
         // A re-list starts: its InitApply events name every pod again.
@@ -241,5 +252,19 @@ mod tests {
         assert!(!Arc::ptr_eq(&list(&a), &list(&c)));
         assert_eq!(list(&c)[0].key.as_deref(), Some("gpu"));
         assert_eq!(list(&a).len(), 2);
+    }
+
+    #[test]
+    fn keys_find_the_cached_pod_without_copying_its_uid() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "resourceVersion": "7"}
+        }))
+        .unwrap();
+        let key = key_of(&pod);
+        assert_eq!(key, ObjectRef::from_obj(&pod), "the same store key");
+        assert!(key.extra.uid.is_none() && key.extra.resource_version.is_none());
+        let (store, mut writer) = reflector::store::<Pod>();
+        writer.apply_watcher_event(&watcher::Event::Apply(pod));
+        assert_eq!(store.get(&key).unwrap().metadata.uid.as_deref(), Some("u-1"));
     }
 }

@@ -152,7 +152,7 @@ pub async fn run_with(client: kube::Client, config: Config) {
                     snap.assume(i, (*pod).clone());
                     unschedulable.remove(pod);
                     let uid = uid_of(pod).to_string();
-                    assumed.insert(uid.clone(), Assumed { node: node.clone(), at: Instant::now(), pod: ObjectRef::from_obj(&**pod) });
+                    assumed.insert(uid.clone(), Assumed { node: node.clone(), at: Instant::now(), pod: crate::cache::key_of(pod) });
                     reported.remove(&key);
                     let (client, pod, permits, failed) = (client.clone(), (*pod).clone(), binds.clone(), failed_tx.clone());
                     tokio::spawn(async move {
