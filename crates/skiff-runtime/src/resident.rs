@@ -156,7 +156,7 @@ impl TrimPolicy {
 /// steady state never needs again; code still in use faults back in after each trim (a few
 /// milliseconds of page faults per trim at most). `after_trim` runs after each trim, on the
 /// trim thread (the process's own allocator work).
-pub fn spawn_periodic_trim(policy: TrimPolicy, after_trim: fn()) {
+pub fn spawn_periodic_trim(policy: TrimPolicy, after_trim: impl Fn() + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("skiff-trim".into())
         .stack_size(64 * 1024)

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use skiff_api::quantity::Quantity;
 
 use crate::counts::CountCache;
 use crate::plugins::{inter_pod_affinity, pod_topology_spread, volume_binding};
@@ -36,13 +35,6 @@ impl Resources {
         self.memory -= r.memory;
         self.pods -= 1;
     }
-}
-
-fn q(map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, key: &str, milli: bool) -> i64 {
-    map.and_then(|m| m.get(key))
-        .and_then(|v| Quantity::parse(&v.0).ok())
-        .map(|v| if milli { v.milli_value() } else { v.value() })
-        .unwrap_or(0)
 }
 
 /// What a pod asks for: the max of (sum of containers) and (each init container), plus overhead.
@@ -102,9 +94,10 @@ impl NodeInfo {
     /// Build from a node and the pods bound to it.
     pub fn new(node: Arc<Node>, pods: Vec<Arc<Pod>>) -> Self {
         let alloc = node.status.as_ref().and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
+        let cpu_memory = alloc.map(crate::pod::Requests::from_map).unwrap_or_default();
         let allocatable = Resources {
-            milli_cpu: q(alloc, "cpu", true),
-            memory: q(alloc, "memory", false),
+            milli_cpu: cpu_memory.milli_cpu,
+            memory: cpu_memory.memory,
             pods: alloc.and_then(|m| m.get("pods")).and_then(|v| v.0.parse().ok()).unwrap_or(110),
         };
         let name = node.metadata.name.clone().unwrap_or_default();

@@ -104,8 +104,8 @@ pub struct Requests {
 }
 
 impl Requests {
-    /// From a resource map (`requests`, `overhead`); a missing or unparsable quantity counts
-    /// 0 (the API server refuses unparsable ones).
+    /// From a resource map (`requests`, `overhead`, a node's allocatable); a missing or
+    /// unparsable quantity counts 0 (the API server refuses unparsable ones).
     pub fn from_map(map: &BTreeMap<String, Quantity>) -> Self {
         let get = |key: &str, milli: bool| {
             map.get(key)

@@ -69,8 +69,8 @@ fn decide() -> u8 {
 ///
 /// Why: the kernel backed mimalloc's reserved region with 2 MiB pages, so an idle, empty
 /// server held 29 MB anonymous for ~4 MB of live heap (18 MB of it `AnonHugePages`); with
-/// huge pages off, 6.8 MB, and 95-100 MB instead of 111-138 MB holding 10,000 pods
-/// (docs/benchmarks.md, API server, Session 14). The flag is inherited across fork and
+/// huge pages off, 6.8 MB, and 99-107 MB instead of 103-115 MB holding 10,000 pods in
+/// the same sitting (docs/benchmarks.md, API server, Session 14). The flag is inherited across fork and
 /// exec, so the glibc processes (a shim, whose children are containers) clear it again:
 /// workloads keep the machine's huge-page policy.
 #[allow(unsafe_code)]
@@ -84,9 +84,13 @@ fn set_huge_pages(off: bool) {
 /// mimalloc's `mi_option_purge_delay` (its `mi_option_e` enum, v2).
 const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 
+// mimalloc's own API, linked in with the `mimalloc` crate.
 unsafe extern "C" {
-    /// Sets a mimalloc option; options live in a static table, so this allocates nothing.
+    /// Sets an option; options live in a static table, so this allocates nothing.
     fn mi_option_set(option: libc::c_int, value: libc::c_long);
+    /// Collects the calling thread's heap (and, forced, abandoned segments and the arenas'
+    /// delayed purges).
+    fn mi_collect(force: bool);
 }
 
 /// Freed pages are handed back to the OS after a second rather than mimalloc's 10 ms: with
@@ -181,19 +185,13 @@ thread_local! {
     static COLLECTED_AT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-unsafe extern "C" {
-    /// mimalloc's collection of the calling thread's heap (and, forced, of abandoned
-    /// segments and the arenas' delayed purges). Linked in with the `mimalloc` crate.
-    fn mi_collect(force: bool);
-}
-
 /// Asks every runtime thread to hand its free heap pages back to the OS the next time it
 /// goes idle ([`collect_if_asked`]), and does so for the calling thread now.
 ///
 /// Why: mimalloc frees a page back to the OS only on a later allocator call of the thread
 /// that owns it; after a burst (10,000 pods created) the workers go idle with tens of MB of
 /// freed pages still resident. Purging at every free instead (`MIMALLOC_PURGE_DELAY=0`)
-/// cost 25% of the API server's mixed-load throughput.
+/// cost 14% of the API server's mixed-load throughput and raised its p99 to 71 ms.
 pub fn request_collect() {
     if Dispatch::mode() == MIMALLOC {
         COLLECT_EPOCH.fetch_add(1, Ordering::Relaxed);

@@ -22,24 +22,20 @@ const POLICY: TrimPolicy = TrimPolicy {
     burst: Duration::from_millis(500),
 };
 
-/// The runtime whose workers are woken to collect their heaps after each trim.
-static RUNTIME: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
-
-/// Starts the trim thread of this process (from inside its runtime).
+/// Starts the trim thread of this process (from inside its runtime, whose workers are then
+/// woken after each trim to collect their heaps).
 pub fn start() {
-    if let Ok(h) = tokio::runtime::Handle::try_current() {
-        let _ = RUNTIME.set(h);
-    }
-    skiff_runtime::resident::spawn_periodic_trim(POLICY, collect_heaps);
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    skiff_runtime::resident::spawn_periodic_trim(POLICY, move || collect_heaps(runtime.as_ref()));
 }
 
 /// Has every runtime worker hand back its allocator's free pages (`alloc::request_collect`;
 /// a no-op under glibc's malloc, which the trim itself covers). Idle workers collect as they
 /// park again, so each is given a task that holds it for a millisecond: while one worker
 /// holds the first, another picks up the next.
-fn collect_heaps() {
+fn collect_heaps(runtime: Option<&tokio::runtime::Handle>) {
     crate::alloc::request_collect();
-    if let Some(h) = RUNTIME.get() {
+    if let Some(h) = runtime {
         for _ in 0..h.metrics().num_workers() {
             h.spawn(async { std::thread::sleep(Duration::from_millis(1)) });
         }
