@@ -91,24 +91,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let mut controllers = skiff_controllers::Config::new(args.data_dir.join("kubeconfig.yaml"));
     controllers.client = Some(in_process.clone());
     controllers.node_timings.grace = std::time::Duration::from_secs(args.node_monitor_grace_period.max(1));
-    let run_controllers = !args.disable_controller_manager;
-    let controllers_task = tokio::spawn(async move {
-        if !run_controllers {
-            return;
-        }
-        if let Err(e) = skiff_controllers::run(controllers, rx).await {
-            tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
-        }
-    });
-    let run_scheduler = !args.disable_scheduler;
-    let scheduler_task = tokio::spawn(async move {
-        if !run_scheduler {
-            return;
-        }
-        let c = in_process.clone();
-        let lease = skiff_controllers::leader::LeaseConfig::new("kube-scheduler");
-        skiff_controllers::leader::run_elected(in_process, lease, move || skiff_scheduler::run(c.clone())).await
-    });
+    if !args.disable_controller_manager {
+        spawn_component("skiff-controllers", move || async move {
+            if let Err(e) = skiff_controllers::run(controllers, rx).await {
+                tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
+            }
+        })?;
+    }
+    if !args.disable_scheduler {
+        spawn_component("skiff-scheduler", move || async move {
+            let c = in_process.clone();
+            let lease = skiff_controllers::leader::LeaseConfig::new("kube-scheduler");
+            skiff_controllers::leader::run_elected(in_process, lease, move || skiff_scheduler::run(c.clone())).await
+        })?;
+    }
     let agent_task = (!args.disable_agent).then(|| {
         let options = crate::agent::AgentOptions {
             data_dir: args.data_dir.clone(),
@@ -134,11 +130,36 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     let _ = tx.send(true);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
-    controllers_task.abort();
-    scheduler_task.abort();
     if let Some(agent) = agent_task {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), agent).await;
     }
+    Ok(())
+}
+
+/// Runs a control-plane component (the controller manager, the scheduler) on a thread of
+/// its own with a single-threaded runtime, for the process's lifetime.
+///
+/// Why not tasks on the server's runtime: the allocator (mimalloc) serves each thread from
+/// pages of its own, and the components' caches (every pod, every object's owners) are
+/// long-lived while the API server's request buffers are not. Allocated by the same worker
+/// threads, the two interleave, and after a burst each page freed of requests is still held
+/// by a few cached objects: holding 10,000 pods, the server's heap was twice its live data.
+/// Each component's cache now fills pages of its own thread.
+fn spawn_component<F, Fut>(name: &'static str, component: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .on_thread_park(crate::alloc::collect_if_asked)
+        .build()
+        .with_context(|| format!("starting the {name} runtime"))?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || runtime.block_on(component()))
+        .with_context(|| format!("starting the {name} thread"))?;
     Ok(())
 }
 
