@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::framework::{labels_of, DomainCache, Domains, NodeInfo, NO_DOMAIN};
+use crate::framework::{DomainCache, Domains, NodeInfo, NO_DOMAIN};
 use crate::pod::Pod;
 use crate::selector::{in_namespaces, matches, Namespaces};
 
@@ -58,7 +58,7 @@ pub struct CountCache {
 pub fn pod_matches(pod: &Pod, namespaces: &Namespaces, selector: &LabelSelector) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && in_namespaces(namespaces, pod.metadata.namespace.as_deref().unwrap_or(""))
-        && matches(selector, labels_of(&pod.metadata))
+        && matches(selector, pod.labels())
 }
 
 impl CountCache {

@@ -21,17 +21,77 @@ use k8s_openapi::NamespaceResourceScope;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// A v1 Pod as the scheduler sees it.
+///
+/// Its labels are kept apart from `metadata` (which never holds them) and shared with other
+/// pods that carry the same set ([`shared_labels`]): a pod's labels are a `BTreeMap` node of
+/// room for eleven entries plus a string per key and value, ~700 bytes for three labels,
+/// and the pods of one ReplicaSet (or one benchmark shard) all carry the same set. Read
+/// them with [`Pod::labels`]; (de)serialised, they are in `metadata.labels` as usual.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(from = "PodJson", into = "PodJson")]
 pub struct Pod {
-    /// Standard metadata (annotations and managed fields are dropped when cached).
-    #[serde(default)]
+    /// Standard metadata without labels (annotations and managed fields are dropped when
+    /// cached).
     pub metadata: ObjectMeta,
+    /// `metadata.labels`, shared.
+    pub labels: Option<Arc<BTreeMap<String, String>>>,
     /// What the plugins read of the spec.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<PodSpec>,
     /// What the loop reads of the status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<PodStatus>,
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl Pod {
+    /// The pod's labels (an empty map when it has none).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        self.labels.as_deref().unwrap_or(&NO_LABELS)
+    }
+}
+
+/// The wire form of [`Pod`].
+#[derive(Clone, Deserialize, Serialize)]
+struct PodJson {
+    #[serde(default)]
+    metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spec: Option<PodSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<PodStatus>,
+}
+
+impl From<PodJson> for Pod {
+    fn from(mut p: PodJson) -> Self {
+        let labels = p.metadata.labels.take().map(shared_labels);
+        Pod { metadata: p.metadata, labels, spec: p.spec, status: p.status }
+    }
+}
+
+impl From<Pod> for PodJson {
+    fn from(mut p: Pod) -> Self {
+        p.metadata.labels = p.labels.map(|l| (*l).clone());
+        PodJson { metadata: p.metadata, spec: p.spec, status: p.status }
+    }
+}
+
+/// Label sets decoded recently, most recent first (as [`TOLERATIONS`] for tolerations).
+static LABEL_SETS: Mutex<Vec<Arc<BTreeMap<String, String>>>> = Mutex::new(Vec::new());
+
+/// How many distinct label sets [`LABEL_SETS`] remembers: pods arrive grouped by their
+/// controller (a ReplicaSet's pods are created together), so a short list finds most.
+const SHARED_LABEL_SETS: usize = 32;
+
+/// `labels`, or an equal set decoded recently.
+fn shared_labels(labels: BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
+    let mut seen = LABEL_SETS.lock().unwrap_or_else(|e| e.into_inner());
+    let shared = match seen.iter().position(|s| **s == labels) {
+        Some(i) => seen.remove(i),
+        None => Arc::new(labels),
+    };
+    seen.insert(0, shared.clone());
+    seen.truncate(SHARED_LABEL_SETS);
+    shared
 }
 
 /// The spec fields scheduling depends on.
@@ -187,5 +247,28 @@ impl k8s_openapi::Metadata for Pod {
 
     fn metadata_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(labels: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "labels": labels}})).unwrap()
+    }
+
+    #[test]
+    fn equal_label_sets_are_shared_and_written_back_in_metadata() {
+        let a = decode(serde_json::json!({"app": "web", "tier": "front"}));
+        let b = decode(serde_json::json!({"tier": "front", "app": "web"}));
+        let c = decode(serde_json::json!({"app": "db"}));
+        assert!(Arc::ptr_eq(a.labels.as_ref().unwrap(), b.labels.as_ref().unwrap()));
+        assert!(!Arc::ptr_eq(a.labels.as_ref().unwrap(), c.labels.as_ref().unwrap()));
+        assert!(a.metadata.labels.is_none(), "labels live outside the metadata");
+        assert_eq!(a.labels().get("tier").map(String::as_str), Some("front"));
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["metadata"]["labels"], serde_json::json!({"app": "db"}));
+        assert!(decode(serde_json::Value::Null).labels().is_empty());
     }
 }

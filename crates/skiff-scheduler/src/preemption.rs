@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::core::{run_filters, FitError, Framework};
-use crate::framework::{labels_of, pod_priority, NodeInfo, Snapshot};
+use crate::framework::{pod_priority, NodeInfo, Snapshot};
 use crate::pod::Pod;
 use crate::selector::matches;
 
@@ -55,7 +55,7 @@ fn violates(pdbs: &[Arc<k8s_openapi::api::policy::v1::PodDisruptionBudget>], lef
     let mut violated = false;
     for (i, pdb) in pdbs.iter().enumerate() {
         let selects = pdb.metadata.namespace.as_deref() == ns
-            && pdb.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| matches(s, labels_of(&victim.metadata)));
+            && pdb.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| matches(s, victim.labels()));
         if selects {
             let allowed = left.entry(i).or_insert_with(|| pdb.status.as_ref().map(|s| s.disruptions_allowed).unwrap_or(0));
             *allowed -= 1;

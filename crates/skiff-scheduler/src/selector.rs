@@ -15,7 +15,7 @@ pub fn with_label_keys(sel: &LabelSelector, pod: &Pod, match_keys: &[String], mi
     if match_keys.is_empty() && mismatch_keys.is_empty() {
         return sel.clone();
     }
-    let labels = crate::framework::labels_of(&pod.metadata);
+    let labels = pod.labels();
     let mut out = sel.clone();
     let exprs = out.match_expressions.get_or_insert_with(Vec::new);
     for (keys, op) in [(match_keys, "In"), (mismatch_keys, "NotIn")] {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::counts::{pod_matches, Counts};
-use crate::framework::{labels_of, CycleState, Domains, FilterPlugin, NodeInfo, ScorePlugin, Snapshot, NO_DOMAIN};
+use crate::framework::{CycleState, Domains, FilterPlugin, NodeInfo, ScorePlugin, Snapshot, NO_DOMAIN};
 use crate::plugins::node_affinity;
 use crate::pod::Pod;
 use crate::selector::with_label_keys;
@@ -52,7 +52,7 @@ fn constraints(pod: &Pod) -> Vec<Constraint> {
             .collect(),
         _ => {
             let owned = pod.metadata.owner_references.iter().flatten().any(|o| o.controller == Some(true));
-            let labels = labels_of(&pod.metadata);
+            let labels = pod.labels();
             if !owned || labels.is_empty() {
                 return Vec::new();
             }
