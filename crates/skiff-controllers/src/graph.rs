@@ -73,6 +73,14 @@ pub struct Graph {
 /// The only built-in resource whose changes add or remove served resources.
 const CRD_KEY: &str = "apiextensions.k8s.io/v1/customresourcedefinitions";
 
+/// Resources the collector does not follow, as upstream's `DefaultIgnoredResources`: events
+/// (core and events.k8s.io). They are the cluster's most numerous objects and churn the
+/// most, and nothing owns them or is owned by them in practice: holding 10,000 pending pods
+/// the graph had an entry for each of their 10,000 FailedScheduling events.
+fn ignored(ar: &ApiResource) -> bool {
+    ar.plural == "events" && (ar.group.is_empty() || ar.group == "events.k8s.io")
+}
+
 fn resource_key(ar: &ApiResource) -> String {
     format!("{}/{}/{}", ar.group, ar.version, ar.plural)
 }
@@ -117,6 +125,9 @@ impl Graph {
         for group in discovery.groups() {
             for (ar, caps) in group.recommended_resources() {
                 if !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::WATCH) || !caps.supports_operation(verbs::DELETE) {
+                    continue;
+                }
+                if ignored(&ar) {
                     continue;
                 }
                 let key = resource_key(&ar);
@@ -293,5 +304,28 @@ pub fn api_for(client: &kube::Client, n: &Node) -> Api<DynamicObject> {
     match &n.namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &*n.resource),
         None => Api::all_with(client.clone(), &*n.resource),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(group: &str, plural: &str) -> ApiResource {
+        ApiResource {
+            group: group.into(),
+            version: "v1".into(),
+            api_version: if group.is_empty() { "v1".into() } else { format!("{group}/v1") },
+            kind: String::new(),
+            plural: plural.into(),
+        }
+    }
+
+    #[test]
+    fn events_are_not_followed_and_other_resources_are() {
+        assert!(ignored(&resource("", "events")));
+        assert!(ignored(&resource("events.k8s.io", "events")));
+        assert!(!ignored(&resource("", "pods")));
+        assert!(!ignored(&resource("example.com", "events")), "a custom resource named events is followed");
     }
 }
