@@ -36,6 +36,11 @@ pub fn kubectl_env(c: &Cluster, minor: u32, env: &[(&str, &str)], args: &[&str])
     let bin = kubectl_path(minor).unwrap_or_else(|| panic!("kubectl 1.{minor} installed"));
     let mut cmd = Command::new(bin);
     cmd.arg("--kubeconfig").arg(c.kubeconfig()).args(args).stdin(Stdio::null());
+    // `kubectl edit` writes its buffers to $TMPDIR and keeps a copy when the server refuses
+    // the edit: inside the cluster's data dir, they go when the test's cluster does.
+    if let Some(dir) = std::path::Path::new(&c.kubeconfig()).parent() {
+        cmd.env("TMPDIR", dir);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
