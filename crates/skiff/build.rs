@@ -8,9 +8,9 @@
 //! heap and stacks are still randomised), the trade-off Go binaries such as k3s's make by
 //! default.
 //!
-//! Code laid out by use: `text-order.txt` lists the functions an idle node agent runs
-//! (recorded by `scripts/text-order/`), and the linker places them together at the start
-//! of the code. The kernel maps 64 KiB of a binary around each page a process touches, so
+//! Code laid out by use: `text-order.txt` lists the functions an idle node agent and an
+//! idle server run (recorded by `scripts/text-order/`), and the linker places them together
+//! at the start of the code. The kernel maps 64 KiB of a binary around each page a process touches, so
 //! with those functions scattered over ~50 MB of code an idle agent kept ~20 MiB of it
 //! resident for ~4 MiB it runs. Names the current code no longer has are skipped (silently:
 //! a stale list costs memory, never correctness).

@@ -61,7 +61,8 @@ pub fn pod_priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
-static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+/// An empty label map, for objects without labels.
+pub(crate) static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 /// Labels of an object's metadata, or an empty map.
 pub fn labels_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &BTreeMap<String, String> {

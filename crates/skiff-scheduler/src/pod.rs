@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// A v1 Pod as the scheduler sees it.
 ///
 /// Its labels are kept apart from `metadata` (which never holds them) and shared with other
-/// pods that carry the same set ([`shared_labels`]): a pod's labels are a `BTreeMap` node of
+/// pods that carry the same set ([`Recent`]): a pod's labels are a `BTreeMap` node of
 /// room for eleven entries plus a string per key and value, ~700 bytes for three labels,
 /// and the pods of one ReplicaSet (or one benchmark shard) all carry the same set. Read
 /// them with [`Pod::labels`]; (de)serialised, they are in `metadata.labels` as usual.
@@ -41,12 +41,10 @@ pub struct Pod {
     pub status: Option<PodStatus>,
 }
 
-static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
-
 impl Pod {
     /// The pod's labels (an empty map when it has none).
     pub fn labels(&self) -> &BTreeMap<String, String> {
-        self.labels.as_deref().unwrap_or(&NO_LABELS)
+        self.labels.as_deref().unwrap_or(&crate::framework::NO_LABELS)
     }
 }
 
@@ -63,7 +61,7 @@ struct PodJson {
 
 impl From<PodJson> for Pod {
     fn from(mut p: PodJson) -> Self {
-        let labels = p.metadata.labels.take().map(shared_labels);
+        let labels = p.metadata.labels.take().map(|l| LABEL_SETS.share(l));
         Pod { metadata: p.metadata, labels, spec: p.spec, status: p.status }
     }
 }
@@ -75,24 +73,34 @@ impl From<Pod> for PodJson {
     }
 }
 
-/// Label sets decoded recently, most recent first (as [`TOLERATIONS`] for tolerations).
-static LABEL_SETS: Mutex<Vec<Arc<BTreeMap<String, String>>>> = Mutex::new(Vec::new());
-
-/// How many distinct label sets [`LABEL_SETS`] remembers: pods arrive grouped by their
-/// controller (a ReplicaSet's pods are created together), so a short list finds most.
-const SHARED_LABEL_SETS: usize = 32;
-
-/// `labels`, or an equal set decoded recently.
-fn shared_labels(labels: BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
-    let mut seen = LABEL_SETS.lock().unwrap_or_else(|e| e.into_inner());
-    let shared = match seen.iter().position(|s| **s == labels) {
-        Some(i) => seen.remove(i),
-        None => Arc::new(labels),
-    };
-    seen.insert(0, shared.clone());
-    seen.truncate(SHARED_LABEL_SETS);
-    shared
+/// Values decoded recently, most recent first, so that cached pods carrying an equal value
+/// share one copy of it. A short list is enough: pods arrive grouped by their controller (a
+/// ReplicaSet's pods are created together), and most carry one of a few toleration lists.
+struct Recent<T> {
+    seen: Mutex<Vec<Arc<T>>>,
+    capacity: usize,
 }
+
+impl<T: PartialEq> Recent<T> {
+    const fn new(capacity: usize) -> Self {
+        Recent { seen: Mutex::new(Vec::new()), capacity }
+    }
+
+    /// `value`, or an equal one decoded recently.
+    fn share(&self, value: T) -> Arc<T> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = match seen.iter().position(|s| **s == value) {
+            Some(i) => seen.remove(i),
+            None => Arc::new(value),
+        };
+        seen.insert(0, shared.clone());
+        seen.truncate(self.capacity);
+        shared
+    }
+}
+
+/// Label sets decoded recently ([`Pod::labels`]).
+static LABEL_SETS: Recent<BTreeMap<String, String>> = Recent::new(32);
 
 /// The spec fields scheduling depends on.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -185,24 +193,13 @@ fn plain_tolerations<S: serde::Serializer>(v: &Option<Arc<Vec<Toleration>>>, s: 
     v.as_deref().serialize(s)
 }
 
-/// Toleration lists decoded recently, most recent first. Most pods carry one of a few lists
-/// (admission gives every pod the same two not-ready/unreachable tolerations), so cached
-/// pods share a copy instead of holding ~500 bytes each.
-static TOLERATIONS: Mutex<Vec<Arc<Vec<Toleration>>>> = Mutex::new(Vec::new());
-
-/// How many distinct lists [`TOLERATIONS`] remembers.
-const SHARED_LISTS: usize = 16;
+/// Toleration lists decoded recently. Admission gives every pod the same two
+/// not-ready/unreachable tolerations, so cached pods share a copy instead of holding ~500
+/// bytes each.
+static TOLERATIONS: Recent<Vec<Toleration>> = Recent::new(16);
 
 fn shared_tolerations<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<Vec<Toleration>>>, D::Error> {
-    let Some(list) = Option::<Vec<Toleration>>::deserialize(d)? else { return Ok(None) };
-    let mut seen = TOLERATIONS.lock().unwrap_or_else(|e| e.into_inner());
-    let shared = match seen.iter().position(|s| **s == list) {
-        Some(i) => seen.remove(i),
-        None => Arc::new(list),
-    };
-    seen.insert(0, shared.clone());
-    seen.truncate(SHARED_LISTS);
-    Ok(Some(shared))
+    Ok(Option::<Vec<Toleration>>::deserialize(d)?.map(|list| TOLERATIONS.share(list)))
 }
 
 /// A volume, with the sources VolumeBinding looks at.

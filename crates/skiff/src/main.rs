@@ -27,16 +27,7 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if args.verbose { "debug" } else { "info" }));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    // Blocking-pool threads that sat idle for 2 s end (tokio's default is 10 s): after a burst
-    // of pod starts the node agent had ~70 of them, each holding megabytes of allocator heap.
-    // Workers hand back their allocator's free pages when they go idle after a trim asked
-    // for it (crate::trim).
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_keep_alive(std::time::Duration::from_secs(2))
-        .on_thread_park(alloc::collect_if_asked)
-        .build()
-    {
+    let runtime = match build_runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -50,4 +41,13 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(1)
         }
     }
+}
+
+/// Builds a runtime with skiff's settings (the process's main one, and each control-plane
+/// component's in `skiff server`). Blocking-pool threads that sat idle for 2 s end (tokio's
+/// default is 10 s): after a burst of pod starts the node agent had ~70 of them, each
+/// holding megabytes of allocator heap. Runtime threads hand back their allocator's free
+/// pages when they go idle after a trim asked for it (crate::trim).
+pub(crate) fn build_runtime(mut builder: tokio::runtime::Builder) -> std::io::Result<tokio::runtime::Runtime> {
+    builder.enable_all().thread_keep_alive(std::time::Duration::from_secs(2)).on_thread_park(alloc::collect_if_asked).build()
 }

@@ -150,11 +150,7 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_keep_alive(std::time::Duration::from_secs(2))
-        .on_thread_park(crate::alloc::collect_if_asked)
-        .build()
+    let runtime = crate::build_runtime(tokio::runtime::Builder::new_current_thread())
         .with_context(|| format!("starting the {name} runtime"))?;
     std::thread::Builder::new()
         .name(name.into())
