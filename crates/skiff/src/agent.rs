@@ -131,6 +131,10 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
     let hook = pod_network.hook();
     let cni = pod_network.cni();
     let runtime = tokio::task::spawn_blocking(move || -> anyhow::Result<LocalRuntime> {
+        let mounted = skiff_runtime::cgroups::mount_missing_v1();
+        if !mounted.is_empty() {
+            tracing::info!(controllers = ?mounted, "mounted the cgroup v1 controllers the host had left unmounted");
+        }
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
         let runtime = LocalRuntime::new(config, hook)
             .map_err(|e| anyhow::anyhow!("starting the container runtime in {}: {e}", root.display()))?;

@@ -127,17 +127,18 @@ fn cpu_ticks(pid: u32) -> u64 {
     f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// Waits until the whole machine is under 10% busy over one second (at most `limit`);
-/// returns how long that took.
+/// Waits until the whole machine has been under 10% busy for two seconds in a row (at most
+/// `limit`); returns how long that took. One quiet second was not enough: the kernel tears
+/// down deleted pods' network namespaces in batches, and a pause between two batches passed
+/// for quiet, so the sustained phase sometimes ran into the next batch.
 async fn settle(limit: Duration) -> Duration {
     let start = Instant::now();
-    while start.elapsed() < limit {
+    let mut quiet = 0;
+    while start.elapsed() < limit && quiet < 2 {
         let (busy0, total0) = machine_ticks();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (busy1, total1) = machine_ticks();
-        if (busy1 - busy0) * 10 < (total1 - total0).max(1) {
-            break;
-        }
+        quiet = if (busy1 - busy0) * 10 < (total1 - total0).max(1) { quiet + 1 } else { 0 };
     }
     start.elapsed()
 }

@@ -23,6 +23,7 @@ mod ipam;
 mod netns;
 mod nl;
 mod routes;
+mod socket_pool;
 mod veth;
 mod vxlan;
 
@@ -50,6 +51,7 @@ pub use veth::{host_veth_name, HOST_VETH_PREFIX, POD_IFNAME};
 pub use vxlan::{vtep_mac, VXLAN_OVERHEAD};
 
 use nl::Netlink;
+use socket_pool::SocketPool;
 use veth::PodIface;
 use vxlan::VxlanParams;
 
@@ -156,10 +158,17 @@ impl PodNetworkConfig {
 #[derive(Debug)]
 pub struct PodNetwork {
     cfg: PodNetworkConfig,
+    /// For node-wide configuration (bridge, routes to peers, clean-up), one change at a time.
     nl: Mutex<Netlink>,
+    /// For wiring and unwiring single pods, several at a time.
+    pod_sockets: SocketPool,
     ipam: Ipam,
     mtu: u32,
 }
+
+/// Pods wired at the same time; a burst gains nothing beyond a few on a small node, the
+/// kernel serialising link changes anyway.
+const POD_SOCKETS: usize = 4;
 
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
@@ -226,6 +235,7 @@ impl PodNetwork {
         Ok(Self {
             cfg,
             nl: Mutex::new(nl),
+            pod_sockets: SocketPool::open(POD_SOCKETS)?,
             ipam,
             mtu,
         })
@@ -274,10 +284,9 @@ impl PodNetwork {
         let existed = self.ipam.lookup(sandbox_id)?.is_some();
         let ip = self.ipam.allocate(sandbox_id)?;
         let res = (|| {
-            let mut nl = self.nl();
             // Re-ensured on every attach so that a bridge deleted behind our back heals.
             let br = bridge::ensure_bridge(
-                &mut nl,
+                &mut self.nl(),
                 &self.cfg.bridge,
                 self.gateway(),
                 self.cfg.pod_cidr,
@@ -290,7 +299,7 @@ impl PodNetwork {
                 gateway: self.gateway(),
                 mtu: self.mtu,
             };
-            veth::attach(&mut nl, br.index, sandbox_id, netns, want)
+            veth::attach(&mut self.pod_sockets.get(), br.index, sandbox_id, netns, want)
         })();
         match res {
             Ok(()) => {
@@ -311,7 +320,7 @@ impl PodNetwork {
     /// Unwires a sandbox: deletes its host veth if present and releases its address.
     /// Idempotent.
     pub fn detach(&self, sandbox_id: &str) -> Result<()> {
-        veth::detach(&mut self.nl(), sandbox_id)?;
+        veth::detach(&mut self.pod_sockets.get(), sandbox_id)?;
         self.ipam.release(sandbox_id)?;
         Ok(())
     }

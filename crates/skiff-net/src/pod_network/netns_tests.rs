@@ -286,3 +286,28 @@ fn detach_and_gc_release_addresses() {
         assert!(ipam_dir.join(a_ip.to_string()).exists());
     });
 }
+
+/// Pods wired from several threads at once (as the agent does in a burst) each get their
+/// own address and a working link, and the node's sockets are not mixed up between them.
+#[test]
+fn pods_attached_concurrently_are_all_wired() {
+    if !lab_available() {
+        return;
+    }
+    with_lab("par", LIMIT, |lab| {
+        let nodes = build_nodes(&lab, 1, Backend::HostGw);
+        let names: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+        let pods: Vec<(std::path::PathBuf, Ipv4Addr)> = std::thread::scope(|s| {
+            let handles: Vec<_> = names.iter().map(|n| s.spawn(|| add_pod(&lab, &nodes[0], n))).collect();
+            handles.into_iter().map(|h| h.join().expect("attach thread")).collect()
+        });
+        let mut ips: Vec<Ipv4Addr> = pods.iter().map(|(_, ip)| *ip).collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), names.len(), "every pod its own address: {pods:?}");
+        for (name, (ns, ip)) in names.iter().zip(&pods) {
+            assert_eq!(nodes[0].net().address_of(name), Some(*ip));
+            tcp_check(ns, &nodes[0].ns, nodes[0].net().gateway()).unwrap_or_else(|e| panic!("{name} -> gateway: {e}"));
+        }
+    });
+}
