@@ -4,31 +4,37 @@
 //! garbage collector does. Level-triggered: every pass recomputes from the graph.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use serde_json::json;
 
-use crate::graph::{api_for, Graph, Node, Owner};
+use crate::graph::{api_for, Graph, Node, Owner, PassGate};
 
 /// Run the collector until aborted.
 pub async fn run(client: kube::Client, graph: Graph) {
     // Deletes recently sent, so a slow API does not get the same request every pass.
-    let mut recent: HashMap<String, Instant> = HashMap::new();
+    let mut recent: HashMap<Arc<str>, Instant> = HashMap::new();
+    let mut gate = PassGate::default();
     loop {
         graph.wait_change(Duration::from_secs(2)).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
-        if !graph.synced() {
+        if !graph.synced() || !gate.open(&graph) {
             continue;
         }
         recent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
-        pass(&client, &graph, &mut recent).await;
+        let had_work = pass(&client, &graph, &mut recent).await;
+        gate.ran(had_work);
     }
 }
 
-async fn pass(client: &kube::Client, graph: &Graph, recent: &mut HashMap<String, Instant>) {
-    for (n, deps) in graph.gc_candidates() {
+/// One pass over the graph's candidates; whether there were any.
+async fn pass(client: &kube::Client, graph: &Graph, recent: &mut HashMap<Arc<str>, Instant>) -> bool {
+    let candidates = graph.gc_candidates();
+    let had_work = !candidates.is_empty();
+    for (n, deps) in candidates {
         let deps: Vec<&Node> = deps.iter().collect();
         if n.deleting && n.finalizers.iter().any(|f| f == "orphan") {
             orphan(client, &n, &deps).await;
@@ -47,6 +53,7 @@ async fn pass(client: &kube::Client, graph: &Graph, recent: &mut HashMap<String,
             let _ = api_for(client, &n).delete(&n.name, &DeleteParams::background()).await;
         }
     }
+    had_work
 }
 
 /// Remove the owner reference to `owner` from each dependent, then the `orphan` finalizer.
@@ -55,7 +62,7 @@ async fn orphan(client: &kube::Client, owner: &Node, deps: &[&Node]) {
         let refs: Vec<serde_json::Value> = d
             .owners
             .iter()
-            .filter(|o| o.uid != owner.uid)
+            .filter(|o| *o.uid != *owner.uid)
             .map(|o| json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid}))
             .collect();
         let full = full_owner_refs(client, d, &owner.uid).await.unwrap_or(refs);
@@ -82,7 +89,7 @@ async fn full_owner_refs(client: &kube::Client, d: &Node, owner_uid: &str) -> Op
 }
 
 /// Foreground: delete dependents (in the foreground too); release the owner once none remain.
-async fn foreground(client: &kube::Client, owner: &Node, deps: &[&Node], recent: &mut HashMap<String, Instant>) {
+async fn foreground(client: &kube::Client, owner: &Node, deps: &[&Node], recent: &mut HashMap<Arc<str>, Instant>) {
     if deps.is_empty() {
         remove_finalizer(client, owner, "foregroundDeletion").await;
         return;

@@ -8,19 +8,22 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, PostParams};
 
-use crate::graph::{api_for, Graph};
+use crate::graph::{api_for, Graph, PassGate};
 
 /// Run until aborted.
 pub async fn run(client: kube::Client, graph: Graph) {
-    let mut recent: HashMap<String, Instant> = HashMap::new();
+    let mut recent: HashMap<std::sync::Arc<str>, Instant> = HashMap::new();
+    let mut gate = PassGate::default();
     loop {
         graph.wait_change(Duration::from_secs(2)).await;
         tokio::time::sleep(Duration::from_millis(30)).await;
-        if !graph.synced() {
+        if !graph.synced() || !gate.open(&graph) {
             continue;
         }
         recent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
-        for (ns, inside) in graph.terminating_namespaces() {
+        let terminating = graph.terminating_namespaces();
+        gate.ran(!terminating.is_empty());
+        for (ns, inside) in terminating {
             if inside.is_empty() {
                 finalize(&client, &ns).await;
                 continue;

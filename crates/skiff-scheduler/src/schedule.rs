@@ -120,7 +120,7 @@ pub async fn run_with(client: kube::Client, config: Config) {
             continue;
         }
         let candidates: Vec<Arc<Pod>> = if full {
-            let waiting: Vec<Arc<Pod>> = cache.waiting.lock().unwrap().iter().filter_map(|r| cache.pods.get(r)).collect();
+            let waiting: Vec<Arc<Pod>> = cache.waiting.lock().unwrap().iter().filter_map(|k| cache.pods.get(&k.object_ref())).collect();
             // Every waiting pod is here: set-aside pods not among them were bound or deleted.
             unschedulable.forget_gone(&waiting);
             waiting
@@ -195,17 +195,33 @@ pub async fn run_with(client: kube::Client, config: Config) {
 /// 10,000 of them that was several milliseconds of CPU per created pod.
 #[derive(Default)]
 struct Unschedulable {
-    /// By uid (looked up for every pending pod on every pass: no key to format).
-    pods: HashMap<String, (Option<String>, u64, Instant)>,
+    /// By a hash of the uid, with a hash of the resourceVersion: 40 bytes an entry and
+    /// nothing on the heap, where two strings per pod took ~160 bytes of a server holding
+    /// 10,000 unschedulable pods. Only equality is ever asked of either, and a 64-bit
+    /// collision among a node's pending pods would at worst delay one pod's retry until the
+    /// next cluster change or `RETRY_AFTER`.
+    pods: HashMap<u64, (u64, u64, Instant)>,
     last_cleanup: Option<Instant>,
 }
 
 /// Upstream's podMaxInUnschedulablePodsDuration is 5 minutes; a minute is cheap here.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 
+/// A fixed 64-bit hash of `s` (SipHash with zero keys: the same for the process's life).
+fn hash_str(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+fn rv_hash(pod: &Pod) -> u64 {
+    hash_str(pod.metadata.resource_version.as_deref().unwrap_or(""))
+}
+
 impl Unschedulable {
     fn insert(&mut self, pod: &Pod, generation: u64) {
-        self.pods.insert(uid_of(pod).to_string(), (pod.metadata.resource_version.clone(), generation, Instant::now()));
+        self.pods.insert(hash_str(uid_of(pod)), (rv_hash(pod), generation, Instant::now()));
     }
 
     fn is_empty(&self) -> bool {
@@ -214,7 +230,7 @@ impl Unschedulable {
 
     fn remove(&mut self, pod: &Pod) {
         if !self.pods.is_empty() {
-            self.pods.remove(uid_of(pod));
+            self.pods.remove(&hash_str(uid_of(pod)));
         }
     }
 
@@ -223,8 +239,8 @@ impl Unschedulable {
         if self.pods.is_empty() {
             return false;
         }
-        self.pods.get(uid_of(pod)).is_some_and(|(rv, at_generation, at)| {
-            *at_generation == generation && *rv == pod.metadata.resource_version && at.elapsed() < RETRY_AFTER
+        self.pods.get(&hash_str(uid_of(pod))).is_some_and(|(rv, at_generation, at)| {
+            *at_generation == generation && *rv == rv_hash(pod) && at.elapsed() < RETRY_AFTER
         })
     }
 
@@ -235,8 +251,8 @@ impl Unschedulable {
             return;
         }
         self.last_cleanup = Some(Instant::now());
-        let live: std::collections::HashSet<&str> = pods.iter().filter_map(|p| p.metadata.uid.as_deref()).collect();
-        self.pods.retain(|uid, _| live.contains(uid.as_str()));
+        let live: std::collections::HashSet<u64> = pods.iter().map(|p| hash_str(uid_of(p))).collect();
+        self.pods.retain(|uid, _| live.contains(uid));
     }
 }
 

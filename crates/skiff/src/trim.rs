@@ -13,7 +13,7 @@ use std::time::Duration;
 use skiff_runtime::resident::TrimPolicy;
 
 /// First trim after start-up's one-off work; later ones at least every minute and after
-/// bursts (a fifth of a second of CPU, then a quiet 5 s): rare enough that re-faulting the
+/// bursts (a fifth of a second of CPU, then 5 s under 5% of a core): rare enough that re-faulting the
 /// code still in use costs nothing measurable. (The agent starts 100 pods in ~0.4 s of its
 /// own CPU: at half a second that burst went untrimmed for up to a minute.)
 const POLICY: TrimPolicy = TrimPolicy {
