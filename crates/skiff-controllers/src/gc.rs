@@ -19,11 +19,7 @@ pub async fn run(client: kube::Client, graph: Graph) {
     let mut recent: HashMap<Arc<str>, Instant> = HashMap::new();
     let mut gate = PassGate::default();
     loop {
-        graph.wait_change(Duration::from_secs(2)).await;
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        if !graph.synced() || !gate.open(&graph) {
-            continue;
-        }
+        gate.wait(&graph).await;
         recent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
         let had_work = pass(&client, &graph, &mut recent).await;
         gate.ran(had_work);

@@ -370,6 +370,19 @@ impl PassGate {
         true
     }
 
+    /// Waits until the graph has listed everything once and a pass is due ([`Self::open`]),
+    /// looking after each change (30 ms later, so that a burst of changes makes one pass)
+    /// and at least every 2 s.
+    pub async fn wait(&mut self, graph: &Graph) {
+        loop {
+            graph.wait_change(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            if graph.synced() && self.open(graph) {
+                return;
+            }
+        }
+    }
+
     /// What the pass just run found: whether it had anything to act on.
     pub fn ran(&mut self, had_work: bool) {
         self.had_work = had_work;

@@ -15,11 +15,7 @@ pub async fn run(client: kube::Client, graph: Graph) {
     let mut recent: HashMap<std::sync::Arc<str>, Instant> = HashMap::new();
     let mut gate = PassGate::default();
     loop {
-        graph.wait_change(Duration::from_secs(2)).await;
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        if !graph.synced() || !gate.open(&graph) {
-            continue;
-        }
+        gate.wait(&graph).await;
         recent.retain(|_, t| t.elapsed() < Duration::from_secs(5));
         let terminating = graph.terminating_namespaces();
         gate.ran(!terminating.is_empty());

@@ -105,6 +105,11 @@ pub fn key_of(p: &Pod) -> ObjectRef<Pod> {
     }
 }
 
+/// `namespace/name` of `p`.
+pub fn pod_key(p: &Pod) -> String {
+    format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
+}
+
 /// A pod's `namespace/name` in one string (neither may contain '/'): the key of the set of
 /// pods waiting for scheduling, 16 bytes and one allocation where an `ObjectRef` takes 96
 /// bytes and two (~1 MB of a server holding 10,000 pending pods).
@@ -114,9 +119,7 @@ pub struct PodKey(Box<str>);
 impl PodKey {
     /// The key of `p`.
     pub fn of(p: &Pod) -> Self {
-        let ns = p.metadata.namespace.as_deref().unwrap_or("");
-        let name = p.metadata.name.as_deref().unwrap_or("");
-        PodKey(format!("{ns}/{name}").into_boxed_str())
+        PodKey(pod_key(p).into_boxed_str())
     }
 
     /// The pod store's key for the same pod ([`key_of`]).

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use serde_json::json;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::cache::Cache;
+use crate::cache::{pod_key, Cache};
 use crate::core::{schedule_one, Framework, Rotation};
 use crate::framework::{pod_priority, Snapshot};
 use crate::pod::Pod;
@@ -297,9 +297,6 @@ fn uid_of(p: &Pod) -> &str {
     p.metadata.uid.as_deref().unwrap_or("")
 }
 
-fn pod_key(p: &Pod) -> String {
-    format!("{}/{}", p.metadata.namespace.as_deref().unwrap_or(""), p.metadata.name.as_deref().unwrap_or(""))
-}
 
 fn node_of(p: &Pod) -> &str {
     p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
