@@ -169,6 +169,7 @@ fn terminal_container_is_resized_through_a_restarted_runtime() {
     let again = LocalRuntime::new(
         RuntimeConfig {
             root: t.scratch.path("root"),
+            state: t.scratch.path("state"),
             shim: ShimProgram {
                 program: env!("CARGO_BIN_EXE_skiff-runtime-dev").into(),
                 prefix: vec!["shim".into()],
@@ -257,7 +258,7 @@ fn exec_terminal_follows_resizes() {
     assert!(text.contains("second 50 132"), "{text:?}");
     assert!(child.wait().unwrap().success());
     drop(resize);
-    let leftovers: Vec<_> = std::fs::read_dir(t.scratch.path("root/containers/svc"))
+    let leftovers: Vec<_> = std::fs::read_dir(t.scratch.path("state/containers/svc"))
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().ends_with(".resize"))

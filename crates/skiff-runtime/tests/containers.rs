@@ -341,11 +341,14 @@ fn recovery_reattaches_live_shims_and_reports_lost_ones() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     // A half-created container: a directory with no record.
-    std::fs::create_dir_all(t.scratch.path("root/containers/halfway")).unwrap();
+    std::fs::create_dir_all(t.scratch.path("state/containers/halfway")).unwrap();
+    // A writable layer whose state is gone (a reboot emptied the state tmpfs).
+    std::fs::create_dir_all(t.scratch.path("root/containers/rebooted/upper/etc")).unwrap();
 
     // A new runtime instance over the same root stands in for a restarted agent.
     let cfg = skiff_runtime::RuntimeConfig {
         root: t.scratch.path("root"),
+        state: t.scratch.path("state"),
         shim: skiff_runtime::shim::client::ShimProgram {
             program: env!("CARGO_BIN_EXE_skiff-runtime-dev").into(),
             prefix: vec!["shim".into()],
@@ -361,7 +364,9 @@ fn recovery_reattaches_live_shims_and_reports_lost_ones() {
     assert_eq!(report.live, vec!["live".to_string()]);
     assert_eq!(report.exited, vec!["done".to_string()]);
     assert_eq!(report.lost, vec!["orphan".to_string()]);
-    assert_eq!(report.cleaned, vec!["halfway".to_string()]);
+    assert_eq!(report.cleaned, vec!["halfway".to_string(), "rebooted".to_string()]);
+    assert!(!t.scratch.path("root/containers/rebooted").exists());
+    assert!(t.scratch.path("root/containers/live/upper").exists(), "live layers stay");
     assert_eq!(rt2.container_status("done").unwrap().exit_code, Some(4));
     let lost = rt2.container_status("orphan").unwrap();
     assert_eq!(
@@ -401,6 +406,7 @@ fn removing_a_created_container_kills_its_waiting_init() {
     t.rt.remove_container("never").unwrap();
     assert!(t.rt.container_status("never").is_err());
     assert!(!t.scratch.path("root/containers/never").exists());
+    assert!(!t.scratch.path("state/containers/never").exists());
     assert!(
         !std::path::Path::new(&format!("/sys/fs/cgroup/pids{}/never", t.cgroup_parent)).exists()
     );
@@ -463,12 +469,15 @@ fn log_rotation_by_rename_and_reopen() {
 fn driver_killed_during_20_concurrent_creations_leaks_nothing() {
     let t = TestRuntime::new("crash");
     let root = t.scratch.path("root");
+    let state = t.scratch.path("state");
     for delay_ms in [150u64, 400] {
         let mut driver = std::process::Command::new(env!("CARGO_BIN_EXE_skiff-runtime-dev"))
             .args([
                 "create-many",
                 "--root",
                 root.to_str().unwrap(),
+                "--state",
+                state.to_str().unwrap(),
                 "--image",
                 "busybox:test",
                 "--cgroup-parent",
@@ -495,7 +504,7 @@ fn driver_killed_during_20_concurrent_creations_leaks_nothing() {
         for c in listed {
             t.rt.remove_container(&c.config.id).unwrap();
         }
-        let lc_root = root.join("libcontainer").display().to_string();
+        let lc_root = state.join("libcontainer").display().to_string();
         // No shim or container process of this root survives.
         std::thread::sleep(Duration::from_millis(100));
         let survivors: Vec<String> = std::fs::read_dir("/proc")
@@ -506,11 +515,11 @@ fn driver_killed_during_20_concurrent_creations_leaks_nothing() {
             .filter(|c| c.contains(&lc_root) && !c.contains("create-many"))
             .collect();
         assert!(survivors.is_empty(), "{survivors:?}");
-        assert_eq!(
-            std::fs::read_dir(root.join("containers")).unwrap().count(),
-            0
-        );
-        let lc_left: Vec<_> = std::fs::read_dir(root.join("libcontainer"))
+        for dir in [root.join("containers"), state.join("containers")] {
+            let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+            assert!(left.is_empty(), "{left:?} {report:?}");
+        }
+        let lc_left: Vec<_> = std::fs::read_dir(state.join("libcontainer"))
             .unwrap()
             .flatten()
             .map(|e| e.path())
@@ -660,4 +669,45 @@ fn rootfs_overlay_options_are_short_and_relative() {
     assert!(lines[0].2.starts_with("F root:"), "{lines:?}");
     assert_eq!(lines[1].2, "F changed", "the container writes to its own upper layer");
     t.rt.remove_container("rel").unwrap();
+}
+
+/// Shims are forked by the runtime's zygote, not executed, yet look exactly like executed
+/// ones where the runtime recognises them: by their command lines. The zygote goes away
+/// with the runtime.
+#[test]
+fn shims_forked_by_the_zygote_carry_their_command_lines() {
+    let cmdline = |pid: i32| std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_default();
+    let children = |parent: u32| -> Vec<i32> {
+        let mut out = Vec::new();
+        for task in std::fs::read_dir(format!("/proc/{parent}/task")).unwrap().flatten() {
+            let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            out.extend(list.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+        out
+    };
+    let t = TestRuntime::new("zygote");
+    let own = format!("\0shim\0zygote\0--lc-root\0{}\0--room\0", t.scratch.path("state/libcontainer").display());
+    let zygotes = || -> Vec<i32> { children(std::process::id()).into_iter().filter(|p| cmdline(*p).contains(&own)).collect() };
+    assert!(zygotes().is_empty(), "started on the first create");
+    t.rt.create_container(&t.sh("zy", "sleep 30")).unwrap();
+    t.rt.start_container("zy").unwrap();
+    let st = t.rt.container_status("zy").unwrap();
+    assert_eq!(st.phase, Phase::Running);
+    let shim = st.shim_pid.unwrap();
+    let line = cmdline(shim);
+    assert!(line.contains("\0shim\0create\0--id\0zy\0"), "shim command line: {line:?}");
+    assert!(line.contains(&format!("\0--lc-root\0{}\0", t.scratch.path("state/libcontainer").display())), "{line:?}");
+    let new = zygotes();
+    assert_eq!(new.len(), 1, "one zygote started for the runtime");
+    // The shim is the zygote's grandchild: its parent exited once the container was created.
+    let ppid = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap().rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse::<i32>().unwrap();
+    assert_ne!(ppid, new[0], "the zygote's child does not stay the shim's parent");
+    let st = t.rt.stop_container("zy", Duration::from_secs(1)).unwrap();
+    assert_eq!(st.phase, Phase::Exited);
+    drop(t);
+    let gone = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        !std::path::Path::new(&format!("/proc/{}", new[0])).exists() || cmdline(new[0]).is_empty()
+    });
+    assert!(gone, "the zygote exits with its runtime");
 }

@@ -31,6 +31,7 @@ fn runtime(test: &str) -> TestRuntime {
     let (_, root) = data_dirs(&scratch.0);
     let cgroup_parent = format!("/skiff-test-reg-{test}-{}", std::process::id());
     let cfg = RuntimeConfig {
+        state: root.clone(),
         root,
         shim: ShimProgram {
             program: env!("CARGO_BIN_EXE_skiff-runtime-dev").into(),

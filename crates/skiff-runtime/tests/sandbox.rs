@@ -142,6 +142,7 @@ fn sandbox_creation_failure_in_network_hook_leaves_nothing() {
     let s = Scratch::new("sandbox-fail");
     let cfg = skiff_runtime::RuntimeConfig {
         root: s.path("root"),
+        state: s.path("root"),
         shim: skiff_runtime::shim::client::ShimProgram {
             program: env!("CARGO_BIN_EXE_skiff-runtime-dev").into(),
             prefix: vec!["shim".into()],

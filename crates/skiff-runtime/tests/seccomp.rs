@@ -20,7 +20,7 @@ fn run(t: &TestRuntime, cfg: &ContainerConfig) -> (i32, String) {
     if let Err(e) = t.rt.create_container(cfg) {
         let log = std::fs::read_to_string(
             t.scratch
-                .path(&format!("root/containers/{}/shim.log", cfg.id)),
+                .path(&format!("state/containers/{}/shim.log", cfg.id)),
         );
         panic!("{e}: {log:?}");
     }
@@ -248,4 +248,5 @@ fn localhost_profiles_apply_their_actions_and_a_missing_one_fails_creation() {
     // Nothing of the failed container is left.
     assert!(t.rt.container_status("lh-missing").is_err());
     assert!(!t.scratch.path("root/containers/lh-missing").exists());
+    assert!(!t.scratch.path("state/containers/lh-missing").exists());
 }

@@ -135,6 +135,11 @@ pub async fn run(options: AgentOptions, shutdown: tokio::sync::watch::Receiver<b
         if !mounted.is_empty() {
             tracing::info!(controllers = ?mounted, "mounted the cgroup v1 controllers the host had left unmounted");
         }
+        match skiff_runtime::runtime::state_dir::ensure_tmpfs() {
+            Ok(true) => tracing::info!(dir = skiff_runtime::runtime::state_dir::BASE, "mounted a tmpfs for container and sandbox state"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(dir = skiff_runtime::runtime::state_dir::BASE, error = %e, "container and sandbox state is not on a tmpfs"),
+        }
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
         let runtime = LocalRuntime::new(config, hook)
             .map_err(|e| anyhow::anyhow!("starting the container runtime in {}: {e}", root.display()))?;
@@ -185,7 +190,7 @@ pub fn killall(data_dir: &std::path::Path) -> anyhow::Result<()> {
     let root = skiff_runtime::cli::runtime_root(data_dir);
     if root.exists() {
         let config = RuntimeConfig::new(&root).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let cgroup_parent = config.cgroup_parent.clone();
+        let (cgroup_parent, state) = (config.cgroup_parent.clone(), config.state.clone());
         // Sandboxes wired by CNI plugins are unwired by them (addresses go back to the
         // plugin's IPAM); the saved attachments say with which plugins.
         let cni = skiff_kubelet::network::CniNetwork::for_cleanup(data_dir.join("agent").join("cni"));
@@ -202,6 +207,8 @@ pub fn killall(data_dir: &std::path::Path) -> anyhow::Result<()> {
             }
         }
         skiff_runtime::cgroups::remove(&cgroup_parent);
+        unmount_under(&state);
+        skiff_runtime::runtime::state_dir::remove_if_empty(&state);
     }
     unmount_under(&data_dir.join("agent"));
     Ok(())

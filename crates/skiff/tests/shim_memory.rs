@@ -59,6 +59,7 @@ fn idle_shim_keeps_little_private_memory() {
     let rt = LocalRuntime::new(
         RuntimeConfig {
             root: root.join("root"),
+            state: root.join("root"),
             shim: ShimProgram {
                 program: common::skiff_binary().into(),
                 prefix: vec!["shim".into()],

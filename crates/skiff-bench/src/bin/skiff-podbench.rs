@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! cargo build --release -p skiff -p skiff-bench
-//! sudo target/release/skiff-podbench [--pods 100] [--rate 30] [--secs 3] [--hold SECS]
+//! sudo target/release/skiff-podbench [--pods 100] [--rate 30] [--secs 3] [--hold SECS] [--cold-client]
 //! ```
+//!
+//! The burst's client has one connection open per pod before it starts (`--cold-client`:
+//! none; see `warm_connections`).
 //!
 //! `--hold SECS` keeps the N idle pods running that long after their measurement (the
 //! agent's PID is printed), for profiling the agent with `perf` or `/proc/PID/smaps`.
@@ -39,6 +42,8 @@ struct Opts {
     rate: usize,
     secs: usize,
     hold: usize,
+    /// Let the burst's creates open their own connections (see `warm_connections`).
+    cold_client: bool,
 }
 
 fn opts() -> Opts {
@@ -46,7 +51,13 @@ fn opts() -> Opts {
     let get = |name: &str, default: usize| {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
     };
-    Opts { pods: get("--pods", 100), rate: get("--rate", 30), secs: get("--secs", 3), hold: get("--hold", 0) }
+    Opts {
+        pods: get("--pods", 100),
+        rate: get("--rate", 30),
+        secs: get("--secs", 3),
+        hold: get("--hold", 0),
+        cold_client: args.iter().any(|a| a == "--cold-client"),
+    }
 }
 
 fn sh(args: &[&str]) -> anyhow::Result<()> {
@@ -201,6 +212,24 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
+/// Opens `n` connections to the API server and leaves them idle in the client's pool, so
+/// that `n` concurrent creates find a connection instead of each starting with a TLS
+/// handshake. The client (kube-rs) speaks HTTP/1.1, one request per connection at a time;
+/// client-go's HTTP/2 multiplexes a burst over one connection it already has, and upstream
+/// measures pod startup from the pod's creation time, after any handshake. Without this,
+/// 100 handshakes (the server verifying 100 client certificates) ran inside the burst.
+async fn warm_connections(client: &kube::Client, n: usize) -> anyhow::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let lists = (0..n).map(|_| {
+        let api = api.clone();
+        async move { api.list(&ListParams::default().limit(1)).await }
+    });
+    for r in futures::future::join_all(lists).await {
+        r?;
+    }
+    Ok(())
+}
+
 /// Creates pods by `schedule` (name, delay from start) and returns create -> Ready latencies.
 async fn measure(client: &kube::Client, schedule: Vec<(String, Duration)>) -> anyhow::Result<Vec<f64>> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -340,6 +369,9 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32, server_pid: u32) -> an
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss0, cpu0) = footprint(agent_pid, 10);
 
+    if !o.cold_client {
+        warm_connections(&client, o.pods).await?;
+    }
     let burst: Vec<(String, Duration)> = (0..o.pods).map(|i| (format!("burst-{i}"), Duration::ZERO)).collect();
     let t = Instant::now();
     let (busy0, total0) = machine_ticks();

@@ -38,6 +38,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use netlink_packet_route::link::InfoKind;
 
@@ -164,7 +165,14 @@ pub struct PodNetwork {
     pod_sockets: SocketPool,
     ipam: Ipam,
     mtu: u32,
+    /// The bridge's index and when `ensure_bridge` last confirmed it (see [`Self::bridge`]).
+    bridge_checked: Mutex<Option<(u32, Instant)>>,
 }
+
+/// How long a confirmed bridge is trusted before an attach checks it again. Checking it on
+/// every attach (a lookup that decodes every bridge attribute, the address list, the
+/// node-wide socket's lock) was ~5% of the agent's CPU in a burst of pods.
+const BRIDGE_RECHECK: Duration = Duration::from_secs(10);
 
 /// Pods wired at the same time; a burst gains nothing beyond a few on a small node, the
 /// kernel serialising link changes anyway.
@@ -238,6 +246,7 @@ impl PodNetwork {
             pod_sockets: SocketPool::open(POD_SOCKETS)?,
             ipam,
             mtu,
+            bridge_checked: Mutex::new(Some((bridge_index, Instant::now()))),
         })
     }
 
@@ -271,6 +280,29 @@ impl PodNetwork {
         self.ipam.gateway()
     }
 
+    /// The bridge's index, re-ensured (created, addressed, brought up: heals a bridge
+    /// deleted or changed behind our back) when `recheck` or when last confirmed more than
+    /// [`BRIDGE_RECHECK`] ago; with whether it was confirmed just now.
+    fn bridge(&self, recheck: bool) -> Result<(u32, bool)> {
+        let mut checked = self.bridge_checked.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((index, at)) = *checked {
+            if !recheck && at.elapsed() < BRIDGE_RECHECK {
+                return Ok((index, false));
+            }
+        }
+        *checked = None;
+        let br = bridge::ensure_bridge(
+            &mut self.nl(),
+            &self.cfg.bridge,
+            self.gateway(),
+            self.cfg.pod_cidr,
+            self.cfg.cluster_cidr,
+            self.mtu,
+        )?;
+        *checked = Some((br.index, Instant::now()));
+        Ok((br.index, true))
+    }
+
     fn nl(&self) -> MutexGuard<'_, Netlink> {
         // A panic while holding the socket cannot leave it in a state worse than a failed
         // request, so a poisoned lock is simply taken over.
@@ -283,24 +315,24 @@ impl PodNetwork {
     pub fn attach(&self, sandbox_id: &str, netns: &Path) -> Result<Ipv4Addr> {
         let existed = self.ipam.lookup(sandbox_id)?.is_some();
         let ip = self.ipam.allocate(sandbox_id)?;
-        let res = (|| {
-            // Re-ensured on every attach so that a bridge deleted behind our back heals.
-            let br = bridge::ensure_bridge(
-                &mut self.nl(),
-                &self.cfg.bridge,
-                self.gateway(),
-                self.cfg.pod_cidr,
-                self.cfg.cluster_cidr,
-                self.mtu,
-            )?;
-            let want = PodIface {
-                ip,
-                pod_cidr: self.cfg.pod_cidr,
-                gateway: self.gateway(),
-                mtu: self.mtu,
-            };
-            veth::attach(&mut self.pod_sockets.get(), br.index, sandbox_id, netns, want)
-        })();
+        let want = PodIface {
+            ip,
+            pod_cidr: self.cfg.pod_cidr,
+            gateway: self.gateway(),
+            mtu: self.mtu,
+        };
+        let res = self.bridge(false).and_then(|(index, fresh)| {
+            match veth::attach(&mut self.pod_sockets.get(), index, sandbox_id, netns, want) {
+                // The bridge may have gone behind our back since it was last confirmed
+                // (plugging into a missing bridge fails): heal it and try once more.
+                Err(e) if !fresh => {
+                    tracing::debug!(sandbox = %sandbox_id, error = %e, "attach failed; checking the bridge");
+                    let (index, _) = self.bridge(true)?;
+                    veth::attach(&mut self.pod_sockets.get(), index, sandbox_id, netns, want)
+                }
+                r => r,
+            }
+        });
         match res {
             Ok(()) => {
                 tracing::debug!(sandbox = %sandbox_id, %ip, "pod attached");

@@ -311,3 +311,23 @@ fn pods_attached_concurrently_are_all_wired() {
         }
     });
 }
+
+/// The bridge is trusted between checks, not re-read on every attach; one deleted behind the
+/// agent's back is recreated (with its gateway address) by the next attach, which then works.
+#[test]
+fn a_bridge_deleted_behind_our_back_heals_on_the_next_attach() {
+    if !lab_available() {
+        return;
+    }
+    with_lab("heal", LIMIT, |lab| {
+        let nodes = build_nodes(&lab, 1, Backend::HostGw);
+        let (first, _) = add_pod(&lab, &nodes[0], "before");
+        tcp_check(&first, &nodes[0].ns, nodes[0].net().gateway()).expect("first pod reaches the gateway");
+        ip(&["-n", &nodes[0].ns_name, "link", "del", &nodes[0].cfg.bridge]);
+        let (second, ip2) = add_pod(&lab, &nodes[0], "after");
+        assert_eq!(nodes[0].net().address_of("after"), Some(ip2));
+        let links = ip(&["-n", &nodes[0].ns_name, "-o", "link", "show", "type", "bridge"]);
+        assert!(links.contains(&format!(" {}:", nodes[0].cfg.bridge)), "bridge recreated: {links}");
+        tcp_check(&second, &nodes[0].ns, nodes[0].net().gateway()).expect("a pod attached after the deletion reaches the gateway");
+    });
+}

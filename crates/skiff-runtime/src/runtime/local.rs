@@ -1,10 +1,13 @@
 //! [`LocalRuntime`]: the real runtime, with containers on this machine.
 //!
-//! Layout under the runtime root: `images/` (the image store), `containers/<id>/` (the
-//! container's record `container.json`, its bundle with the overlayfs root at
-//! `bundle/rootfs`, the overlay `upper/` and `work/` dirs, the shim's `status.json`,
-//! `shim.sock`, `shim.log`, and by default `container.log`), `sandboxes/<id>/` and
-//! `libcontainer/` (libcontainer's own state).
+//! Layout under the runtime root, on disk: `images/` (the image store) and
+//! `containers/<id>/` (the container's overlay `upper/` and `work/` dirs and by default its
+//! `container.log`). Under the state directory, on a tmpfs ([`super::state_dir`]):
+//! `containers/<id>/` (the container's record `container.json`, its bundle with the
+//! overlayfs root at `bundle/rootfs`, the shim's `status.json`, `shim.sock`, `shim.log`),
+//! `sandboxes/<id>/` and `libcontainer/` (libcontainer's own state). A container exists
+//! while its state directory does; a writable layer without one (left by a reboot, which
+//! empties the tmpfs) is removed by [`LocalRuntime::recover`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use nix::mount::{umount2, MntFlags};
 use serde::{Deserialize, Serialize};
 
 use super::sandbox::{self, NetworkHook, NS_KINDS};
+use super::state_dir;
 use super::types::*;
 use super::{AttachSession, ExecResizer, Runtime, StreamingExec};
 use crate::cgroups;
@@ -29,6 +33,9 @@ use crate::spec::{self, NamespaceSetup};
 pub struct RuntimeConfig {
     /// Root directory (`<data-dir>/agent/runtime` in skiff).
     pub root: PathBuf,
+    /// Directory for state that does not outlive the machine (see the module docs); may be
+    /// `root` itself (tests), must not be shared by two runtimes.
+    pub state: PathBuf,
     /// How to start `skiff shim`.
     pub shim: ShimProgram,
     /// Parent cgroup of all containers (`/skiff`).
@@ -36,17 +43,15 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// Defaults for a root: the current executable as the shim and a cgroup parent of its
-    /// own, `/skiff/<hash of the root>`. Recovery reclaims every cgroup under the parent that
-    /// it does not know, so two runtimes on one machine (several nodes of a test cluster,
-    /// say) must never share one.
+    /// Defaults for a root: the current executable as the shim, a state directory and a
+    /// cgroup parent of its own, `/run/skiff/<tag>` and `/skiff/<tag>` (a hash of the root).
+    /// Recovery reclaims every cgroup under the parent that it does not know, so two
+    /// runtimes on one machine (several nodes of a test cluster, say) must never share one.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
-        use sha2::Digest as _;
         let root: PathBuf = root.into();
-        let absolute = std::path::absolute(&root).unwrap_or_else(|_| root.clone());
-        let hash = sha2::Sha256::digest(absolute.as_os_str().as_encoded_bytes());
-        let tag: String = hash.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let tag = state_dir::tag(&root);
         Ok(Self {
+            state: state_dir::for_root(&root),
             root,
             shim: ShimProgram::current_exe()?,
             cgroup_parent: format!("/skiff/{tag}"),
@@ -85,6 +90,16 @@ pub struct LocalRuntime {
     images: ImageStore,
     network: Arc<dyn NetworkHook>,
     running: super::running::RunningStatuses,
+    zygote: std::sync::Mutex<ZygoteState>,
+}
+
+/// The shim zygote ([`crate::shim::Zygote`]): started on the first container create.
+enum ZygoteState {
+    /// Not started yet (or turned off with `SKIFF_SHIM_ZYGOTE=0`: never started).
+    Unstarted,
+    Running(Arc<crate::shim::Zygote>),
+    /// It failed to start or stopped serving at this time; shims are executed meanwhile.
+    Failed(std::time::Instant),
 }
 
 impl std::fmt::Debug for LocalRuntime {
@@ -128,15 +143,18 @@ impl LocalRuntime {
     /// Opens the runtime at `cfg.root`, creating its directories.
     pub fn new(cfg: RuntimeConfig, network: Arc<dyn NetworkHook>) -> Result<Self> {
         for d in ["containers", "sandboxes", "libcontainer"] {
-            let p = cfg.root.join(d);
-            std::fs::create_dir_all(&p).ctx("create runtime dir", &p)?;
+            let p = cfg.state.join(d);
+            std::fs::create_dir_all(&p).ctx("create runtime state dir", &p)?;
         }
+        let p = cfg.root.join("containers");
+        std::fs::create_dir_all(&p).ctx("create runtime dir", &p)?;
         let images = ImageStore::open(&cfg.root)?;
         Ok(Self {
             cfg,
             images,
             network,
             running: Default::default(),
+            zygote: std::sync::Mutex::new(ZygoteState::Unstarted),
         })
     }
 
@@ -145,12 +163,18 @@ impl LocalRuntime {
         &self.images
     }
 
+    /// The container's state: its record, bundle and shim files.
     fn container_dir(&self, id: &str) -> PathBuf {
+        self.cfg.state.join("containers").join(id)
+    }
+
+    /// The container's writable layer (and default log), on disk.
+    fn layer_dir(&self, id: &str) -> PathBuf {
         self.cfg.root.join("containers").join(id)
     }
 
     fn lc_root(&self) -> PathBuf {
-        self.cfg.root.join("libcontainer")
+        self.cfg.state.join("libcontainer")
     }
 
     fn record(&self, id: &str) -> Result<Record> {
@@ -173,11 +197,12 @@ impl LocalRuntime {
         self.images.lease(&config.id, &image)?;
         let image_cfg = self.images.config(&image)?;
         let rootfs = dir.join("bundle/rootfs");
-        super::rootfs::mount_overlay(dir, &self.images.lower_dirs(&image), &config.id)?;
+        let layer = self.layer_dir(&config.id);
+        super::rootfs::mount_overlay(&layer, &rootfs, &self.images.lower_dirs(&image), &config.id)?;
         let process = spec::resolve_process(config, &image_cfg, &rootfs)?;
         let mut ns = NamespaceSetup::default();
         if let Some(sid) = &config.sandbox_id {
-            let sb = sandbox::load(&self.cfg.root, sid)?;
+            let sb = sandbox::load(&self.cfg.state, sid)?;
             ns.host_network = sb.config.host_network;
             for (kind, file) in NS_KINDS {
                 let p = sb.ns_dir.join(file);
@@ -185,8 +210,8 @@ impl LocalRuntime {
                     ns.join.push((kind, p));
                 }
             }
-            ns.files = sandbox::pod_files(&self.cfg.root, sid);
-            ns.shm = Some(sandbox::shm_dir(&self.cfg.root, sid));
+            ns.files = sandbox::pod_files(&self.cfg.state, sid);
+            ns.shm = Some(sandbox::shm_dir(&self.cfg.state, sid));
         }
         let cgroups_path = format!(
             "{}/{}",
@@ -210,7 +235,7 @@ impl LocalRuntime {
         let log_path = config
             .log_path
             .clone()
-            .unwrap_or_else(|| dir.join("container.log"));
+            .unwrap_or_else(|| layer.join("container.log"));
         if let Some(parent) = log_path.parent() {
             std::fs::create_dir_all(parent).ctx("create log dir", parent)?;
         }
@@ -237,6 +262,7 @@ impl LocalRuntime {
         let dir = self.container_dir(id);
         let _ = umount2(&dir.join("bundle/rootfs"), MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(self.layer_dir(id));
         let _ = std::fs::remove_dir_all(self.lc_root().join(id));
         if let Some(cg) = cgroups_path {
             cgroups::remove(cg);
@@ -272,7 +298,7 @@ impl LocalRuntime {
     pub fn recover(&self) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
         let shims = self.shim_processes();
-        let cdir = self.cfg.root.join("containers");
+        let cdir = self.cfg.state.join("containers");
         for entry in std::fs::read_dir(&cdir).ctx("list containers", &cdir)? {
             let entry = entry.ctx("list containers", &cdir)?;
             let id = entry.file_name().to_string_lossy().into_owned();
@@ -329,6 +355,19 @@ impl LocalRuntime {
                 }
             }
         }
+        // Writable layers of containers whose state is gone (the machine rebooted): nothing
+        // can run them again (the agent creates new containers), so their space goes back.
+        if self.cfg.state != self.cfg.root {
+            if let Ok(rd) = std::fs::read_dir(self.cfg.root.join("containers")) {
+                for e in rd.flatten() {
+                    let id = e.file_name().to_string_lossy().into_owned();
+                    if !known(&id) {
+                        let _ = std::fs::remove_dir_all(e.path());
+                        report.cleaned.push(id);
+                    }
+                }
+            }
+        }
         let parent = cgroups::dir(&self.cfg.cgroup_parent, "pids");
         if let Ok(rd) = std::fs::read_dir(&parent) {
             for e in rd.flatten().filter(|e| e.path().is_dir()) {
@@ -340,7 +379,7 @@ impl LocalRuntime {
                 }
             }
         }
-        let sdir = self.cfg.root.join("sandboxes");
+        let sdir = self.cfg.state.join("sandboxes");
         for entry in std::fs::read_dir(&sdir).ctx("list sandboxes", &sdir)? {
             let entry = entry.ctx("list sandboxes", &sdir)?;
             if !entry.path().join("sandbox.json").exists() {
@@ -418,6 +457,45 @@ impl LocalRuntime {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs `shim create`: forked by the zygote when it serves, else executed.
+    fn run_shim_create(&self, cmd: &ShimCommand, id: &str) -> Result<i32> {
+        if let Some(zygote) = self.zygote() {
+            match zygote.run(cmd) {
+                Ok((out, err)) => return client::create_report(&out, &err, "forked by the zygote", id),
+                Err(crate::shim::ZygoteError::NotSent(e)) => {
+                    // The request never reached it: executing the shim instead is safe.
+                    tracing::warn!(error = %e, "the shim zygote stopped serving; executing shims");
+                    *self.zygote.lock().unwrap_or_else(|p| p.into_inner()) = ZygoteState::Failed(std::time::Instant::now());
+                }
+                Err(crate::shim::ZygoteError::Lost(e)) => return Err(e),
+            }
+        }
+        self.cfg.shim.create(cmd, id)
+    }
+
+    /// The serving zygote, started when needed (and again a while after it failed).
+    fn zygote(&self) -> Option<Arc<crate::shim::Zygote>> {
+        let mut state = self.zygote.lock().unwrap_or_else(|p| p.into_inner());
+        match &*state {
+            ZygoteState::Running(z) => return Some(z.clone()),
+            ZygoteState::Failed(at) if at.elapsed() < crate::shim::ZYGOTE_RESTART_BACKOFF => return None,
+            ZygoteState::Unstarted if std::env::var_os("SKIFF_SHIM_ZYGOTE").is_some_and(|v| v == "0") => return None,
+            _ => {}
+        }
+        match crate::shim::Zygote::start(&self.cfg.shim, &self.lc_root()) {
+            Ok(z) => {
+                let z = Arc::new(z);
+                *state = ZygoteState::Running(z.clone());
+                Some(z)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the shim zygote; executing shims");
+                *state = ZygoteState::Failed(std::time::Instant::now());
+                None
+            }
         }
     }
 
@@ -557,23 +635,23 @@ impl Runtime for LocalRuntime {
     }
 
     fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo> {
-        sandbox::create(&self.cfg.root, self.network.as_ref(), config)
+        sandbox::create(&self.cfg.state, self.network.as_ref(), config)
     }
 
     fn remove_sandbox(&self, id: &str) -> Result<()> {
-        sandbox::remove(&self.cfg.root, self.network.as_ref(), id)
+        sandbox::remove(&self.cfg.state, self.network.as_ref(), id)
     }
 
     fn sandbox(&self, id: &str) -> Result<Option<SandboxInfo>> {
         validate_id(id)?;
-        Ok(sandbox::load(&self.cfg.root, id).ok())
+        Ok(sandbox::load(&self.cfg.state, id).ok())
     }
 
     fn list_sandboxes(&self) -> Result<Vec<SandboxInfo>> {
-        let d = self.cfg.root.join("sandboxes");
+        let d = self.cfg.state.join("sandboxes");
         let mut out = Vec::new();
         for e in std::fs::read_dir(&d).ctx("list sandboxes", &d)?.flatten() {
-            if let Ok(s) = sandbox::load(&self.cfg.root, &e.file_name().to_string_lossy()) {
+            if let Ok(s) = sandbox::load(&self.cfg.state, &e.file_name().to_string_lossy()) {
                 out.push(s);
             }
         }
@@ -615,7 +693,7 @@ impl Runtime for LocalRuntime {
             stdin_once: config.stdin_once,
             terminal: config.tty,
         });
-        if let Err(e) = self.cfg.shim.create(&cmd, &config.id) {
+        if let Err(e) = self.run_shim_create(&cmd, &config.id) {
             self.cleanup(&config.id, Some(&record.cgroups_path));
             return Err(e);
         }
@@ -707,7 +785,7 @@ impl Runtime for LocalRuntime {
     }
 
     fn running_container_ids(&self) -> Result<Vec<String>> {
-        let d = self.cfg.root.join("containers");
+        let d = self.cfg.state.join("containers");
         let mut out = Vec::new();
         for e in std::fs::read_dir(&d).ctx("list containers", &d)?.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
@@ -724,7 +802,7 @@ impl Runtime for LocalRuntime {
     }
 
     fn list_containers_with_prefix(&self, prefix: &str) -> Result<Vec<ContainerInfo>> {
-        let d = self.cfg.root.join("containers");
+        let d = self.cfg.state.join("containers");
         let mut out = Vec::new();
         for e in std::fs::read_dir(&d).ctx("list containers", &d)?.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();

@@ -12,6 +12,7 @@ mod pins;
 mod rootfs;
 mod running;
 mod sandbox;
+pub mod state_dir;
 pub mod types;
 
 use std::path::{Path, PathBuf};

@@ -1,14 +1,14 @@
 //! A container's root: the image's layers under an overlayfs with the container's own
-//! `upper/` and `work/` directories.
+//! `upper/` and `work/` directories (its layer directory, on disk).
 //!
 //! The layer paths go into the mount's options, which the kernel prints in every read of
 //! `/proc/*/mountinfo`, and libcontainer reads that file a dozen times per container it
 //! creates (once per cgroup v1 controller, once per bind mount). With absolute paths a
 //! container's line was ~600 bytes, half of the whole table with 100 pods, so every pod made
-//! every later container create slower. So the mount is made from the container's directory
-//! with relative paths (containerd does the same when the options get long): a thread of its
-//! own unshares its working directory (`CLONE_FS`, allowed in a multi-threaded process and
-//! invisible to the other threads), changes into the container's directory and mounts.
+//! every later container create slower. So the mount is made from the layer directory with
+//! relative paths (containerd does the same when the options get long): a thread of its own
+//! unshares its working directory (`CLONE_FS`, allowed in a multi-threaded process and
+//! invisible to the other threads), changes into the layer directory and mounts.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -17,22 +17,22 @@ use nix::sched::{unshare, CloneFlags};
 
 use crate::error::{Error, IoContext, Result, SysContext};
 
-/// Mounts the overlay of `lowers` (topmost first) at `container_dir/bundle/rootfs`, with
-/// `container_dir/upper` and `container_dir/work`.
-pub(super) fn mount_overlay(container_dir: &Path, lowers: &[PathBuf], id: &str) -> Result<()> {
-    // Absolute first: the mount runs from inside the container's directory.
+/// Mounts the overlay of `lowers` (topmost first) at `rootfs`, with `layer_dir/upper` and
+/// `layer_dir/work`, creating all three.
+pub(super) fn mount_overlay(layer_dir: &Path, rootfs: &Path, lowers: &[PathBuf], id: &str) -> Result<()> {
+    // Absolute first: the mount runs from inside the layer directory.
     let absolute = |p: &Path| std::path::absolute(p).ctx("resolve path", p);
-    let container_dir = &absolute(container_dir)?;
-    let rootfs = container_dir.join("bundle/rootfs");
-    for d in [&rootfs, &container_dir.join("upper"), &container_dir.join("work")] {
+    let layer_dir = &absolute(layer_dir)?;
+    let rootfs = absolute(rootfs)?;
+    for d in [&rootfs, &layer_dir.join("upper"), &layer_dir.join("work")] {
         std::fs::create_dir_all(d).ctx("create container dir", d)?;
     }
     let mut relative = Vec::with_capacity(lowers.len());
     for l in lowers {
-        relative.push(relative_to(&absolute(l)?, container_dir).display().to_string());
+        relative.push(relative_to(&absolute(l)?, layer_dir).display().to_string());
     }
     let data = format!("lowerdir={},upperdir=upper,workdir=work", relative.join(":"));
-    let dir = container_dir.to_path_buf();
+    let dir = layer_dir.to_path_buf();
     let id = id.to_string();
     std::thread::Builder::new()
         .name("skiff-rootfs".into())
@@ -48,11 +48,11 @@ pub(super) fn mount_overlay(container_dir: &Path, lowers: &[PathBuf], id: &str) 
             )
             .sys(|| format!("mount overlay rootfs for container {id}"))
         })
-        .ctx("start rootfs thread", container_dir)?
+        .ctx("start rootfs thread", layer_dir)?
         .join()
         .unwrap_or_else(|_| {
             Err(Error::Shim {
-                id: container_dir.display().to_string(),
+                id: layer_dir.display().to_string(),
                 message: "rootfs thread panicked".into(),
             })
         })
@@ -85,7 +85,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_are_made_relative_to_the_container_dir() {
+    fn paths_are_made_relative_to_the_layer_dir() {
         let base = Path::new("/var/lib/skiff/agent/runtime/containers/c1");
         assert_eq!(
             relative_to(Path::new("/var/lib/skiff/agent/runtime/images/snapshots/ab"), base),

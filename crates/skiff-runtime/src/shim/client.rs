@@ -58,26 +58,29 @@ impl ShimProgram {
             .stderr(Stdio::piped())
             .output()
             .ctx("run shim", &self.program)?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().next().unwrap_or("").trim();
-        match line.strip_prefix("ok ") {
-            Some(pid) if out.status.success() => pid.parse().map_err(|_| Error::Shim {
-                id: id.to_string(),
-                message: format!("bad readiness report {line:?}"),
-            }),
-            _ => Err(Error::Shim {
-                id: id.to_string(),
-                message: if line.is_empty() {
-                    format!(
-                        "{} ({})",
-                        String::from_utf8_lossy(&out.stderr).trim(),
-                        out.status
-                    )
-                } else {
-                    line.trim_start_matches("error: ").to_string()
-                },
-            }),
-        }
+        create_report(&out.stdout, &out.stderr, &out.status.to_string(), id)
+    }
+}
+
+/// The container's init pid from what `shim create` printed: `ok PID` as the first line of
+/// `stdout`, or `error: ...`; `exit` describes how the shim ended, for a shim that printed
+/// nothing. (A shim exits 0 exactly when it printed `ok`.)
+pub(crate) fn create_report(stdout: &[u8], stderr: &[u8], exit: &str, id: &str) -> Result<i32> {
+    let text = String::from_utf8_lossy(stdout);
+    let line = text.lines().next().unwrap_or("").trim();
+    match line.strip_prefix("ok ") {
+        Some(pid) => pid.parse().map_err(|_| Error::Shim {
+            id: id.to_string(),
+            message: format!("bad readiness report {line:?}"),
+        }),
+        None => Err(Error::Shim {
+            id: id.to_string(),
+            message: if line.is_empty() {
+                format!("{} ({exit})", String::from_utf8_lossy(stderr).trim())
+            } else {
+                line.trim_start_matches("error: ").to_string()
+            },
+        }),
     }
 }
 

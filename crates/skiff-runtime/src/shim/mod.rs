@@ -13,7 +13,9 @@
 //!   cleaning up the cgroup and exiting;
 //! - `exec`: runs a process inside a running container (its namespaces and cgroup) with the
 //!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`, resized from
-//!   the sizes written to a FIFO, `--resize`), and exits with the process's exit code.
+//!   the sizes written to a FIFO, `--resize`), and exits with the process's exit code;
+//! - `zygote`: forks a `create` per request instead of the agent executing the program for
+//!   each container (see `zygote.rs`).
 //!
 //! A pod's own namespaces need no process: see `runtime/pins.rs`.
 //!
@@ -27,6 +29,8 @@ pub use create::IDLE_TRIM_DELAY;
 mod exec;
 mod fds;
 pub mod log;
+mod zygote;
+pub use zygote::{Zygote, ZygoteError, RESTART_BACKOFF as ZYGOTE_RESTART_BACKOFF};
 
 use std::path::PathBuf;
 
@@ -242,6 +246,12 @@ impl ShimCommand {
 /// subcommand and returns the process exit code. Must be called before the process starts
 /// any thread.
 pub fn main(args: Vec<String>) -> i32 {
+    if args.first().is_some_and(|a| a == "zygote") {
+        // Its own flags (`--lc-root DIR`) only tell which runtime it serves.
+        let argv: Vec<String> = std::env::args().collect();
+        let prefix = argv[..argv.len().saturating_sub(args.len())].to_vec();
+        return zygote::serve(prefix, &args);
+    }
     match ShimCommand::parse(&args) {
         Ok(cmd) => run(cmd),
         Err(e) => {

@@ -158,6 +158,8 @@ impl TestRuntime {
         let cgroup_parent = format!("/skiff-test-{test}-{}", std::process::id());
         let cfg = skiff_runtime::RuntimeConfig {
             root: scratch.path("root"),
+            // Apart from the root, as the agent's (which is under /run/skiff).
+            state: scratch.path("state"),
             shim: ShimProgram {
                 program: env!("CARGO_BIN_EXE_skiff-runtime-dev").into(),
                 prefix: vec!["shim".into()],

@@ -133,6 +133,7 @@ pub fn main(args: &[String]) -> i32 {
     let rt = match LocalRuntime::new(
         RuntimeConfig {
             root: root.clone(),
+            state: root.clone(),
             shim: shim_program(args),
             cgroup_parent: "/skiff-bench".into(),
         },

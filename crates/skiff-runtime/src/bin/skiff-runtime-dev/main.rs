@@ -3,7 +3,7 @@
 //! `skiff-runtime-dev bench --root DIR --image REF [-n N] [-c C] [--compare ...]` measures
 //! create-to-exit latency (against runc and containerd with `--compare`, see bench.rs),
 //! `skiff-runtime-dev unpack-bench --archive FILE ...` measures import/unpack throughput,
-//! `skiff-runtime-dev create-many --root DIR --image REF --cgroup-parent P [-n N]
+//! `skiff-runtime-dev create-many --root DIR [--state DIR] --image REF --cgroup-parent P [-n N]
 //! [--hold SECS] [--shim PROGRAM]` starts N sleeping containers from N threads (a driver for
 //! crash-recovery tests to kill; with `--hold`, removed again after SECS), and
 //! `skiff-runtime-dev mkimage --out FILE [--tag REF] [--size-mb N [--gzip]]` writes a
@@ -62,7 +62,7 @@ fn main() {
         Some("mkimage") => mkimage::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: skiff-runtime-dev shim ... | image import|ls|rm --root DIR ... | bench --root DIR --image REF [-n N] [-c C] [--seccomp runtime-default] [--shim PROGRAM] [--compare [--rounds R] [--runc BIN] [--containerd BIN --ctr BIN --archive FILE]] | unpack-bench --archive FILE [--dir D] [--rounds R] [--containerd BIN --ctr BIN] | create-many ... | mkimage --out FILE [--tag REF] [--size-mb N [--gzip]]"
+                "usage: skiff-runtime-dev shim ... | image import|ls|rm --root DIR ... | bench --root DIR --image REF [-n N] [-c C] [--seccomp runtime-default] [--shim PROGRAM] [--compare [--rounds R] [--runc BIN] [--containerd BIN --ctr BIN --archive FILE]] | unpack-bench --archive FILE [--dir D] [--rounds R] [--containerd BIN --ctr BIN] | create-many --root DIR [--state DIR] ... | mkimage --out FILE [--tag REF] [--size-mb N [--gzip]]"
             );
             2
         }
@@ -113,8 +113,10 @@ fn create_many(args: &[String]) -> i32 {
     let n: usize = flag(args, "-n").and_then(|s| s.parse().ok()).unwrap_or(20);
     let shim = shim_program(args);
     let cgroup_parent = flag(args, "--cgroup-parent").unwrap_or_else(|| "/skiff".into());
+    let state = flag(args, "--state").map(PathBuf::from).unwrap_or_else(|| root.clone());
     let rt = LocalRuntime::new(
         RuntimeConfig {
+            state,
             root,
             shim,
             cgroup_parent,
