@@ -91,7 +91,7 @@ where
 
 /// Whether `p` waits for scheduling: unbound and not being deleted.
 fn waiting(p: &Pod) -> bool {
-    p.spec.as_ref().is_some_and(|s| s.node_name.as_deref().unwrap_or("").is_empty()) && p.metadata.deletion_timestamp.is_none()
+    p.spec.is_some() && p.node_name().is_empty() && p.metadata.deletion_timestamp.is_none()
 }
 
 /// The store key of `p`: namespace and name only. `ObjectRef::from_obj` also copies the uid
@@ -177,15 +177,12 @@ fn track_pod_event(
     }
 }
 
-/// What the scheduler's [`Pod`] still carries that no plugin reads: managed fields,
-/// annotations, and volumes other than claims (the type itself leaves out every other
-/// field of the object as it is decoded).
+/// What the scheduler's [`Pod`] still carries that no plugin reads: managed fields and
+/// annotations (the type itself leaves out every other field of the object as it is
+/// decoded, and volumes other than claims).
 pub fn strip_pod(pod: &mut Pod) {
     pod.metadata.managed_fields = None;
     pod.metadata.annotations = None;
-    if let Some(volumes) = pod.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
-        volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-    }
 }
 
 impl Cache {

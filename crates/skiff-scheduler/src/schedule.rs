@@ -299,7 +299,7 @@ fn uid_of(p: &Pod) -> &str {
 
 
 fn node_of(p: &Pod) -> &str {
-    p.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or("")
+    p.node_name()
 }
 
 /// Whether pods may go to `n`: Ready nodes, and nodes reporting Ready=False once the node
@@ -333,7 +333,7 @@ fn active(p: &Pod) -> bool {
 
 fn needs_scheduling(p: &Pod, scheduler: &str) -> bool {
     let Some(spec) = p.spec.as_ref() else { return false };
-    spec.node_name.as_deref().unwrap_or("").is_empty()
+    p.node_name().is_empty()
         && crate::cache::for_scheduler(p, scheduler)
         && p.metadata.deletion_timestamp.is_none()
         && spec.scheduling_gates.as_ref().is_none_or(|g| g.is_empty())

@@ -13,8 +13,8 @@ impl FilterPlugin for NodeName {
     }
 
     fn filter(&self, _state: &CycleState, pod: &Pod, node: &NodeInfo) -> Result<(), String> {
-        match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-            Some(n) if !n.is_empty() && n != node.name() => Err("node(s) didn't match the requested node name".into()),
+        match pod.node_name() {
+            n if !n.is_empty() && n != node.name() => Err("node(s) didn't match the requested node name".into()),
             _ => Ok(()),
         }
     }
