@@ -240,8 +240,11 @@ pub(super) fn serve(prefix: Vec<String>, own: &[String]) -> i32 {
 
 /// In the forked child: becomes `PROGRAM shim create ...` on the request's pipes.
 fn child(prefix: &[String], args: Vec<String>, socket: OwnedFd, out: OwnedFd, err: OwnedFd) -> i32 {
-    drop(socket);
+    // Opened while 0-2 are taken, like `out` and `err` (received then): all three are above
+    // 2, so dropping them below never closes the standard descriptors just set up.
     let null = dev_null();
+    // The socket is descriptor 0, which /dev/null replaces: give up ownership, not the fd.
+    let _ = std::os::fd::IntoRawFd::into_raw_fd(socket);
     for (fd, target) in [(null.as_raw_fd(), 0), (out.as_raw_fd(), 1), (err.as_raw_fd(), 2)] {
         if nix::unistd::dup2(fd, target).is_err() {
             return 1;
