@@ -95,7 +95,9 @@ pub struct LocalRuntime {
 
 /// The shim zygote ([`crate::shim::Zygote`]): started on the first container create.
 enum ZygoteState {
-    /// Not started yet (or turned off with `SKIFF_SHIM_ZYGOTE=0`: never started).
+    /// Turned off (`SKIFF_SHIM_ZYGOTE=0`): shims are always executed.
+    Off,
+    /// Not started yet.
     Unstarted,
     Running(Arc<crate::shim::Zygote>),
     /// It failed to start or stopped serving at this time; shims are executed meanwhile.
@@ -142,7 +144,7 @@ fn kill_cgroup(cgroups_path: &str) {
 impl LocalRuntime {
     /// Opens the runtime at `cfg.root`, creating its directories.
     pub fn new(cfg: RuntimeConfig, network: Arc<dyn NetworkHook>) -> Result<Self> {
-        for d in ["containers", "sandboxes", "libcontainer"] {
+        for d in state_dir::SUBDIRS {
             let p = cfg.state.join(d);
             std::fs::create_dir_all(&p).ctx("create runtime state dir", &p)?;
         }
@@ -154,7 +156,11 @@ impl LocalRuntime {
             images,
             network,
             running: Default::default(),
-            zygote: std::sync::Mutex::new(ZygoteState::Unstarted),
+            zygote: std::sync::Mutex::new(if std::env::var_os("SKIFF_SHIM_ZYGOTE").is_some_and(|v| v == "0") {
+                ZygoteState::Off
+            } else {
+                ZygoteState::Unstarted
+            }),
         })
     }
 
@@ -481,8 +487,8 @@ impl LocalRuntime {
         let mut state = self.zygote.lock().unwrap_or_else(|p| p.into_inner());
         match &*state {
             ZygoteState::Running(z) => return Some(z.clone()),
+            ZygoteState::Off => return None,
             ZygoteState::Failed(at) if at.elapsed() < crate::shim::ZYGOTE_RESTART_BACKOFF => return None,
-            ZygoteState::Unstarted if std::env::var_os("SKIFF_SHIM_ZYGOTE").is_some_and(|v| v == "0") => return None,
             _ => {}
         }
         match crate::shim::Zygote::start(&self.cfg.shim, &self.lc_root()) {

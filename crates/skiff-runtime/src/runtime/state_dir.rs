@@ -17,6 +17,9 @@ use nix::mount::{mount, MsFlags};
 /// The directory holding every runtime's state directory.
 pub const BASE: &str = "/run/skiff";
 
+/// What a state directory holds (see the module docs).
+pub const SUBDIRS: [&str; 3] = ["containers", "sandboxes", "libcontainer"];
+
 /// A tag of `root` (the start of a hash of its absolute path) that names what belongs to
 /// the runtime at `root` in machine-wide places: its state directory and its cgroup parent.
 pub fn tag(root: &Path) -> String {
@@ -68,7 +71,7 @@ pub fn is_tmpfs(path: &Path) -> std::io::Result<bool> {
 /// Removes the state directory `dir` if it is empty (a node's data directory is being
 /// cleaned up); anything still in it stays.
 pub fn remove_if_empty(dir: &Path) {
-    for sub in ["containers", "sandboxes", "libcontainer"] {
+    for sub in SUBDIRS {
         let _ = std::fs::remove_dir(dir.join(sub));
     }
     let _ = std::fs::remove_dir(dir);

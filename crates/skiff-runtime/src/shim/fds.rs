@@ -25,10 +25,11 @@ pub(crate) fn send_with_fds(conn: &UnixStream, data: &[u8], fds: &[RawFd]) -> st
     Ok(())
 }
 
-/// Receives into `buf` along with any descriptors sent with it (close-on-exec).
+/// Receives into `buf` along with any descriptors sent with it (close-on-exec), from a unix
+/// socket of any type (the zygote's is SOCK_SEQPACKET).
 #[allow(unsafe_code)]
 pub(crate) fn recv_with_fds(
-    conn: &UnixStream,
+    conn: &impl AsRawFd,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, Vec<OwnedFd>)> {
     let mut iov = [IoSliceMut::new(buf)];

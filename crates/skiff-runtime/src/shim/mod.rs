@@ -247,10 +247,11 @@ impl ShimCommand {
 /// any thread.
 pub fn main(args: Vec<String>) -> i32 {
     if args.first().is_some_and(|a| a == "zygote") {
-        // Its own flags (`--lc-root DIR`) only tell which runtime it serves.
+        // Its own flags (`--lc-root DIR`, `--room ...`) only name the runtime it serves and
+        // reserve room for its children's command lines.
         let argv: Vec<String> = std::env::args().collect();
         let prefix = argv[..argv.len().saturating_sub(args.len())].to_vec();
-        return zygote::serve(prefix, &args);
+        return zygote::serve(prefix);
     }
     match ShimCommand::parse(&args) {
         Ok(cmd) => run(cmd),

@@ -21,19 +21,18 @@
 //!
 //! The zygote serves until its socket closes: the agent exited, or dropped its [`Zygote`].
 
-use std::io::{IoSlice, IoSliceMut, Read};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{IoSlice, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use super::client::ShimProgram;
+use super::fds::recv_with_fds;
 use super::ShimCommand;
 use crate::error::{Error, IoContext, Result};
 
@@ -172,9 +171,8 @@ fn read_both(a: OwnedFd, b: OwnedFd) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
 }
 
 /// `shim zygote`: serves requests on stdin (a SOCK_SEQPACKET socket) until it closes.
-/// `prefix` is the command line before `zygote` (the program and its `shim` word), `own`
-/// the zygote's own arguments.
-pub(super) fn serve(prefix: Vec<String>, own: &[String]) -> i32 {
+/// `prefix` is the command line before `zygote` (the program and its `shim` word).
+pub(super) fn serve(prefix: Vec<String>) -> i32 {
     // Children rewrite the argument area: refuse to serve without one that has room.
     match arg_area() {
         Ok((start, end)) if end - start >= ROOM => {}
@@ -187,7 +185,6 @@ pub(super) fn serve(prefix: Vec<String>, own: &[String]) -> i32 {
             return 1;
         }
     }
-    let _ = own;
     {
         use std::io::Write;
         let mut out = std::io::stdout();
@@ -208,10 +205,10 @@ pub(super) fn serve(prefix: Vec<String>, own: &[String]) -> i32 {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => return 1,
         }
-        let (n, passed) = match receive(&socket, &mut buf) {
+        let (n, passed) = match recv_with_fds(&socket, &mut buf) {
             Ok((0, _)) => return 0, // the agent is gone
             Ok(r) => r,
-            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => return 1,
         };
         let args: Vec<String> = String::from_utf8_lossy(&buf[..n]).split('\0').map(str::to_string).collect();
@@ -270,25 +267,6 @@ fn child(prefix: &[String], args: Vec<String>, socket: OwnedFd, out: OwnedFd, er
 
 fn dev_null() -> OwnedFd {
     std::fs::File::open("/dev/null").map(OwnedFd::from).expect("/dev/null opens")
-}
-
-/// Receives one request and the descriptors sent with it.
-fn receive(socket: &OwnedFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
-    let mut iov = [IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([RawFd; 4]);
-    let msg = recvmsg::<()>(socket.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
-    let mut fds = Vec::new();
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
-            for fd in received {
-                // SAFETY: the kernel installed these descriptors in our table while receiving
-                // the message; nothing else refers to them.
-                #[allow(unsafe_code)]
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
-        }
-    }
-    Ok((msg.bytes, fds))
 }
 
 /// Reaps children that have exited (each exits once its container is created).
