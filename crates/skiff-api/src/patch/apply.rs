@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fieldpath::{element_key, leaves, FieldSet, Leaves, PathElement};
+use super::fieldpath::{diff, element_key, leaves, Changes, FieldSet, Leaves, Path, PathElement};
 use super::managed_fields::{
     cap_update_managers, now_rfc3339, read, write, ManagedEntry, OPERATION_APPLY, OPERATION_UPDATE,
 };
@@ -290,14 +290,11 @@ pub fn record_update_at(
     };
 
     let empty = Value::Object(Map::new());
-    let mut old_clean = old.unwrap_or(&empty).clone();
-    drop_managed_fields(&mut old_clean);
-    let mut new_clean = new.clone();
-    drop_managed_fields(&mut new_clean);
-    let (added, modified, removed) = compare(
-        &ownable(leaves(&old_clean, &meta)),
-        &ownable(leaves(&new_clean, &meta)),
-    );
+    let mut changes = diff(old.unwrap_or(&empty), new, &meta);
+    for set in [&mut changes.added, &mut changes.modified, &mut changes.removed] {
+        set.retain(is_ownable);
+    }
+    let Changes { added, modified, removed } = changes;
 
     let me_probe = ManagedEntry {
         manager: manager.to_string(),
@@ -341,8 +338,14 @@ fn drop_managed_fields(v: &mut Value) {
     }
 }
 
-/// Drops the fields nobody owns: identity, type and server-maintained metadata.
+/// Drops the fields nobody owns (see [`is_ownable`]).
 fn ownable(mut l: Leaves) -> Leaves {
+    l.retain(|p, _| is_ownable(p));
+    l
+}
+
+/// Whether anyone can own `p`: not identity, type or server-maintained metadata.
+fn is_ownable(p: &Path) -> bool {
     const META: &[&str] = &[
         "name",
         "namespace",
@@ -355,14 +358,13 @@ fn ownable(mut l: Leaves) -> Leaves {
         "selfLink",
         "managedFields",
     ];
-    l.retain(|p, _| match p.0.as_slice() {
+    match p.0.as_slice() {
         [PathElement::Field(f), ..] if f == "apiVersion" || f == "kind" => false,
         [PathElement::Field(m), PathElement::Field(f), ..] if m == "metadata" => {
             !META.contains(&f.as_str())
         }
         _ => true,
-    });
-    l
+    }
 }
 
 /// Paths added, modified and removed going from `old` to `new`.

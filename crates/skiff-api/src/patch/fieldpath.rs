@@ -117,42 +117,164 @@ pub fn leaves(v: &Value, meta: &PatchMeta) -> Leaves {
 
 fn walk_object(m: &Map<String, Value>, meta: &PatchMeta, path: &Path, out: &mut Leaves) {
     for (k, v) in m {
-        if v.is_null() {
+        walk_field(k, v, meta, path, out);
+    }
+}
+
+/// The leaves of field `k` (value `v`) of an object at `path` whose fields `meta` describes.
+fn walk_field(k: &str, v: &Value, meta: &PatchMeta, path: &Path, out: &mut Leaves) {
+    if v.is_null() {
+        return;
+    }
+    let fm = meta.field(k);
+    let p = path.child(PathElement::Field(k.to_string()));
+    match v {
+        Value::Object(child) if !fm.atomic && !child.is_empty() => {
+            walk_object(child, &fm.meta, &p, out)
+        }
+        Value::Array(list) if !list.is_empty() => match &fm.list_type {
+            ListType::Atomic => {
+                out.insert(p, Some(v.clone()));
+            }
+            ListType::Set => {
+                for e in list {
+                    out.insert(p.child(PathElement::Value(e.to_string())), None);
+                }
+            }
+            ListType::Map(keys) => match list_keys(list, &keys.names()) {
+                Some(ids) => {
+                    for (id, e) in ids.into_iter().zip(list) {
+                        let ep = p.child(PathElement::Key(id));
+                        out.insert(ep.clone(), None);
+                        if let Value::Object(em) = e {
+                            walk_object(em, &fm.meta, &ep, out);
+                        }
+                    }
+                }
+                None => {
+                    out.insert(p, Some(v.clone()));
+                }
+            },
+        },
+        _ => {
+            out.insert(p, Some(v.clone()));
+        }
+    }
+}
+
+/// The paths a write changed: what [`leaves`] of `new` has and of `old` has not, what both
+/// have with different values, and what only `old` has.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub added: FieldSet,
+    pub modified: FieldSet,
+    pub removed: FieldSet,
+}
+
+impl Changes {
+    /// Whether `p` is among the changed paths.
+    pub fn contains(&self, p: &Path) -> bool {
+        self.added.contains(p) || self.modified.contains(p) || self.removed.contains(p)
+    }
+
+    fn compare(&mut self, old: &Leaves, new: &Leaves) {
+        for (p, v) in new {
+            match old.get(p) {
+                None => {
+                    self.added.insert(p.clone());
+                }
+                Some(ov) if ov != v => {
+                    self.modified.insert(p.clone());
+                }
+                _ => {}
+            }
+        }
+        self.removed.extend(old.keys().filter(|p| !new.contains_key(*p)).cloned());
+    }
+}
+
+/// What comparing `leaves(old)` with `leaves(new)` gives, without flattening both objects:
+/// equal subtrees are skipped whole, so a status write compares the unchanged spec once
+/// (a `==` that allocates nothing) instead of copying and flattening it twice. Only where
+/// the two differ are their leaves listed and compared.
+pub fn diff(old: &Value, new: &Value, meta: &PatchMeta) -> Changes {
+    let mut out = Changes::default();
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => diff_object(o, n, meta, &Path::default(), &mut out),
+        _ => out.compare(&leaves(old, meta), &leaves(new, meta)),
+    }
+    out
+}
+
+fn diff_object(old: &Map<String, Value>, new: &Map<String, Value>, meta: &PatchMeta, path: &Path, out: &mut Changes) {
+    let absent = |v: Option<&Value>| v.is_none_or(Value::is_null);
+    let only_old = old.keys().filter(|k| absent(new.get(*k)));
+    for k in new.keys().chain(only_old) {
+        let (ov, nv) = (old.get(k).filter(|v| !v.is_null()), new.get(k).filter(|v| !v.is_null()));
+        if ov == nv {
             continue;
         }
         let fm = meta.field(k);
-        let p = path.child(PathElement::Field(k.clone()));
-        match v {
-            Value::Object(child) if !fm.atomic && !child.is_empty() => {
-                walk_object(child, &fm.meta, &p, out)
+        match (ov, nv) {
+            (Some(Value::Object(o)), Some(Value::Object(n))) if !fm.atomic && !o.is_empty() && !n.is_empty() => {
+                diff_object(o, n, &fm.meta, &path.child(PathElement::Field(k.clone())), out);
+                continue;
             }
-            Value::Array(list) if !list.is_empty() => match &fm.list_type {
-                ListType::Atomic => {
-                    out.insert(p, Some(v.clone()));
-                }
-                ListType::Set => {
-                    for e in list {
-                        out.insert(p.child(PathElement::Value(e.to_string())), None);
+            (Some(Value::Array(o)), Some(Value::Array(n))) if !o.is_empty() && !n.is_empty() => {
+                if let ListType::Map(keys) = &fm.list_type {
+                    let names = keys.names();
+                    if let (Some(oids), Some(nids)) = (list_keys(o, &names), list_keys(n, &names)) {
+                        let lp = path.child(PathElement::Field(k.clone()));
+                        diff_keyed_list((&oids, o), (&nids, n), &fm.meta, &lp, out);
+                        continue;
                     }
                 }
-                ListType::Map(keys) => match list_keys(list, &keys.names()) {
-                    Some(ids) => {
-                        for (id, e) in ids.into_iter().zip(list) {
-                            let ep = p.child(PathElement::Key(id));
-                            out.insert(ep.clone(), None);
-                            if let Value::Object(em) = e {
-                                walk_object(em, &fm.meta, &ep, out);
-                            }
-                        }
-                    }
-                    None => {
-                        out.insert(p, Some(v.clone()));
-                    }
-                },
-            },
-            _ => {
-                out.insert(p, Some(v.clone()));
             }
+            _ => {}
+        }
+        // Different shapes, atomic values, sets: compare this field's leaves.
+        let (mut ol, mut nl) = (Leaves::new(), Leaves::new());
+        if let Some(v) = ov {
+            walk_field(k, v, meta, path, &mut ol);
+        }
+        if let Some(v) = nv {
+            walk_field(k, v, meta, path, &mut nl);
+        }
+        out.compare(&ol, &nl);
+    }
+}
+
+/// [`diff_object`] for an associative list whose elements all have distinct keys on both sides.
+fn diff_keyed_list(
+    (oids, old): (&[String], &[Value]),
+    (nids, new): (&[String], &[Value]),
+    meta: &PatchMeta,
+    path: &Path,
+    out: &mut Changes,
+) {
+    let element = |id: &str, e: &Value| {
+        let mut l = Leaves::new();
+        let ep = path.child(PathElement::Key(id.to_string()));
+        l.insert(ep.clone(), None);
+        if let Value::Object(em) = e {
+            walk_object(em, meta, &ep, &mut l);
+        }
+        l
+    };
+    for (id, n) in nids.iter().zip(new) {
+        match oids.iter().position(|o| o == id).map(|i| &old[i]) {
+            Some(o) if o == n => {}
+            Some(Value::Object(om)) if matches!(n, Value::Object(_)) => {
+                let ep = path.child(PathElement::Key(id.clone()));
+                diff_object(om, n.as_object().expect("matched an object"), meta, &ep, out);
+            }
+            Some(o) => out.compare(&element(id, o), &element(id, n)),
+            None => out.compare(&Leaves::new(), &element(id, n)),
+        }
+    }
+    for (id, o) in oids.iter().zip(old) {
+        if !nids.contains(id) {
+            out.compare(&element(id, o), &Leaves::new());
         }
     }
 }
@@ -293,6 +415,57 @@ mod tests {
             r#"{"f:data":{"f:k":{}},"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"web\"}":{".":{},"f:image":{},"f:name":{}}}}}}}"#
         );
         assert_eq!(from_fields_v1(&encoded), set);
+    }
+
+    /// `diff` must say exactly what comparing the two objects' full leaves says.
+    #[test]
+    fn diff_agrees_with_comparing_all_leaves() {
+        let base = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"app": "a", "tier": "web"}, "finalizers": ["x", "y"],
+                         "annotations": {}},
+            "spec": {"containers": [
+                {"name": "web", "image": "nginx:1", "ports": [{"containerPort": 80}],
+                 "env": [{"name": "A", "value": "1"}], "args": ["--a", "--b"]},
+                {"name": "side", "image": "busybox"}
+            ], "nodeSelector": {"disk": "ssd"}, "restartPolicy": "Always"},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}
+        });
+        let edits: Vec<fn(&mut Value)> = vec![
+            |v| v["status"]["phase"] = json!("Running"),
+            |v| if let Some(s) = v.pointer_mut("/status/conditions/0/status") { *s = json!("True") },
+            |v| if let Some(Value::Array(c)) = v.pointer_mut("/status/conditions") { c.push(json!({"type": "Ready", "status": "True"})) },
+            |v| if let Some(i) = v.pointer_mut("/spec/containers/0/image") { *i = json!("nginx:2") },
+            |v| if let Some(Value::Array(c)) = v.pointer_mut("/spec/containers") { c.truncate(1) },
+            |v| if let Some(a) = v.pointer_mut("/spec/containers/0/args") { *a = json!(["--c"]) },
+            |v| if let Some(p) = v.pointer_mut("/spec/containers/0/ports") { *p = json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 81}]) },
+            |v| if let Some(n) = v.pointer_mut("/spec/containers/1/name") { *n = json!("web") },
+            |v| v["metadata"]["finalizers"] = json!(["y", "z"]),
+            |v| v["metadata"]["labels"] = json!({}),
+            |v| v["metadata"]["annotations"] = json!({"k": "v"}),
+            |v| v["metadata"]["labels"]["app"] = Value::Null,
+            |v| v["spec"]["nodeSelector"] = Value::Null,
+            |v| v["spec"]["containers"] = json!("not a list"),
+            |v| v["status"] = json!({}),
+            |v| { v.as_object_mut().unwrap().remove("spec"); },
+        ];
+        let meta = patch_meta_for("v1", "Pod").unwrap();
+        let mut pairs = vec![(base.clone(), base.clone()), (json!({}), base.clone()), (base.clone(), json!({}))];
+        for (i, edit) in edits.iter().enumerate() {
+            let mut changed = base.clone();
+            edit(&mut changed);
+            pairs.push((base.clone(), changed.clone()));
+            pairs.push((changed.clone(), base.clone()));
+            // Two edits at once.
+            let mut twice = changed;
+            edits[(i + 3) % edits.len()](&mut twice);
+            pairs.push((base.clone(), twice));
+        }
+        for (old, new) in pairs {
+            let mut expected = Changes::default();
+            expected.compare(&leaves(&old, &meta), &leaves(&new, &meta));
+            assert_eq!(diff(&old, &new, &meta), expected, "old {old}\nnew {new}");
+        }
     }
 
     #[test]
