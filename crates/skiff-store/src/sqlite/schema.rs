@@ -150,13 +150,16 @@ pub(super) fn open_writer(path: &Path) -> Result<(Connection, Revision, Revision
 pub(super) const READER_MMAP_BYTES: i64 = 1 << 30;
 
 /// Open a reader connection; `query_only` guards against a read path ever writing.
-pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+/// `mapped`: read the file through a map of [`READER_MMAP_BYTES`] (for scans; see
+/// `SqliteStore::get` for why point reads do not).
+pub(super) fn open_reader(path: &Path, mapped: bool) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn =
         Connection::open_with_flags(path, flags).map_err(|e| backend(path, "open reader", e))?;
+    let map = if mapped { READER_MMAP_BYTES } else { 0 };
     common_pragmas(&conn)
         .and_then(|_| conn.pragma_update(None, "query_only", true))
-        .and_then(|_| conn.query_row(&format!("PRAGMA mmap_size = {READER_MMAP_BYTES}"), [], |_| Ok(())))
+        .and_then(|_| conn.query_row(&format!("PRAGMA mmap_size = {map}"), [], |_| Ok(())))
         .map_err(|e| backend(path, "configure reader", e))?;
     Ok(conn)
 }
@@ -170,9 +173,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let (_writer, _, _) = open_writer(&path).unwrap();
-        let reader = open_reader(&path).unwrap();
-        let mapped: i64 = reader.query_row("PRAGMA mmap_size", [], |r| r.get(0)).unwrap();
-        assert_eq!(mapped, READER_MMAP_BYTES);
-        assert!(reader.execute("DELETE FROM kv", []).is_err(), "a reader refuses writes");
+        for (mapped, expected) in [(true, READER_MMAP_BYTES), (false, 0)] {
+            let reader = open_reader(&path, mapped).unwrap();
+            let size: i64 = reader.query_row("PRAGMA mmap_size", [], |r| r.get(0)).unwrap();
+            assert_eq!(size, expected);
+            assert!(reader.execute("DELETE FROM kv", []).is_err(), "a reader refuses writes");
+        }
     }
 }
