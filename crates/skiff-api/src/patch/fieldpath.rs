@@ -207,8 +207,7 @@ pub fn diff(old: &Value, new: &Value, meta: &PatchMeta) -> Changes {
 }
 
 fn diff_object(old: &Map<String, Value>, new: &Map<String, Value>, meta: &PatchMeta, path: &Path, out: &mut Changes) {
-    let absent = |v: Option<&Value>| v.is_none_or(Value::is_null);
-    let only_old = old.keys().filter(|k| absent(new.get(*k)));
+    let only_old = old.keys().filter(|k| !new.contains_key(*k));
     for k in new.keys().chain(only_old) {
         let (ov, nv) = (old.get(k).filter(|v| !v.is_null()), new.get(k).filter(|v| !v.is_null()));
         if ov == nv {
@@ -261,8 +260,9 @@ fn diff_keyed_list(
         }
         l
     };
+    let old_by_id: std::collections::HashMap<&str, &Value> = oids.iter().map(String::as_str).zip(old).collect();
     for (id, n) in nids.iter().zip(new) {
-        match oids.iter().position(|o| o == id).map(|i| &old[i]) {
+        match old_by_id.get(id.as_str()).copied() {
             Some(o) if o == n => {}
             Some(Value::Object(om)) if matches!(n, Value::Object(_)) => {
                 let ep = path.child(PathElement::Key(id.clone()));
@@ -272,8 +272,9 @@ fn diff_keyed_list(
             None => out.compare(&Leaves::new(), &element(id, n)),
         }
     }
+    let new_ids: BTreeSet<&String> = nids.iter().collect();
     for (id, o) in oids.iter().zip(old) {
-        if !nids.contains(id) {
+        if !new_ids.contains(id) {
             out.compare(&element(id, o), &Leaves::new());
         }
     }
