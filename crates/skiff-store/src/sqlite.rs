@@ -74,22 +74,26 @@ pub struct CommitStats {
     pub writes: u64,
 }
 
-/// Reader connections, opened up front and reopened when a read panicked with one.
-struct ReaderPool {
-    conns: Mutex<Vec<Connection>>,
-    permits: Semaphore,
-}
+/// Idle reader connections.
+#[derive(Default)]
+struct IdleConns(Mutex<Vec<Connection>>);
 
-impl ReaderPool {
+impl IdleConns {
     /// An idle connection, if one is free.
     fn take(&self) -> Option<Connection> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).pop()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
-    /// Return a connection taken with [`ReaderPool::take`] (or opened anew).
+    /// Return a connection taken with [`IdleConns::take`] (or opened anew).
     fn give_back(&self, conn: Connection) {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
     }
+}
+
+/// Reader connections, opened up front and reopened when a read panicked with one.
+struct ReaderPool {
+    idle: IdleConns,
+    permits: Semaphore,
 }
 
 struct Inner {
@@ -97,7 +101,7 @@ struct Inner {
     readers: ReaderPool,
     /// Idle connections for point reads, which read the file without a map; opened as
     /// needed (there are as many as point reads ever ran at once, i.e. about one per thread).
-    point_readers: Mutex<Vec<Connection>>,
+    point_readers: IdleConns,
     events: broadcast::Sender<std::sync::Arc<WatchEvent>>,
     shared: Arc<Shared>,
     /// Held until the last connection is gone (the writer and any watch still replaying).
@@ -165,10 +169,10 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 readers: ReaderPool {
-                    conns: Mutex::new(conns),
+                    idle: IdleConns(Mutex::new(conns)),
                     permits: Semaphore::new(config.readers),
                 },
-                point_readers: Mutex::new(Vec::new()),
+                point_readers: IdleConns::default(),
                 events,
                 shared,
                 _lock: lock,
@@ -229,12 +233,12 @@ where
     let task_inner = inner.clone();
     let joined = tokio::task::spawn_blocking(move || {
         let inner = task_inner;
-        let mut conn = match inner.readers.take() {
+        let mut conn = match inner.readers.idle.take() {
             Some(c) => c,
             None => schema::open_reader(&inner.path, true).map_err(ReadError::Store)?,
         };
         let result = f(&mut conn);
-        inner.readers.give_back(conn);
+        inner.readers.idle.give_back(conn);
         result
     })
     .await
@@ -363,13 +367,12 @@ impl Store for SqliteStore {
         // read paid an munmap (with its TLB shootdown) and fresh page faults for the three or
         // four pages it needed: 4.5% of the server's CPU under 32-way pod creates, more than
         // copying those pages with `pread`. Scans (lists, watch backlogs) keep the map.
-        let idle = self.inner.point_readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match idle {
+        let conn = match self.inner.point_readers.take() {
             Some(c) => c,
             None => schema::open_reader(&self.inner.path, false)?,
         };
         let got = read::get(&conn, key);
-        self.inner.point_readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.inner.point_readers.give_back(conn);
         got.map_err(|e| backend(&self.inner.path, "get", e))
     }
 

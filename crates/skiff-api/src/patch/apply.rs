@@ -215,10 +215,7 @@ pub fn apply_with(
         }
     }
 
-    let (added, modified, removed) = compare(
-        &ownable(leaves(&live_clean, &meta)),
-        &ownable(leaves(&merged, &meta)),
-    );
+    let Changes { added, modified, removed } = owned_changes(&live_clean, &merged, &meta);
     let changed: FieldSet = added.union(&modified).cloned().collect();
 
     let mut conflicts = Vec::new();
@@ -290,11 +287,7 @@ pub fn record_update_at(
     };
 
     let empty = Value::Object(Map::new());
-    let mut changes = diff(old.unwrap_or(&empty), new, &meta);
-    for set in [&mut changes.added, &mut changes.modified, &mut changes.removed] {
-        set.retain(is_ownable);
-    }
-    let Changes { added, modified, removed } = changes;
+    let Changes { added, modified, removed } = owned_changes(old.unwrap_or(&empty), new, &meta);
 
     let me_probe = ManagedEntry {
         manager: manager.to_string(),
@@ -367,27 +360,13 @@ fn is_ownable(p: &Path) -> bool {
     }
 }
 
-/// Paths added, modified and removed going from `old` to `new`.
-fn compare(old: &Leaves, new: &Leaves) -> (FieldSet, FieldSet, FieldSet) {
-    let mut added = FieldSet::new();
-    let mut modified = FieldSet::new();
-    for (p, v) in new {
-        match old.get(p) {
-            None => {
-                added.insert(p.clone());
-            }
-            Some(ov) if ov != v => {
-                modified.insert(p.clone());
-            }
-            _ => {}
-        }
+/// The ownable paths added, modified and removed going from `old` to `new`.
+fn owned_changes(old: &Value, new: &Value, meta: &PatchMeta) -> Changes {
+    let mut changes = diff(old, new, meta);
+    for set in [&mut changes.added, &mut changes.modified, &mut changes.removed] {
+        set.retain(is_ownable);
     }
-    let removed = old
-        .keys()
-        .filter(|p| !new.contains_key(*p))
-        .cloned()
-        .collect();
-    (added, modified, removed)
+    changes
 }
 
 fn strip_nulls(m: &Map<String, Value>) -> Map<String, Value> {

@@ -143,12 +143,8 @@ fn walk_field(k: &str, v: &Value, meta: &PatchMeta, path: &Path, out: &mut Leave
             }
             ListType::Map(keys) => match list_keys(list, &keys.names()) {
                 Some(ids) => {
-                    for (id, e) in ids.into_iter().zip(list) {
-                        let ep = p.child(PathElement::Key(id));
-                        out.insert(ep.clone(), None);
-                        if let Value::Object(em) = e {
-                            walk_object(em, &fm.meta, &ep, out);
-                        }
+                    for (id, e) in ids.iter().zip(list) {
+                        walk_element(id, e, &fm.meta, &p, out);
                     }
                 }
                 None => {
@@ -162,6 +158,16 @@ fn walk_field(k: &str, v: &Value, meta: &PatchMeta, path: &Path, out: &mut Leave
     }
 }
 
+/// The leaves of the element `e` (identity `id`) of the associative list at `list`: the
+/// element itself and its fields, which `meta` describes.
+fn walk_element(id: &str, e: &Value, meta: &PatchMeta, list: &Path, out: &mut Leaves) {
+    let ep = list.child(PathElement::Key(id.to_string()));
+    out.insert(ep.clone(), None);
+    if let Value::Object(em) = e {
+        walk_object(em, meta, &ep, out);
+    }
+}
+
 /// The paths a write changed: what [`leaves`] of `new` has and of `old` has not, what both
 /// have with different values, and what only `old` has.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -172,11 +178,7 @@ pub struct Changes {
 }
 
 impl Changes {
-    /// Whether `p` is among the changed paths.
-    pub fn contains(&self, p: &Path) -> bool {
-        self.added.contains(p) || self.modified.contains(p) || self.removed.contains(p)
-    }
-
+    /// Adds what going from `old` to `new` changes.
     fn compare(&mut self, old: &Leaves, new: &Leaves) {
         for (p, v) in new {
             match old.get(p) {
@@ -253,23 +255,18 @@ fn diff_keyed_list(
 ) {
     let element = |id: &str, e: &Value| {
         let mut l = Leaves::new();
-        let ep = path.child(PathElement::Key(id.to_string()));
-        l.insert(ep.clone(), None);
-        if let Value::Object(em) = e {
-            walk_object(em, meta, &ep, &mut l);
-        }
+        walk_element(id, e, meta, path, &mut l);
         l
     };
     let old_by_id: std::collections::HashMap<&str, &Value> = oids.iter().map(String::as_str).zip(old).collect();
     for (id, n) in nids.iter().zip(new) {
-        match old_by_id.get(id.as_str()).copied() {
-            Some(o) if o == n => {}
-            Some(Value::Object(om)) if matches!(n, Value::Object(_)) => {
-                let ep = path.child(PathElement::Key(id.clone()));
-                diff_object(om, n.as_object().expect("matched an object"), meta, &ep, out);
+        match (old_by_id.get(id.as_str()).copied(), n) {
+            (Some(o), n) if o == n => {}
+            (Some(Value::Object(om)), Value::Object(nm)) => {
+                diff_object(om, nm, meta, &path.child(PathElement::Key(id.clone())), out);
             }
-            Some(o) => out.compare(&element(id, o), &element(id, n)),
-            None => out.compare(&Leaves::new(), &element(id, n)),
+            (Some(o), n) => out.compare(&element(id, o), &element(id, n)),
+            (None, n) => out.compare(&Leaves::new(), &element(id, n)),
         }
     }
     let new_ids: BTreeSet<&String> = nids.iter().collect();
