@@ -252,6 +252,47 @@ async fn range_at_old_revision(s: Arc<dyn Store>) {
     }
 }
 
+/// Keys with several versions, tombstones and re-creation: a page holds only live keys, each
+/// at its newest version at the read revision, and a deleted key never takes a page's slot.
+async fn range_versions_and_tombstones(s: Arc<dyn Store>) {
+    let a1 = s.create("/v/a", b"a1".to_vec()).await.unwrap();
+    let b1 = s.create("/v/b", b"b1".to_vec()).await.unwrap();
+    let c1 = s.create("/v/c", b"c1".to_vec()).await.unwrap();
+    let a2 = s.update("/v/a", b"a2".to_vec(), a1).await.unwrap();
+    let a3 = s.update("/v/a", b"a3".to_vec(), a2).await.unwrap();
+    let (_, _) = s.delete("/v/b", None).await.unwrap();
+    let b2 = s.create("/v/b", b"b2".to_vec()).await.unwrap();
+    let (_, _) = s.delete("/v/c", None).await.unwrap();
+    let d1 = s.create("/v/d", b"d1".to_vec()).await.unwrap();
+
+    let now = s.range("/v/", None, 0, None).await.unwrap();
+    let got: Vec<_> = now
+        .kvs
+        .iter()
+        .map(|kv| (kv.key.as_str(), kv.value.clone(), kv.create_revision, kv.mod_revision))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("/v/a", b"a3".to_vec(), a1, a3),
+            ("/v/b", b"b2".to_vec(), b2, b2),
+            ("/v/d", b"d1".to_vec(), d1, d1),
+        ]
+    );
+    // The deleted /v/c between /v/b and /v/d does not fill the second slot of a page.
+    let page = s.range("/v/", Some("/v/a"), 2, None).await.unwrap();
+    let keys: Vec<_> = page.kvs.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, vec!["/v/b", "/v/d"]);
+    assert!(!page.more);
+    let page = s.range("/v/", None, 2, None).await.unwrap();
+    assert_eq!(page.kvs.len(), 2);
+    assert!(page.more);
+    // At c1, /v/c was live and /v/a still at its first version.
+    let then = s.range("/v/", None, 0, Some(c1)).await.unwrap();
+    let got: Vec<_> = then.kvs.iter().map(|kv| (kv.key.as_str(), kv.mod_revision)).collect();
+    assert_eq!(got, vec![("/v/a", a1), ("/v/b", b1), ("/v/c", c1)]);
+}
+
 async fn compaction(s: Arc<dyn Store>) {
     let keep = s.create("/c/untouched", b"old".to_vec()).await.unwrap();
     let r = s.create("/c/a", b"1".to_vec()).await.unwrap();
@@ -470,6 +511,12 @@ macro_rules! conformance {
             async fn range_at_old_revision() {
                 let f = super::$backend();
                 super::range_at_old_revision(f.store.clone()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn range_versions_and_tombstones() {
+                let f = super::$backend();
+                super::range_versions_and_tombstones(f.store.clone()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
