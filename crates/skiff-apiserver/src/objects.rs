@@ -127,13 +127,16 @@ impl Objects {
 
     /// Get one object.
     pub async fn get(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+        decode(&self.get_stored(info, ns, name).await?)
+    }
+
+    /// Get one object as stored (JSON without its resourceVersion, which is `mod_revision`).
+    pub async fn get_stored(&self, info: &ResourceInfo, ns: Option<&str>, name: &str) -> ApiResult<KeyValue> {
         let t = std::time::Instant::now();
         let got = self.store.get(&info.key(ns, name)).await;
         self.observe("get", t);
-        match got.map_err(|e| store_error(info, name, e))? {
-            Some(kv) => decode(&kv),
-            None => Err(ApiError::not_found(&info.group, &info.plural, name)),
-        }
+        got.map_err(|e| store_error(info, name, e))?
+            .ok_or_else(|| ApiError::not_found(&info.group, &info.plural, name))
     }
 
     /// Get one object if it exists.
