@@ -32,15 +32,15 @@ async fn pass(client: &kube::Client, graph: &Graph, recent: &mut HashMap<Arc<str
     let had_work = !candidates.is_empty();
     for (n, deps) in candidates {
         let deps: Vec<&Node> = deps.iter().collect();
-        if n.deleting && n.finalizers.iter().any(|f| f == "orphan") {
+        if n.deleting && n.finalizers().iter().any(|f| f == "orphan") {
             orphan(client, &n, &deps).await;
             continue;
         }
-        if n.deleting && n.finalizers.iter().any(|f| f == "foregroundDeletion") {
+        if n.deleting && n.finalizers().iter().any(|f| f == "foregroundDeletion") {
             foreground(client, &n, &deps, recent).await;
             continue;
         }
-        if n.owners.is_empty() || n.deleting || recent.contains_key(&n.uid) {
+        if n.owners().is_empty() || n.deleting || recent.contains_key(&n.uid) {
             continue;
         }
         if owners_gone(client, &n).await {
@@ -56,7 +56,7 @@ async fn pass(client: &kube::Client, graph: &Graph, recent: &mut HashMap<Arc<str
 async fn orphan(client: &kube::Client, owner: &Node, deps: &[&Node]) {
     for d in deps {
         let refs: Vec<serde_json::Value> = d
-            .owners
+            .owners()
             .iter()
             .filter(|o| *o.uid != *owner.uid)
             .map(|o| json!({"apiVersion": o.api_version, "kind": o.kind, "name": o.name, "uid": o.uid}))
@@ -100,7 +100,7 @@ async fn foreground(client: &kube::Client, owner: &Node, deps: &[&Node], recent:
 }
 
 async fn remove_finalizer(client: &kube::Client, n: &Node, finalizer: &str) {
-    let remaining: Vec<&String> = n.finalizers.iter().filter(|f| *f != finalizer).collect();
+    let remaining: Vec<&String> = n.finalizers().iter().filter(|f| *f != finalizer).collect();
     let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": n.resource_version}});
     if let Err(e) = api_for(client, n).patch(&n.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         tracing::debug!(name = %n.name, error = %e, "removing finalizer failed; will retry");
@@ -109,7 +109,7 @@ async fn remove_finalizer(client: &kube::Client, n: &Node, finalizer: &str) {
 
 /// Confirm with the API server (not just the graph) that none of the owners exists.
 async fn owners_gone(client: &kube::Client, n: &Node) -> bool {
-    for o in &n.owners {
+    for o in n.owners() {
         if owner_exists(client, n, o).await {
             return false;
         }
