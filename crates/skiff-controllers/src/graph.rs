@@ -53,7 +53,7 @@ pub struct Node {
 }
 
 /// The parts of a [`Node`] most objects do not have.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Links {
     owners: Vec<Owner>,
     finalizers: Vec<String>,

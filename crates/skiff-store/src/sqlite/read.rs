@@ -118,40 +118,33 @@ pub(super) fn range(
         let mut rows = versions.query(params![low, end, at])?;
         // The newest version seen so far of the key being walked: (key, revision, deleted).
         let mut newest: Option<(Vec<u8>, Revision, bool)> = None;
-        let mut take = |newest: Option<(Vec<u8>, Revision, bool)>,
-                        kvs: &mut Vec<KeyValue>|
-         -> rusqlite::Result<()> {
-            if let Some((key, rev, false)) = newest {
+        while kvs.len() < wanted {
+            let row = rows.next()?;
+            let version = match row {
+                Some(row) => {
+                    let key = row.get_ref(0)?.as_blob().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
+                    })?;
+                    Some((key, row.get::<_, Revision>(1)?, row.get::<_, bool>(2)?))
+                }
+                None => None,
+            };
+            // A later version of the key being walked replaces the one seen.
+            if let (Some((k, r, d)), Some((key, rev, deleted))) = (&mut newest, version) {
+                if k.as_slice() == key {
+                    (*r, *d) = (rev, deleted);
+                    continue;
+                }
+            }
+            // Another key (or the end): the walked key's newest version is final.
+            if let Some((key, rev, false)) = newest.take() {
                 let (value, create_revision) =
                     row_at.query_row([rev], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?)))?;
-                kvs.push(KeyValue {
-                    key: key_from(key)?,
-                    value,
-                    create_revision,
-                    mod_revision: rev,
-                });
+                kvs.push(KeyValue { key: key_from(key)?, value, create_revision, mod_revision: rev });
             }
-            Ok(())
-        };
-        while kvs.len() < wanted {
-            let Some(row) = rows.next()? else {
-                take(newest.take(), &mut kvs)?;
-                break;
-            };
-            let key = row.get_ref(0)?.as_blob().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, e.into())
-            })?;
-            let rev: Revision = row.get(1)?;
-            let deleted: bool = row.get(2)?;
-            match &mut newest {
-                Some((k, r, d)) if k.as_slice() == key => {
-                    *r = rev;
-                    *d = deleted;
-                }
-                _ => {
-                    let next = Some((key.to_vec(), rev, deleted));
-                    take(std::mem::replace(&mut newest, next), &mut kvs)?;
-                }
+            match version {
+                Some((key, rev, deleted)) => newest = Some((key.to_vec(), rev, deleted)),
+                None => break,
             }
         }
     }

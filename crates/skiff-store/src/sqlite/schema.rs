@@ -44,7 +44,7 @@ CREATE INDEX IF NOT EXISTS kv_key_revision ON kv (key, revision, deleted);
 INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
 ";
 
-/// The writer's page cache, in KiB (as a negative `PRAGMA cache_size`).
+/// The writer's page cache as `PRAGMA cache_size` takes it: negative means KiB, so 512 KiB.
 ///
 /// Why not SQLite's default of 2 MB: it is held for the server's whole life, and a heap
 /// profile of an idle server holding 10,000 pods had it as the largest single allocation site
@@ -52,7 +52,7 @@ INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0
 /// index; what it reuses between commits is the two B-trees' interior pages (a few dozen)
 /// and the pages last appended to, which 512 KiB (128 pages) holds; the leaves it misses are
 /// in the kernel's page cache. Figures: docs/benchmarks.md (session 19).
-const WRITER_CACHE_KIB: i64 = -512;
+const WRITER_CACHE_SIZE: i64 = -512;
 
 /// A backend error with the database path and the operation that failed.
 pub(super) fn backend(path: &Path, what: &str, err: impl Display) -> StoreError {
@@ -99,7 +99,7 @@ pub(super) fn open_writer(path: &Path) -> Result<(Connection, Revision, Revision
                 "cannot switch to wal journal mode (got {mode})"
             )));
         }
-        conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+        conn.pragma_update(None, "cache_size", WRITER_CACHE_SIZE)?;
         // Checkpoints reuse the WAL from its start but never shrink it; cap what a burst of
         // writes leaves on disk.
         let _: i64 = conn.query_row("PRAGMA journal_size_limit = 67108864", [], |r| r.get(0))?;
