@@ -107,6 +107,34 @@ pub struct ResolvedProcess {
     pub cwd: String,
     /// Identity.
     pub user: User,
+    /// The primary group: the user's own, else the image's `/etc/passwd` entry, else 0.
+    pub gid: u32,
+}
+
+/// The image's own files, read from its layers (topmost first) before any container root is
+/// mounted: a container's root is mounted only inside its shim's mount namespace (see
+/// `runtime/rootfs.rs`), so the agent looks names up (`/etc/passwd`, `/etc/group`) here.
+#[derive(Debug, Clone, Default)]
+pub struct ImageFiles(pub Vec<PathBuf>);
+
+impl ImageFiles {
+    /// The text of the image's regular file at `rel` (relative to its root): the topmost
+    /// layer that has the path decides; an overlay whiteout there (a 0:0 character device)
+    /// means the file was deleted. Symbolic links are not followed: one could point out of
+    /// the image into the host's file system.
+    pub fn read(&self, rel: &str) -> Option<String> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        for layer in &self.0 {
+            let path = layer.join(rel);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let kind = meta.file_type();
+            if kind.is_char_device() && meta.rdev() == 0 {
+                return None;
+            }
+            return kind.is_file().then(|| std::fs::read_to_string(&path).ok()).flatten();
+        }
+        None
+    }
 }
 
 /// Applies Kubernetes' rules: `command` replaces the entrypoint and drops the image cmd,
@@ -114,7 +142,7 @@ pub struct ResolvedProcess {
 pub fn resolve_process(
     cfg: &ContainerConfig,
     image: &ImageConfig,
-    rootfs: &Path,
+    files: &ImageFiles,
 ) -> Result<ResolvedProcess> {
     let defaults = image.config.clone().unwrap_or_default();
     let entrypoint = defaults.entrypoint.unwrap_or_default();
@@ -156,26 +184,28 @@ pub fn resolve_process(
         Some(u) => u.clone(),
         None => match defaults.user.as_deref() {
             None | Some("") => User::default(),
-            Some(spec) => parse_image_user(spec, rootfs)?,
+            Some(spec) => parse_image_user(spec, files)?,
         },
     };
+    let gid = primary_gid(&user, files);
     Ok(ResolvedProcess {
         args,
         env,
         cwd,
         user,
+        gid,
     })
 }
 
 /// Parses an image `USER` (`uid`, `uid:gid`, `name`, `name:group`), looking names up in the
 /// image's own `/etc/passwd` and `/etc/group`.
-fn parse_image_user(spec: &str, rootfs: &Path) -> Result<User> {
+fn parse_image_user(spec: &str, files: &ImageFiles) -> Result<User> {
     let (u, g) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     let lookup = |file: &str, name: &str, field: usize| -> Option<u32> {
-        let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
+        let text = files.read(file)?;
         text.lines()
             .map(|l| l.split(':').collect::<Vec<_>>())
             .find(|f| f.first() == Some(&name))
@@ -211,10 +241,10 @@ fn parse_image_user(spec: &str, rootfs: &Path) -> Result<User> {
 }
 
 /// The user's primary group: the configured one, else the image's `/etc/passwd` entry, else 0.
-pub fn primary_gid(user: &User, rootfs: &Path) -> u32 {
+pub fn primary_gid(user: &User, files: &ImageFiles) -> u32 {
     user.gid.unwrap_or_else(|| {
-        std::fs::read_to_string(rootfs.join("etc/passwd"))
-            .ok()
+        files
+            .read("etc/passwd")
             .and_then(|t| {
                 t.lines()
                     .map(|l| l.split(':').collect::<Vec<_>>())
@@ -315,7 +345,7 @@ pub fn build_spec(
         _ => Vec::new(),
     };
     caps.extend(temporary.iter().map(|c| c.to_string()));
-    let gid = primary_gid(&process.user, rootfs);
+    let gid = process.gid;
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
@@ -454,6 +484,29 @@ mod tests {
     }
 
     #[test]
+    fn image_files_come_from_the_topmost_layer_that_has_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (top, middle, bottom) = (dir.path().join("top"), dir.path().join("middle"), dir.path().join("bottom"));
+        for d in [&top, &middle, &bottom] {
+            std::fs::create_dir_all(d.join("etc")).unwrap();
+        }
+        std::fs::write(bottom.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(middle.join("etc/passwd"), "app:x:1000:1001::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(bottom.join("etc/group"), "app:x:1001:\n").unwrap();
+        let files = ImageFiles(vec![top.clone(), middle.clone(), bottom.clone()]);
+        assert!(files.read("etc/passwd").unwrap().starts_with("app:"), "middle hides bottom");
+        assert_eq!(files.read("etc/group").as_deref(), Some("app:x:1001:\n"));
+        let user = parse_image_user("app", &files).unwrap();
+        assert_eq!((user.uid, primary_gid(&user, &files)), (1000, 1001));
+        // A whiteout in the top layer deletes the file; a symlink is not followed.
+        nix::sys::stat::mknod(&top.join("etc/passwd"), nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).unwrap();
+        assert_eq!(files.read("etc/passwd"), None);
+        std::os::unix::fs::symlink("/etc/hostname", top.join("etc/group")).unwrap();
+        assert_eq!(files.read("etc/group"), None);
+        assert!(parse_image_user("app", &files).is_err(), "the name is gone with the file");
+    }
+
+    #[test]
     fn command_and_args_merge_like_kubernetes() {
         let img = image(&["/ep"], &["c1"]);
         let mut cfg = ContainerConfig {
@@ -461,7 +514,7 @@ mod tests {
             ..Default::default()
         };
         let p = |cfg: &ContainerConfig| {
-            resolve_process(cfg, &img, Path::new("/nonexistent"))
+            resolve_process(cfg, &img, &ImageFiles::default())
                 .unwrap()
                 .args
         };
@@ -482,7 +535,7 @@ mod tests {
             env: vec![("A".into(), "ctr".into()), ("B".into(), "1".into())],
             ..Default::default()
         };
-        let p = resolve_process(&cfg, &img, Path::new("/nonexistent")).unwrap();
+        let p = resolve_process(&cfg, &img, &ImageFiles::default()).unwrap();
         assert_eq!(p.env, v(&["PATH=/bin", "A=ctr", "B=1"]));
         assert_eq!(p.cwd, "/work");
     }
@@ -513,7 +566,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let p = resolve_process(&cfg, &image(&[], &["sh"]), Path::new("/nonexistent")).unwrap();
+        let p = resolve_process(&cfg, &image(&[], &["sh"]), &ImageFiles::default()).unwrap();
         let ns = NamespaceSetup {
             join: vec![("network", "/x/net".into())],
             ..Default::default()
@@ -536,7 +589,7 @@ mod tests {
             capabilities_add: v(&["CHOWN"]),
             ..Default::default()
         };
-        let p = resolve_process(&cfg, &image(&[], &["sh"]), Path::new("/nonexistent")).unwrap();
+        let p = resolve_process(&cfg, &image(&[], &["sh"]), &ImageFiles::default()).unwrap();
         let profile = json!({"defaultAction": "SCMP_ACT_ALLOW"});
         let ns = NamespaceSetup::default();
         let spec = build_spec(&cfg, &p, Path::new("/r"), &ns, "/c", Some(&profile)).unwrap();

@@ -647,20 +647,24 @@ fn containers_are_listed_by_id_prefix() {
     }
 }
 
-/// The rootfs overlay is mounted with paths relative to the container's directory, so its
-/// line in every mountinfo read stays short, and the container sees the image through it.
+/// The rootfs overlay is mounted by the container's shim in a mount namespace of its own,
+/// not in the host's (where every container create would copy and read it), with paths
+/// relative to the container's directory so that its line stays short; the container sees
+/// the image through it and writes to its own upper layer.
 #[test]
-fn rootfs_overlay_options_are_short_and_relative() {
+fn rootfs_overlay_is_the_shims_own_with_short_relative_options() {
     let t = TestRuntime::new("rootfs");
     let mut cfg = t.sh("rel", "cat /etc/passwd | head -n1; echo changed > /etc/hostname-copy; cat /etc/hostname-copy");
     cfg.hostname = Some("rel".into());
     t.rt.create_container(&cfg).unwrap();
-    let line = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .find(|l| l.contains("/containers/rel/bundle/rootfs ") && l.contains(" overlay "))
-        .expect("rootfs overlay mounted")
-        .to_string();
+    let overlay_line = |table: &str| {
+        table.lines().find(|l| l.contains("/containers/rel/bundle/rootfs ") && l.contains(" overlay ")).map(str::to_string)
+    };
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(overlay_line(&host), None, "the root is mounted in the host's namespace");
+    let shim = t.rt.container_status("rel").unwrap().shim_pid.expect("a created container has a shim");
+    let line = overlay_line(&std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap())
+        .expect("rootfs overlay mounted in the shim's namespace");
     assert!(line.contains("lowerdir=../../images/") && line.contains(",upperdir=upper,workdir=work"), "{line}");
     t.rt.start_container("rel").unwrap();
     let st = t.rt.wait_container("rel", WAIT).unwrap();
@@ -668,6 +672,8 @@ fn rootfs_overlay_options_are_short_and_relative() {
     let lines = log_lines(&t, "rel");
     assert!(lines[0].2.starts_with("F root:"), "{lines:?}");
     assert_eq!(lines[1].2, "F changed", "the container writes to its own upper layer");
+    let upper = t.scratch.path("root/containers/rel/upper/etc/hostname-copy");
+    assert_eq!(std::fs::read_to_string(upper).unwrap(), "changed\n");
     t.rt.remove_container("rel").unwrap();
 }
 

@@ -10,11 +10,32 @@ use skiff_runtime::runtime::{ExecRequest, Mount, MountKind, Phase, SandboxConfig
 use skiff_runtime::Runtime;
 
 fn mounted(path: &std::path::Path) -> bool {
+    mounted_in("self", path)
+}
+
+/// Whether `path` is a mount point in the mount namespace of process `pid` ("self": ours).
+fn mounted_in(pid: &str, path: &std::path::Path) -> bool {
     let p = path.to_string_lossy().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
         .unwrap()
         .lines()
         .any(|l| l.split(' ').nth(4) == Some(p.as_str()))
+}
+
+/// Checks that the sandbox's namespaces are pinned in the pin holder's mount namespace and
+/// not in ours; returns the holder's pid. `ns_dir` is the path through the holder's root.
+fn pinned_apart(ns_dir: &std::path::Path, kinds: &[&str]) -> String {
+    let s = ns_dir.to_string_lossy();
+    let rest = s.strip_prefix("/proc/").expect("pins are reached through the holder's root");
+    let (pid, inner) = rest.split_once("/root").unwrap();
+    for k in kinds {
+        let own_path = std::path::Path::new(inner).join(k);
+        assert!(mounted_in(pid, &own_path), "{k} namespace not pinned in the holder");
+        assert!(!mounted(&own_path), "{k} namespace pinned in the host's mount table");
+        let fs = nix::sys::statfs::statfs(&ns_dir.join(k)).unwrap();
+        assert_eq!(fs.filesystem_type().0 as i64, 0x6e73_6673, "{k} pin is not an nsfs file");
+    }
+    pid.to_string()
 }
 
 #[test]
@@ -24,13 +45,14 @@ fn two_containers_share_a_directory_and_localhost() {
         t.rt.create_sandbox(&SandboxConfig {
             id: "pod1".into(),
             hostname: "pod-one".into(),
+            shared_shm: true,
             ..Default::default()
         })
         .unwrap();
     assert_eq!(sb.netns_path(), Some(sb.ns_dir.join("net")));
-    for f in ["net", "ipc", "uts"] {
-        assert!(mounted(&sb.ns_dir.join(f)), "{f} namespace not pinned");
-    }
+    let holder = pinned_apart(&sb.ns_dir, &["net", "ipc", "uts"]);
+    let host_dir = t.scratch.path("state/sandboxes/pod1");
+    assert!(mounted(&host_dir.join("shm")), "a shared /dev/shm is a host mount");
     // Looked up by id alone, as a new pod worker does.
     assert_eq!(t.rt.sandbox("pod1").unwrap().map(|s| s.config.hostname), Some("pod-one".to_string()));
     assert!(t.rt.sandbox("pod2").unwrap().is_none());
@@ -119,8 +141,10 @@ fn two_containers_share_a_directory_and_localhost() {
         t.rt.remove_container(c).unwrap();
     }
     t.rt.remove_sandbox("pod1").unwrap();
-    assert!(!mounted(&sb.ns_dir.join("net")));
-    assert!(!mounted(&sb.ns_dir.parent().unwrap().join("shm")));
+    // Removing the pins' files unmounted them in the holder's namespace.
+    assert!(!mounted_in(&holder, &host_dir.join("ns/net")));
+    assert!(!mounted(&host_dir.join("shm")));
+    assert!(!host_dir.exists());
     assert!(!sb.ns_dir.exists());
     // Idempotent.
     t.rt.remove_sandbox("pod1").unwrap();
@@ -240,7 +264,21 @@ fn sandbox_namespaces_are_new_pinned_and_leave_the_caller_alone() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
     assert!(talked, "loopback is down in the sandbox's network namespace");
+    let holder = pinned_apart(&a.ns_dir, &["net", "ipc", "uts"]);
+    assert_eq!(pinned_apart(&b.ns_dir, &["net", "ipc", "uts"]), holder, "one holder per runtime");
+    // Without a shared /dev/shm nothing of the pod is mounted in the host's namespace.
+    let host_a = t.scratch.path("state/sandboxes/nsa");
+    assert!(!host_a.join("shm").exists());
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!table.contains(&host_a.display().to_string()), "{table}");
     t.rt.remove_sandbox("nsa").unwrap();
     t.rt.remove_sandbox("nsb").unwrap();
-    assert!(!mounted(&a.ns_dir.join("net")));
+    assert!(!mounted_in(&holder, &host_a.join("ns/net")));
+    // The holder goes by itself once it has held no pin for a while (two checks 5 s apart).
+    let gone = (0..200).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        !std::path::Path::new(&format!("/proc/{holder}/cmdline")).exists()
+            || std::fs::read(format!("/proc/{holder}/cmdline")).is_ok_and(|c| c.is_empty())
+    });
+    assert!(gone, "the pin holder {holder} outlived its last pin by 20 s");
 }

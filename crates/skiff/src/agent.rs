@@ -206,6 +206,7 @@ pub fn killall(data_dir: &std::path::Path) -> anyhow::Result<()> {
                 eprintln!("could not remove sandbox {}: {e}", s.config.id);
             }
         }
+        skiff_runtime::runtime::pins::stop_holder(&state);
         skiff_runtime::cgroups::remove(&cgroup_parent);
         unmount_under(&state);
         skiff_runtime::runtime::state_dir::remove_if_empty(&state);

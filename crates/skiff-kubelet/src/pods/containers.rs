@@ -138,6 +138,8 @@ impl PodWorker {
             dns: self.dns_lines(),
             hosts,
             labels: naming::sandbox_labels(&self.uid(), &self.ns(), &name),
+            // Init containers share it too; one container alone needs no shared one.
+            shared_shm: spec.containers.len() + spec.init_containers.as_ref().map_or(0, Vec::len) > 1,
         };
         let id = config.id.clone();
         let created = blocking(&self.shared.runtime, move |rt| rt.create_sandbox(&config)).await;

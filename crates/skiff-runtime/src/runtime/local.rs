@@ -4,7 +4,7 @@
 //! `containers/<id>/` (the container's overlay `upper/` and `work/` dirs and by default its
 //! `container.log`). Under the state directory, on a tmpfs ([`super::state_dir`]):
 //! `containers/<id>/` (the container's record `container.json`, its bundle with the
-//! overlayfs root at `bundle/rootfs`, the shim's `status.json`, `shim.sock`, `shim.log`),
+//! overlayfs root at `bundle/rootfs`, mounted only in the shim's mount namespace, the shim's `status.json`, `shim.sock`, `shim.log`),
 //! `sandboxes/<id>/` and `libcontainer/` (libcontainer's own state). A container exists
 //! while its state directory does; a writable layer without one (left by a reboot, which
 //! empties the tmpfs) is removed by [`LocalRuntime::recover`].
@@ -91,6 +91,7 @@ pub struct LocalRuntime {
     network: Arc<dyn NetworkHook>,
     running: super::running::RunningStatuses,
     zygote: std::sync::Mutex<ZygoteState>,
+    pins: super::pins::PinHolder,
 }
 
 /// The shim zygote ([`crate::shim::Zygote`]): started on the first container create.
@@ -151,7 +152,9 @@ impl LocalRuntime {
         let p = cfg.root.join("containers");
         std::fs::create_dir_all(&p).ctx("create runtime dir", &p)?;
         let images = ImageStore::open(&cfg.root)?;
+        let pins = super::pins::PinHolder::new(cfg.shim.clone(), &cfg.state)?;
         Ok(Self {
+            pins,
             cfg,
             images,
             network,
@@ -202,10 +205,11 @@ impl LocalRuntime {
         let image = self.images.get(&config.image)?;
         self.images.lease(&config.id, &image)?;
         let image_cfg = self.images.config(&image)?;
-        let rootfs = dir.join("bundle/rootfs");
         let layer = self.layer_dir(&config.id);
-        super::rootfs::mount_overlay(&layer, &rootfs, &self.images.lower_dirs(&image), &config.id)?;
-        let process = spec::resolve_process(config, &image_cfg, &rootfs)?;
+        let lowers = self.images.lower_dirs(&image);
+        // Mounted by the shim, in its own mount namespace (see `rootfs.rs`).
+        let rootfs = super::rootfs::prepare_overlay(&layer, &dir.join("bundle"), &lowers)?.rootfs;
+        let process = spec::resolve_process(config, &image_cfg, &spec::ImageFiles(lowers))?;
         let mut ns = NamespaceSetup::default();
         if let Some(sid) = &config.sandbox_id {
             let sb = sandbox::load(&self.cfg.state, sid)?;
@@ -217,7 +221,7 @@ impl LocalRuntime {
                 }
             }
             ns.files = sandbox::pod_files(&self.cfg.state, sid);
-            ns.shm = Some(sandbox::shm_dir(&self.cfg.state, sid));
+            ns.shm = sandbox::shm_dir(&self.cfg.state, sid);
         }
         let cgroups_path = format!(
             "{}/{}",
@@ -251,7 +255,7 @@ impl LocalRuntime {
             cgroups_path,
             log_path,
             uid: process.user.uid,
-            gid: Some(spec::primary_gid(&process.user, &rootfs)),
+            gid: Some(process.gid),
         };
         let path = dir.join("container.json");
         let bytes = serde_json::to_vec_pretty(&record).map_err(|source| Error::Json {
@@ -266,6 +270,8 @@ impl LocalRuntime {
     /// Removes everything of a container but its shim; tolerant of partial state.
     fn cleanup(&self, id: &str, cgroups_path: Option<&str>) {
         let dir = self.container_dir(id);
+        // Roots are mounted in their shims' namespaces; containers created by an agent of an
+        // earlier version had theirs in the host's.
         let _ = umount2(&dir.join("bundle/rootfs"), MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&dir);
         let _ = std::fs::remove_dir_all(self.layer_dir(id));
@@ -641,7 +647,7 @@ impl Runtime for LocalRuntime {
     }
 
     fn create_sandbox(&self, config: &SandboxConfig) -> Result<SandboxInfo> {
-        sandbox::create(&self.cfg.state, self.network.as_ref(), config)
+        sandbox::create(&self.cfg.state, self.network.as_ref(), &self.pins, config)
     }
 
     fn remove_sandbox(&self, id: &str) -> Result<()> {

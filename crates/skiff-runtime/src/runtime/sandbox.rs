@@ -52,6 +52,7 @@ pub(super) fn load(root: &Path, id: &str) -> Result<SandboxInfo> {
 pub(super) fn create(
     root: &Path,
     net: &dyn NetworkHook,
+    pins: &super::pins::PinHolder,
     config: &SandboxConfig,
 ) -> Result<SandboxInfo> {
     crate::error::validate_id(&config.id)?;
@@ -71,27 +72,17 @@ pub(super) fn create(
             }
         });
     }
-    let info = SandboxInfo {
+    let mut info = SandboxInfo {
         config: config.clone(),
         ns_dir: d.join("ns"),
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     };
     let result = (|| {
         write_pod_files(&d, config)?;
-        super::pins::pin_namespaces(&info.ns_dir, &config.hostname, config.host_network)?;
-        // One /dev/shm per pod, as the shared IPC namespace implies.
-        let shm = d.join("shm");
-        std::fs::create_dir_all(&shm).ctx("create pod shm", &shm)?;
-        nix::mount::mount(
-            Some("shm"),
-            &shm,
-            Some("tmpfs"),
-            nix::mount::MsFlags::MS_NOSUID
-                | nix::mount::MsFlags::MS_NODEV
-                | nix::mount::MsFlags::MS_NOEXEC,
-            Some("mode=1777,size=65536k"),
-        )
-        .sys(|| format!("mount pod shm at {}", shm.display()))?;
+        info.ns_dir = pins.pin(&info.ns_dir, &config.hostname, config.host_network)?;
+        if config.shared_shm {
+            mount_shm(&d.join("shm"))?;
+        }
         net.setup(&info)?;
         let path = d.join("sandbox.json");
         let bytes = serde_json::to_vec_pretty(&info).map_err(|source| Error::Json {
@@ -111,6 +102,20 @@ pub(super) fn create(
             Err(e)
         }
     }
+}
+
+/// The pod's one `/dev/shm` (see [`SandboxConfig::shared_shm`]), as the shared IPC namespace
+/// implies.
+fn mount_shm(shm: &Path) -> Result<()> {
+    std::fs::create_dir_all(shm).ctx("create pod shm", shm)?;
+    nix::mount::mount(
+        Some("shm"),
+        shm,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .sys(|| format!("mount pod shm at {}", shm.display()))
 }
 
 fn write_pod_files(d: &Path, config: &SandboxConfig) -> Result<()> {
@@ -137,7 +142,9 @@ fn write_pod_files(d: &Path, config: &SandboxConfig) -> Result<()> {
     Ok(())
 }
 
-/// Unmounts the namespace pins and removes the sandbox directory; tolerant of partial state.
+/// Removes the sandbox directory, which unpins its namespaces (removing a pin's file
+/// detaches the mount on it in the pin holder's namespace; the unmounts are for pins an agent
+/// of an earlier version made in the host's); tolerant of partial state.
 pub(super) fn teardown_dir(d: &Path) {
     for (_, file) in NS_KINDS {
         let p = d.join("ns").join(file);
@@ -157,9 +164,9 @@ pub(super) fn remove(root: &Path, net: &dyn NetworkHook, id: &str) -> Result<()>
     Ok(())
 }
 
-/// The pod's shared `/dev/shm` directory.
-pub(super) fn shm_dir(root: &Path, id: &str) -> PathBuf {
-    dir(root, id).join("shm")
+/// The pod's shared `/dev/shm` directory, if it has one.
+pub(super) fn shm_dir(root: &Path, id: &str) -> Option<PathBuf> {
+    Some(dir(root, id).join("shm")).filter(|d| d.is_dir())
 }
 
 /// The files a container of this sandbox gets bound: (host path, container path).

@@ -24,6 +24,12 @@ pub struct SandboxConfig {
     /// Labels, for listing.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Give the pod one `/dev/shm`, shared by its containers (a pod of more than one
+    /// container). Otherwise each container gets a private one (the same 64 MiB tmpfs, but
+    /// emptied when the container restarts) and nothing is mounted on the host for it: every
+    /// host mount costs each later container create (see `runtime/pins.rs`).
+    #[serde(default)]
+    pub shared_shm: bool,
 }
 
 /// A created sandbox.
@@ -31,7 +37,9 @@ pub struct SandboxConfig {
 pub struct SandboxInfo {
     /// The config it was created from.
     pub config: SandboxConfig,
-    /// Namespace files (`net`, `ipc`, `uts`) under `<root>/sandboxes/<id>/ns/`.
+    /// Namespace files (`net`, `ipc`, `uts`): `<state>/sandboxes/<id>/ns/` in the pin
+    /// holder's mount namespace, reached through its root (`/proc/<holder>/root/...`; see
+    /// `runtime/pins.rs`).
     pub ns_dir: PathBuf,
     /// Creation time (RFC 3339).
     pub created_at: String,

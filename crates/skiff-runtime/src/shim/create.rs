@@ -130,6 +130,11 @@ fn supervise(args: &CreateArgs, ready: &mut Option<File>) -> Result<()> {
             message: e.to_string(),
         }
     };
+    // The container's root, mounted where only this container sees it (see
+    // `runtime/rootfs.rs`).
+    if let Some(overlay) = crate::runtime::rootfs::read_overlay(&args.bundle)? {
+        crate::runtime::rootfs::mount_in_own_namespace(&overlay)?;
+    }
     let confinement = Confinement::from_bundle(&args.id, &args.bundle)?;
     let mut builder = ContainerBuilder::new(args.id.clone(), SyscallType::Linux)
         .with_root_path(&args.lc_root)

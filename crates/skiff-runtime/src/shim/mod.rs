@@ -15,9 +15,9 @@
 //!   caller's stdio, or on a new pseudo-terminal relayed to that stdio (`--tty`, resized from
 //!   the sizes written to a FIFO, `--resize`), and exits with the process's exit code;
 //! - `zygote`: forks a `create` per request instead of the agent executing the program for
-//!   each container (see `zygote.rs`).
-//!
-//! A pod's own namespaces need no process: see `runtime/pins.rs`.
+//!   each container (see `zygote.rs`);
+//! - `pins`: holds, in a mount namespace of its own, the mounts that keep pods' namespaces
+//!   alive (see `pins.rs` and `runtime/pins.rs`).
 //!
 //! The agent side of these protocols is [`client`].
 
@@ -29,6 +29,7 @@ pub use create::IDLE_TRIM_DELAY;
 mod exec;
 mod fds;
 pub mod log;
+pub mod pins;
 mod zygote;
 pub use zygote::{Zygote, ZygoteError, RESTART_BACKOFF as ZYGOTE_RESTART_BACKOFF};
 
@@ -252,6 +253,15 @@ pub fn main(args: Vec<String>) -> i32 {
         let argv: Vec<String> = std::env::args().collect();
         let prefix = argv[..argv.len().saturating_sub(args.len())].to_vec();
         return zygote::serve(prefix);
+    }
+    if args.first().is_some_and(|a| a == "pins") {
+        return match args.get(1..) {
+            Some([flag, state]) if flag == "--state" => pins::serve(PathBuf::from(state)),
+            _ => {
+                eprintln!("error: usage: shim pins --state DIR");
+                2
+            }
+        };
     }
     match ShimCommand::parse(&args) {
         Ok(cmd) => run(cmd),

@@ -136,6 +136,11 @@ impl Drop for Scratch {
                 let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
             }
         }
+        // A runtime's pin holder would leave by itself once the directory is gone; a test's
+        // is stopped now.
+        for dir in [self.0.clone(), self.0.join("state"), self.0.join("root")] {
+            skiff_runtime::runtime::pins::stop_holder(&dir);
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
