@@ -705,9 +705,12 @@ fn shims_forked_by_the_zygote_carry_their_command_lines() {
     assert!(line.contains(&format!("\0--lc-root\0{}\0", t.scratch.path("state/libcontainer").display())), "{line:?}");
     let new = zygotes();
     assert_eq!(new.len(), 1, "one zygote started for the runtime");
-    // The shim is the zygote's grandchild: its parent exited once the container was created.
-    let ppid = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap().rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse::<i32>().unwrap();
-    assert_ne!(ppid, new[0], "the zygote's child does not stay the shim's parent");
+    // The zygote's child is the shim itself (it supervises in place, no second fork), in a
+    // session of its own so that signals to the zygote's group do not reach it.
+    let stat = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap();
+    let fields: Vec<i32> = stat.rsplit_once(')').unwrap().1.split_whitespace().skip(1).take(3).map(|f| f.parse().unwrap()).collect();
+    assert_eq!(fields[0], new[0], "the shim is the zygote's child");
+    assert_eq!(fields[2], shim, "the shim leads its own session");
     let st = t.rt.stop_container("zy", Duration::from_secs(1)).unwrap();
     assert_eq!(st.phase, Phase::Exited);
     drop(t);
@@ -716,4 +719,6 @@ fn shims_forked_by_the_zygote_carry_their_command_lines() {
         !std::path::Path::new(&format!("/proc/{}", new[0])).exists() || cmdline(new[0]).is_empty()
     });
     assert!(gone, "the zygote exits with its runtime");
+    let status = std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap_or_default();
+    assert!(status.is_empty() || status.contains(") Z "), "the shim ended with its container: {status}");
 }

@@ -189,6 +189,26 @@ fn shim_memory_mib() -> (usize, f64, f64, f64) {
     (count, rss as f64 / 1024.0, pss as f64 / 1024.0, anon as f64 / 1024.0)
 }
 
+/// The runtime helpers that are not containers' shims, whose command lines do not name the
+/// bench's data dir (the zygote and the pin holder, both under the agent's state directory
+/// in /run/skiff): (kind, pid) for each process of the bench's `skiff` binary.
+fn runtime_helpers(skiff: &Path) -> Vec<(&'static str, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_deref() != Some(skiff) {
+            continue;
+        }
+        let cmd = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
+        for kind in ["zygote", "pins"] {
+            if cmd.contains(&format!("\0shim\0{kind}\0")) {
+                out.push((kind, pid));
+            }
+        }
+    }
+    out
+}
+
 fn pod(name: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {"bench": "podbench"}},
@@ -390,6 +410,11 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32, server_pid: u32) -> an
     let (rss_n, cpu_n) = footprint(agent_pid, 10);
     let threads_idle = status_field(agent_pid, "Threads:");
     let (shims, shim_rss, shim_pss, shim_anon) = shim_memory_mib();
+    let skiff = std::env::current_exe()?.with_file_name("skiff");
+    let helpers: Vec<String> = runtime_helpers(&std::fs::canonicalize(&skiff).unwrap_or(skiff))
+        .into_iter()
+        .map(|(kind, pid)| format!("{kind} RSS {:.1} MiB / PSS {:.1} MiB", rss_kib(pid) as f64 / 1024.0, rollup_kib(pid, "Pss") as f64 / 1024.0))
+        .collect();
     let agent_pss = rollup_kib(agent_pid, "Pss") as f64 / 1024.0;
     let agent_anon = rollup_kib(agent_pid, "Anonymous") as f64 / 1024.0;
     if o.hold > 0 {
@@ -442,5 +467,6 @@ async fn run(o: &Opts, kubeconfig: &Path, agent_pid: u32, server_pid: u32) -> an
         shim_pss / shims.max(1) as f64,
         shim_anon / shims.max(1) as f64
     );
+    println!("  runtime helpers (one each per node): {}", if helpers.is_empty() { "none".to_string() } else { helpers.join(", ") });
     Ok(())
 }

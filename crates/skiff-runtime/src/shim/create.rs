@@ -76,19 +76,38 @@ pub(super) fn run(args: &CreateArgs) -> i32 {
         }
         Ok(ForkResult::Child) => {
             drop(ready_r);
-            let mut ready = Some(File::from(ready_w));
-            let code = match supervise(args, &mut ready) {
-                Ok(()) => 0,
-                Err(e) => {
-                    if let Some(r) = ready.as_mut() {
-                        let _ = writeln!(r, "error: {e}");
-                    }
-                    tracing::error!(container = %args.id, error = %e, "shim failed");
-                    eprintln!("error: {e}");
-                    1
-                }
-            };
-            std::process::exit(code);
+            std::process::exit(supervise_reporting(args, File::from(ready_w)));
+        }
+    }
+}
+
+/// `shim create` in a child of the zygote: supervises in this process instead of forking
+/// again, since nothing waits for this process to exit (the zygote reaps it whenever it
+/// ends). The readiness line goes straight to the agent's pipe, our stdout at entry; the
+/// agent reads that one line, not to the pipe's end: the container's init holds a copy of
+/// it until it execs. Saves a fork and an exit per container.
+pub(super) fn run_in_place(args: &CreateArgs) -> i32 {
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(ready) => supervise_reporting(args, File::from(ready)),
+        Err(e) => {
+            println!("error: duplicate the report pipe: {e}");
+            1
+        }
+    }
+}
+
+/// Supervises the container, reporting `ok PID` or the error on `ready`; the exit code.
+fn supervise_reporting(args: &CreateArgs, ready: File) -> i32 {
+    let mut ready = Some(ready);
+    match supervise(args, &mut ready) {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(r) = ready.as_mut() {
+                let _ = writeln!(r, "error: {e}");
+            }
+            tracing::error!(container = %args.id, error = %e, "shim failed");
+            eprintln!("error: {e}");
+            1
         }
     }
 }

@@ -7,9 +7,11 @@
 //! image, about a quarter of the shim's CPU in a burst of 100 pods. The zygote pays that
 //! once: the agent starts it (single-threaded, like every shim) and sends it one message per
 //! container, the `shim create` arguments with the two pipes to report on; the zygote forks,
-//! and the child runs `shim create` exactly as the executed program would (it forks the
-//! supervisor, prints `ok PID` or `error: ...`, and exits), with the pipes as its stdout and
-//! stderr.
+//! and the child, with the pipes as its stdout and stderr, becomes the container's supervisor
+//! itself and reports `ok PID` or `error: ...` as its first line on stdout. (The executed
+//! program forks once more and the parent relays that line and exits, because its caller
+//! waits for it to exit; here the agent reads the first line, and the zygote reaps the
+//! child whenever its container ends.)
 //!
 //! The child's command line is made the one the executed shim would have, because the agent
 //! recognises a container's shim and its helpers by their command lines (`--id ID`,
@@ -97,9 +99,11 @@ impl Zygote {
         Ok(Self { socket: ours, child })
     }
 
-    /// Runs `shim create` (`cmd`) in a child of the zygote; returns what it wrote on stdout
-    /// and stderr once both are closed (the child exited and the supervisor it forked let go
-    /// of them), as `Command::output` does for an executed shim.
+    /// Runs `shim create` (`cmd`) in a child of the zygote, which becomes the container's
+    /// supervisor; returns its report: the first line it wrote on stdout (the pipe stays open
+    /// in the container's init until it execs) and all it wrote on stderr (closed as the
+    /// supervisor sends its own output to its log), as `Command::output` gives them for an
+    /// executed shim.
     pub fn run(&self, cmd: &ShimCommand) -> std::result::Result<(Vec<u8>, Vec<u8>), ZygoteError> {
         let err = |message: String| Error::Shim { id: "zygote".into(), message };
         let not_sent = |m: String| ZygoteError::NotSent(err(m));
@@ -126,7 +130,7 @@ impl Zygote {
         )
         .map_err(|e| not_sent(format!("send request: {e}")))?;
         drop((out_w, err_w));
-        read_both(out_r, err_r).map_err(|e| ZygoteError::Lost(err(format!("read the shim's report: {e}"))))
+        read_report(out_r, err_r).map_err(|e| ZygoteError::Lost(err(format!("read the shim's report: {e}"))))
     }
 }
 
@@ -138,8 +142,8 @@ impl Drop for Zygote {
     }
 }
 
-/// Reads two pipes to their ends.
-fn read_both(a: OwnedFd, b: OwnedFd) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+/// Reads pipe `a` to its first line (or its end) and `b` to its end.
+fn read_report(a: OwnedFd, b: OwnedFd) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let (mut a, mut b) = (Some(std::fs::File::from(a)), Some(std::fs::File::from(b)));
     let mut buf = [0u8; 4096];
@@ -152,16 +156,15 @@ fn read_both(a: OwnedFd, b: OwnedFd) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
         let ready: Vec<bool> = fds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
         drop(fds);
         let mut i = 0;
-        for (slot, sink) in [(&mut a, &mut out), (&mut b, &mut err)] {
+        for (first_line_only, slot, sink) in [(true, &mut a, &mut out), (false, &mut b, &mut err)] {
             if slot.is_none() {
                 continue;
             }
             if ready[i] {
                 let n = slot.as_mut().expect("checked").read(&mut buf)?;
-                if n == 0 {
+                sink.extend_from_slice(&buf[..n]);
+                if n == 0 || (first_line_only && sink.contains(&b'\n')) {
                     *slot = None;
-                } else {
-                    sink.extend_from_slice(&buf[..n]);
                 }
             }
             i += 1;
@@ -253,7 +256,7 @@ fn child(prefix: &[String], args: Vec<String>, socket: OwnedFd, out: OwnedFd, er
         return 1;
     }
     match ShimCommand::parse(&args) {
-        Ok(cmd @ ShimCommand::Create(_)) => super::run(cmd),
+        Ok(ShimCommand::Create(args)) => super::create::run_in_place(&args),
         Ok(_) => {
             println!("error: the zygote only creates containers");
             2
@@ -321,7 +324,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_pipes_are_read_to_their_ends() {
+    fn the_report_is_the_first_line_and_all_of_stderr() {
         let (ar, aw) = nix::unistd::pipe().unwrap();
         let (br, bw) = nix::unistd::pipe().unwrap();
         let writer = std::thread::spawn(move || {
@@ -332,9 +335,18 @@ mod tests {
                 writeln!(a, "out {i}").unwrap();
             }
         });
-        let (out, err) = read_both(ar, br).unwrap();
+        let (out, err) = read_report(ar, br).unwrap();
         writer.join().unwrap();
-        assert_eq!(String::from_utf8(out).unwrap().lines().count(), 100);
-        assert!(String::from_utf8(err).unwrap().ends_with("err 99\n"));
+        assert!(String::from_utf8(out).unwrap().starts_with("out 0\n"), "the first line");
+        assert!(String::from_utf8(err).unwrap().ends_with("err 99\n"), "all of stderr");
+        // A first line while the writer keeps its end open (as the container's init does).
+        let (ar, aw) = nix::unistd::pipe().unwrap();
+        let (br, bw) = nix::unistd::pipe().unwrap();
+        let mut held = std::fs::File::from(aw);
+        std::io::Write::write_all(&mut held, b"ok 42\n").unwrap();
+        drop(bw);
+        let (out, err) = read_report(ar, br).unwrap();
+        assert_eq!((out.as_slice(), err.as_slice()), (&b"ok 42\n"[..], &b""[..]));
+        drop(held);
     }
 }
