@@ -55,9 +55,14 @@ fn start_time(pid: i32) -> Option<u64> {
 
 /// Whether the command line of `pid` is a shim's for container `id`.
 fn cmdline_names(pid: i32, id: &str) -> bool {
-    let needle = format!("\0--id\0{id}\0");
+    cmdline_contains(pid, &format!("\0--id\0{id}\0"))
+}
+
+/// Whether the command line of `pid` (NUL-separated arguments) contains `needle`; false for
+/// a process that is gone or a zombie (which has none).
+pub(super) fn cmdline_contains(pid: i32, needle: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+        .map(|c| String::from_utf8_lossy(&c).contains(needle))
         .unwrap_or(false)
 }
 

@@ -4,7 +4,8 @@
 //! `containers/<id>/` (the container's overlay `upper/` and `work/` dirs and by default its
 //! `container.log`). Under the state directory, on a tmpfs ([`super::state_dir`]):
 //! `containers/<id>/` (the container's record `container.json`, its bundle with the
-//! overlayfs root at `bundle/rootfs`, mounted only in the shim's mount namespace, the shim's `status.json`, `shim.sock`, `shim.log`),
+//! overlayfs root at `bundle/rootfs`, mounted only in the shim's mount namespace, the
+//! shim's `status.json`, `shim.sock`, `shim.log`),
 //! `sandboxes/<id>/` and `libcontainer/` (libcontainer's own state). A container exists
 //! while its state directory does; a writable layer without one (left by a reboot, which
 //! empties the tmpfs) is removed by [`LocalRuntime::recover`].

@@ -129,9 +129,7 @@ pub fn running_holder(state: &Path) -> Option<i32> {
     let state = std::path::absolute(state).ok()?;
     let pid: i32 = std::fs::read_to_string(state.join(PID_FILE)).ok()?.trim().parse().ok()?;
     // A reused pid would not have this command line; a zombie has none.
-    let needle = format!("\0pins\0--state\0{}\0", state.display());
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline).contains(&needle).then_some(pid)
+    super::liveness::cmdline_contains(pid, &format!("\0pins\0--state\0{}\0", state.display())).then_some(pid)
 }
 
 /// Stops the pin holder of the runtime at `state` and removes its files (`skiff killall`);

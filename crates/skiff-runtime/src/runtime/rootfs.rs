@@ -27,7 +27,7 @@ use crate::error::{IoContext, Result, SysContext};
 pub const MOUNT_FILE: &str = "rootfs-mount.json";
 
 /// An overlay root to mount: `data` (the overlay options) is relative to `layer_dir`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct OverlayMount {
     /// The container's layer directory (holding `upper/` and `work/`).
     pub layer_dir: PathBuf,

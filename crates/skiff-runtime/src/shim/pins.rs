@@ -1,9 +1,9 @@
 //! `shim pins --state DIR`: the process whose mount namespace holds the runtime's namespace
 //! pins (see `runtime/pins.rs` for why they are not in the host's).
 //!
-//! It forks (the agent waits only for the parent), makes itself a private copy of the host's mount namespace, records its pid in
-//! `DIR/`[`PID_FILE`], says `ready` on stdout and then only waits: the agent's threads join
-//! its mount namespace to bind pins there. It exits once it has held no pin for a while
+//! It forks (the agent waits only for the parent), makes itself a private copy of the host's
+//! mount namespace, records its pid in `DIR/`[`PID_FILE`], says `ready` on stdout and then
+//! only waits: the agent's threads join its mount namespace to bind pins there. It exits once it has held no pin for a while
 //! (every sandbox removed, or the state directory gone: a test's runtime was thrown away),
 //! under an exclusive lock on `DIR/`[`LOCK_FILE`] that the agent holds shared while it pins,
 //! so that it never exits under a pin being made.
@@ -86,7 +86,7 @@ fn prepare(state: &Path) -> std::result::Result<(), String> {
 }
 
 /// How many namespace pins are mounted under `state`'s sandboxes in this mount namespace.
-pub fn pins_held(state: &Path) -> usize {
+fn pins_held(state: &Path) -> usize {
     let sandboxes = state.join("sandboxes");
     let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else { return 1 };
     table
